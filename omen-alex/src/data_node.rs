@@ -1,0 +1,506 @@
+//! Data nodes: gapped arrays with a linear model (ALEX paper §3.2–3.3).
+//!
+//! Invariants (checked by `check`):
+//! - `keys` is sorted non-decreasing over all slots, occupied or not;
+//! - an unoccupied slot (a gap) holds the key of the next occupied slot to its right, or
+//!   `K::MAX` when there is none — so the array stays sorted and the last slot holding a key
+//!   `k != K::MAX` is the occupied one;
+//! - a value is initialised exactly in the slots whose bitmap bit is set; `num_keys` is the
+//!   number of set bits.
+#![expect(unsafe_code, reason = "values live in MaybeUninit slots whose occupancy the bitmap records")]
+
+use core::mem::{self, MaybeUninit};
+
+use crate::bitmap::Bitmap;
+use crate::config::AlexConfig;
+use crate::cost::{SHIFT_WEIGHT, search_cost};
+use crate::key::Key;
+use crate::model::{LinearModel, clamp_position};
+
+/// Link value meaning "no neighbour".
+pub(crate) const NO_NODE: u32 = u32::MAX;
+/// The smallest gapped array we allocate.
+pub(crate) const CAPACITY_MIN: usize = 16;
+
+/// What a data node observed since it was last built or resized; the cost model (§4.2.2)
+/// compares it with the cost expected at build time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct InsertCounters {
+    pub inserts: u64,
+    pub search_probes: u64,
+    pub shifts: u64,
+    /// Inserts of a key larger than every key in the node.
+    pub right_appends: u64,
+    /// Inserts of a key smaller than every key in the node.
+    pub left_appends: u64,
+}
+
+impl InsertCounters {
+    /// Measured cost per insert, in the units of `DataNode::expected_cost`.
+    pub fn cost_per_insert(&self) -> f64 {
+        if self.inserts == 0 {
+            return 0.0;
+        }
+        (self.search_probes as f64 + SHIFT_WEIGHT * self.shifts as f64) / self.inserts as f64
+    }
+}
+
+/// A leaf of the tree: a gapped array of keys and values with a model predicting slots.
+pub(crate) struct DataNode<K, V> {
+    pub model: LinearModel,
+    keys: Box<[K]>,
+    values: Box<[MaybeUninit<V>]>,
+    bitmap: Bitmap,
+    num_keys: usize,
+    /// Neighbouring leaves in key order (for range scans).
+    pub prev: u32,
+    pub next: u32,
+    pub counters: InsertCounters,
+    /// Cost per operation predicted when the node was built (search probes + shifts).
+    pub expected_cost: f64,
+}
+
+/// How a rebuilt node spreads its keys over the new gapped array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// Over the whole array (the default of the paper).
+    Whole,
+    /// Over the left part, leaving the right free: the node sees appends of growing keys.
+    LeaveRightFree,
+    /// Over the right part, leaving the left free: the node sees inserts of shrinking keys.
+    LeaveLeftFree,
+}
+
+impl<K: Key, V> DataNode<K, V> {
+    /// An unreachable placeholder for a freed arena slot.
+    pub fn dead() -> Self {
+        Self {
+            model: LinearModel::constant(0.0),
+            keys: Box::new([]),
+            values: Box::new([]),
+            bitmap: Bitmap::new(0),
+            num_keys: 0,
+            prev: NO_NODE,
+            next: NO_NODE,
+            counters: InsertCounters::default(),
+            expected_cost: 0.0,
+        }
+    }
+
+    /// Builds a node holding `keys` (strictly increasing) with the next `keys.len()` values.
+    pub fn build(
+        keys: &[K],
+        values: &mut impl Iterator<Item = V>,
+        capacity: usize,
+        spread: Spread,
+        config: &AlexConfig,
+    ) -> Self {
+        let n = keys.len();
+        let capacity = capacity.max(CAPACITY_MIN).max(n);
+        let span = match spread {
+            Spread::Whole => capacity as f64,
+            _ => (n as f64 / config.density_max).min(capacity as f64),
+        };
+        let mut model = LinearModel::fit(keys, 0, n, span / n.max(1) as f64, config.sampling);
+        if spread == Spread::LeaveLeftFree {
+            model.intercept += capacity as f64 - span;
+        }
+        Self::place(keys, values, model, capacity)
+    }
+
+    /// Model-based placement (§3.3 "model-based inserts" during bulk load): each key goes to
+    /// its predicted slot, or the next free one, leaving room for the keys still to come.
+    fn place(keys: &[K], values: &mut impl Iterator<Item = V>, model: LinearModel, capacity: usize) -> Self {
+        let n = keys.len();
+        assert!(n <= capacity, "data node of capacity {capacity} cannot hold {n} keys");
+        let mut slot_keys = vec![K::MAX; capacity].into_boxed_slice();
+        let mut slot_values: Box<[MaybeUninit<V>]> = (0..capacity).map(|_| MaybeUninit::uninit()).collect();
+        let mut bitmap = Bitmap::new(capacity);
+        let mut next_free = 0;
+        let mut search_sum = 0.0;
+        let mut placed = 0;
+        for (i, (&key, value)) in keys.iter().zip(values.by_ref()).enumerate() {
+            let predicted = model.slot(key, capacity);
+            let slot = predicted.max(next_free).min(capacity - (n - i));
+            slot_keys[slot] = key;
+            slot_values[slot].write(value);
+            bitmap.set(slot);
+            search_sum += search_cost(predicted.abs_diff(slot));
+            next_free = slot + 1;
+            placed += 1;
+            if placed == n {
+                break;
+            }
+        }
+        assert_eq!(placed, n, "the value source ran dry while building a data node");
+        let mut node = Self {
+            model,
+            keys: slot_keys,
+            values: slot_values,
+            bitmap,
+            num_keys: n,
+            prev: NO_NODE,
+            next: NO_NODE,
+            counters: InsertCounters::default(),
+            expected_cost: 0.0,
+        };
+        node.fill_gaps();
+        let search = if n == 0 { 0.0 } else { search_sum / n as f64 };
+        node.expected_cost = search + SHIFT_WEIGHT * node.expected_shifts();
+        node
+    }
+
+    /// Writes into every gap the key of the next occupied slot (or `K::MAX`).
+    fn fill_gaps(&mut self) {
+        let mut next_key = K::MAX;
+        for slot in (0..self.keys.len()).rev() {
+            if self.bitmap.get(slot) {
+                next_key = self.keys[slot];
+            } else {
+                self.keys[slot] = next_key;
+            }
+        }
+    }
+
+    /// Expected slots shifted by a random insert: an insert landing in a run of `L` occupied
+    /// slots moves about `L / 4` of them to the nearer gap, and lands there with weight `L`.
+    fn expected_shifts(&self) -> f64 {
+        let (mut weighted, mut total, mut run) = (0.0, 0.0, 0.0f64);
+        for slot in 0..=self.keys.len() {
+            if slot < self.keys.len() && self.bitmap.get(slot) {
+                run += 1.0;
+            } else if run > 0.0 {
+                weighted += run * run / 4.0;
+                total += run;
+                run = 0.0;
+            }
+        }
+        if total > 0.0 { weighted / total } else { 0.0 }
+    }
+
+    pub fn num_keys(&self) -> usize {
+        self.num_keys
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether one more key would push the node past the maximum density.
+    pub fn is_full(&self, config: &AlexConfig) -> bool {
+        (self.num_keys + 1) as f64 > self.keys.len() as f64 * config.density_max || self.num_keys >= self.keys.len()
+    }
+
+    /// The slot holding `key`, if present.
+    #[inline]
+    pub fn find(&self, key: K) -> Option<usize> {
+        let start = self.model.slot(key, self.keys.len());
+        self.find_from(key, start)
+    }
+
+    /// Slot of the predicted position of `key` (for prefetching).
+    #[inline(always)]
+    pub fn predicted_slot(&self, key: K) -> usize {
+        self.model.slot(key, self.keys.len())
+    }
+
+    /// Address of a slot's key, for a prefetch hint.
+    #[inline(always)]
+    pub fn key_address(&self, slot: usize) -> *const K {
+        self.keys.as_ptr().wrapping_add(slot)
+    }
+
+    #[inline]
+    pub fn find_from(&self, key: K, start: usize) -> Option<usize> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let (upper, _) = exponential_search(&self.keys, start, |k| k <= key);
+        let slot = upper.checked_sub(1)?;
+        if self.keys[slot] != key {
+            return None;
+        }
+        if key != K::MAX {
+            return Some(slot);
+        }
+        // Gaps at the end also hold K::MAX: the real one is the first occupied slot holding it.
+        let (lower, _) = exponential_search(&self.keys, start, |k| k < key);
+        let slot = self.bitmap.next_set(lower)?;
+        (self.keys[slot] == key).then_some(slot)
+    }
+
+    /// The value of `key`, if present.
+    #[inline]
+    pub fn get(&self, key: K) -> Option<&V> {
+        self.value(self.find(key)?)
+    }
+
+    #[inline]
+    pub fn get_from(&self, key: K, start: usize) -> Option<&V> {
+        self.value(self.find_from(key, start)?)
+    }
+
+    pub fn get_mut(&mut self, key: K) -> Option<&mut V> {
+        let slot = self.find(key)?;
+        if !self.bitmap.get(slot) {
+            return None;
+        }
+        // SAFETY: the bitmap bit is set, so the value in this slot is initialised.
+        Some(unsafe { self.values[slot].assume_init_mut() })
+    }
+
+    /// The value in an occupied slot.
+    #[inline(always)]
+    pub fn value(&self, slot: usize) -> Option<&V> {
+        if !self.bitmap.get(slot) {
+            debug_assert!(false, "a lookup landed on gap slot {slot}");
+            return None;
+        }
+        // SAFETY: the bitmap bit is set, so the value in this slot is initialised.
+        Some(unsafe { self.values[slot].assume_init_ref() })
+    }
+
+    /// The key in a slot (occupied or a gap).
+    #[inline(always)]
+    pub fn key_at(&self, slot: usize) -> K {
+        self.keys[slot]
+    }
+
+    /// The first occupied slot at or after `from`.
+    #[inline]
+    pub fn next_occupied(&self, from: usize) -> Option<usize> {
+        self.bitmap.next_set(from)
+    }
+
+    /// The last occupied slot before `before`.
+    #[inline]
+    pub fn prev_occupied(&self, before: usize) -> Option<usize> {
+        self.bitmap.prev_set(before)
+    }
+
+    /// The first slot whose key is `>= key` (or `> key` when `exclusive`); may be a gap or
+    /// `capacity()`.
+    pub fn lower_bound(&self, key: K, exclusive: bool) -> usize {
+        if self.keys.is_empty() {
+            return 0;
+        }
+        let start = self.predicted_slot(key);
+        if exclusive {
+            exponential_search(&self.keys, start, |k| k <= key).0
+        } else {
+            exponential_search(&self.keys, start, |k| k < key).0
+        }
+    }
+
+    /// Inserts `key`, returning the previous value if it was present. The node must not be
+    /// full when the key is new (`is_full` is false), so a gap exists.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let capacity = self.keys.len();
+        let predicted = self.model.predict(key);
+        let start = clamp_position(predicted, capacity);
+        let (lower, probes) = exponential_search(&self.keys, start, |k| k < key);
+        self.counters.search_probes += u64::from(probes);
+        let next = self.bitmap.next_set(lower);
+        if let Some(slot) = next
+            && self.keys[slot] == key
+        {
+            // SAFETY: `next_set` returned an occupied slot, whose value is initialised.
+            let old = unsafe { self.values[slot].assume_init_mut() };
+            return Some(mem::replace(old, value));
+        }
+        assert!(self.num_keys < capacity, "insert into a full data node");
+        // Slots lower..end are gaps; lower - 1 (if any) holds a smaller key, end a larger one.
+        let end = next.unwrap_or(capacity);
+        let is_right_append = end == capacity && lower > 0;
+        let is_left_append = lower == 0 && end < capacity;
+        self.counters.right_appends += u64::from(is_right_append);
+        self.counters.left_appends += u64::from(is_left_append);
+        let slot = if lower < end {
+            if is_right_append && predicted >= (capacity - 1) as f64 {
+                lower // pack appends so the free tail is not wasted
+            } else if is_left_append && predicted < 1.0 {
+                end - 1
+            } else {
+                start.clamp(lower, end - 1)
+            }
+        } else {
+            self.make_room(lower)
+        };
+        self.keys[slot] = key;
+        self.values[slot].write(value);
+        self.bitmap.set(slot);
+        self.num_keys += 1;
+        // Gaps between `lower` and the new key now copy it.
+        for gap in lower..slot {
+            self.keys[gap] = key;
+        }
+        self.counters.inserts += 1;
+        None
+    }
+
+    /// Opens a free slot for a key that belongs just before slot `lower` (which is occupied,
+    /// or `capacity()`), by shifting toward the nearer gap. Returns the free slot.
+    fn make_room(&mut self, lower: usize) -> usize {
+        let right = self.bitmap.next_clear(lower);
+        let left = self.bitmap.prev_clear(lower);
+        let go_right = match (left, right) {
+            (Some(l), Some(r)) => r - lower <= lower - 1 - l,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => unreachable!("make_room on a full data node"),
+        };
+        if let (true, Some(r)) = (go_right, right) {
+            // Slots lower..r move one to the right; r was a gap.
+            self.keys[lower..=r].rotate_right(1);
+            self.values[lower..=r].rotate_right(1);
+            self.bitmap.set(r);
+            self.counters.shifts += (r - lower) as u64;
+            lower
+        } else {
+            let l = left.unwrap_or_default();
+            // Slots l+1..lower move one to the left; l was a gap. Gaps before l copied the
+            // key that now sits at l, so they stay correct.
+            self.keys[l..lower].rotate_left(1);
+            self.values[l..lower].rotate_left(1);
+            self.bitmap.set(l);
+            self.counters.shifts += (lower - 1 - l) as u64;
+            lower - 1
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: K) -> Option<V> {
+        let slot = self.find(key)?;
+        if !self.bitmap.get(slot) {
+            return None;
+        }
+        // SAFETY: the bit is set, so the value is initialised; clearing the bit right after
+        // makes this slot uninitialised in the bitmap's eyes, so it is never read again.
+        let value = unsafe { self.values[slot].assume_init_read() };
+        self.bitmap.clear(slot);
+        self.num_keys -= 1;
+        let replacement = self.bitmap.next_set(slot + 1).map_or(K::MAX, |s| self.keys[s]);
+        let mut gap = slot;
+        loop {
+            self.keys[gap] = replacement;
+            if gap == 0 || self.bitmap.get(gap - 1) {
+                break;
+            }
+            gap -= 1;
+        }
+        Some(value)
+    }
+
+    /// Moves every key and value out, in key order, leaving the node empty.
+    pub fn drain_sorted(&mut self) -> (Vec<K>, Vec<V>) {
+        let mut keys = Vec::with_capacity(self.num_keys);
+        let mut values = Vec::with_capacity(self.num_keys);
+        let mut slot = 0;
+        while let Some(s) = self.bitmap.next_set(slot) {
+            keys.push(self.keys[s]);
+            // SAFETY: the bit is set so the value is initialised; the bitmap is cleared below
+            // before anything else can observe the slot, so the value is read exactly once.
+            values.push(unsafe { self.values[s].assume_init_read() });
+            slot = s + 1;
+        }
+        self.bitmap.clear_all();
+        self.num_keys = 0;
+        (keys, values)
+    }
+
+    /// Sum and maximum of |predicted slot - actual slot| over the keys.
+    pub fn search_distances(&self) -> (u64, usize) {
+        let (mut sum, mut max) = (0u64, 0usize);
+        let mut slot = 0;
+        while let Some(s) = self.bitmap.next_set(slot) {
+            let distance = self.predicted_slot(self.keys[s]).abs_diff(s);
+            sum += distance as u64;
+            max = max.max(distance);
+            slot = s + 1;
+        }
+        (sum, max)
+    }
+
+    /// Heap bytes of the gapped key and value arrays.
+    pub fn slot_bytes(&self) -> usize {
+        self.keys.len() * (mem::size_of::<K>() + mem::size_of::<V>())
+    }
+
+    /// Heap bytes of the structure apart from keys and values.
+    pub fn bitmap_bytes(&self) -> usize {
+        self.bitmap.heap_bytes()
+    }
+
+    /// Checks the invariants of the module doc, panicking with a description on failure.
+    pub fn check(&self, id: u32) {
+        let capacity = self.keys.len();
+        assert!(capacity >= CAPACITY_MIN, "data node {id}: capacity {capacity} below minimum");
+        assert_eq!(self.bitmap.count_ones(), self.num_keys, "data node {id}: bitmap count differs from num_keys");
+        for pair in self.keys.windows(2) {
+            assert!(pair[0] <= pair[1], "data node {id}: slot keys not sorted: {pair:?}");
+        }
+        let mut next_key = K::MAX;
+        for slot in (0..capacity).rev() {
+            if self.bitmap.get(slot) {
+                next_key = self.keys[slot];
+                assert_eq!(self.find(next_key), Some(slot), "data node {id}: key {next_key:?} not found by its model");
+            } else {
+                assert_eq!(self.keys[slot], next_key, "data node {id}: gap slot {slot} does not copy the next key");
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for DataNode<K, V> {
+    fn drop(&mut self) {
+        if !mem::needs_drop::<V>() {
+            return;
+        }
+        let mut slot = 0;
+        while let Some(s) = self.bitmap.next_set(slot) {
+            // SAFETY: set bits mark initialised values, and each is dropped once here.
+            unsafe { self.values[s].assume_init_drop() };
+            slot = s + 1;
+        }
+    }
+}
+
+/// The first index whose key fails `before` (keys must be partitioned: all passing keys come
+/// first), searching exponentially outward from `start` (§3.2: exponential search finds the
+/// key in O(log error) steps). Returns the index and the number of probes.
+#[inline(always)]
+fn exponential_search<K: Copy>(keys: &[K], start: usize, before: impl Fn(K) -> bool) -> (usize, u32) {
+    let n = keys.len();
+    debug_assert!(start < n);
+    let mut probes = 0;
+    let mut step = 1;
+    if before(keys[start]) {
+        let mut low = start; // before(keys[low]) holds
+        loop {
+            probes += 1;
+            let high = start + step;
+            if high >= n {
+                return (low + 1 + keys[low + 1..].partition_point(|k| before(*k)), probes);
+            }
+            if !before(keys[high]) {
+                return (low + 1 + keys[low + 1..high].partition_point(|k| before(*k)), probes);
+            }
+            low = high;
+            step *= 2;
+        }
+    } else {
+        let mut high = start; // !before(keys[high])
+        loop {
+            probes += 1;
+            if step > start {
+                return (keys[..high].partition_point(|k| before(*k)), probes);
+            }
+            let low = start - step;
+            if before(keys[low]) {
+                return (low + 1 + keys[low + 1..high].partition_point(|k| before(*k)), probes);
+            }
+            high = low;
+            step *= 2;
+        }
+    }
+}

@@ -76,6 +76,12 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         }
         let mut blocks = Vec::new();
         self.plan(keys, &bounds, 0, fanout, stride, &mut blocks);
+        if force_internal && blocks.len() == 1 {
+            // A forced split must separate the keys: plan the two halves on their own.
+            blocks.clear();
+            self.plan(keys, &bounds, 0, fanout / 2, stride, &mut blocks);
+            self.plan(keys, &bounds, fanout / 2, fanout / 2, stride, &mut blocks);
+        }
         let mut children = Vec::with_capacity(fanout);
         for block in &blocks {
             let part = &keys[bounds[block.start]..bounds[block.start + block.len]];

@@ -63,9 +63,9 @@ impl AlexConfig {
                 self.fanout_max
             )));
         }
-        if self.data_node_slots_max < 256 || self.data_node_slots_max > 1 << 28 {
+        if self.data_node_slots_max < 64 || self.data_node_slots_max > 1 << 28 {
             return Err(AlexError::InvalidConfig(format!(
-                "data_node_slots_max must be in 256..=2^28, got {}",
+                "data_node_slots_max must be in 64..=2^28, got {}",
                 self.data_node_slots_max
             )));
         }

@@ -19,6 +19,8 @@ use crate::model::{LinearModel, clamp_position};
 
 /// Link value meaning "no neighbour".
 pub(crate) const NO_NODE: u32 = u32::MAX;
+/// An append that would shift more slots than this respreads the node instead.
+const APPEND_SHIFT_MAX: usize = 16;
 /// The smallest gapped array we allocate.
 pub(crate) const CAPACITY_MIN: usize = 16;
 
@@ -27,6 +29,9 @@ pub(crate) const CAPACITY_MIN: usize = 16;
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct InsertCounters {
     pub inserts: u64,
+    /// Inserts that were not appends: only these measure the model (appends land past the
+    /// model's domain by definition, §4.5 handles them separately).
+    pub model_inserts: u64,
     pub search_probes: u64,
     pub shifts: u64,
     /// Inserts of a key larger than every key in the node.
@@ -38,10 +43,10 @@ pub(crate) struct InsertCounters {
 impl InsertCounters {
     /// Measured cost per insert, in the units of `DataNode::expected_cost`.
     pub fn cost_per_insert(&self) -> f64 {
-        if self.inserts == 0 {
+        if self.model_inserts == 0 {
             return 0.0;
         }
-        (self.search_probes as f64 + SHIFT_WEIGHT * self.shifts as f64) / self.inserts as f64
+        (self.search_probes as f64 + SHIFT_WEIGHT * self.shifts as f64) / self.model_inserts as f64
     }
 }
 
@@ -102,26 +107,38 @@ impl<K: Key, V> DataNode<K, V> {
             _ => (n as f64 / config.density_max).min(capacity as f64),
         };
         let mut model = LinearModel::fit(keys, 0, n, span / n.max(1) as f64, config.sampling);
-        if spread == Spread::LeaveLeftFree {
-            model.intercept += capacity as f64 - span;
-        }
-        Self::place(keys, values, model, capacity)
+        // Keys go to slots `used`, so the free side stays free even where the model errs.
+        let used = match spread {
+            Spread::Whole => 0..capacity,
+            Spread::LeaveRightFree => 0..(span.ceil() as usize).clamp(n, capacity),
+            Spread::LeaveLeftFree => {
+                model.intercept += capacity as f64 - span;
+                capacity - (span.ceil() as usize).clamp(n, capacity)..capacity
+            }
+        };
+        Self::place(keys, values, model, capacity, used)
     }
 
     /// Model-based placement (§3.3 "model-based inserts" during bulk load): each key goes to
     /// its predicted slot, or the next free one, leaving room for the keys still to come.
-    fn place(keys: &[K], values: &mut impl Iterator<Item = V>, model: LinearModel, capacity: usize) -> Self {
+    fn place(
+        keys: &[K],
+        values: &mut impl Iterator<Item = V>,
+        model: LinearModel,
+        capacity: usize,
+        used: core::ops::Range<usize>,
+    ) -> Self {
         let n = keys.len();
-        assert!(n <= capacity, "data node of capacity {capacity} cannot hold {n} keys");
+        assert!(n <= used.len() && used.end <= capacity, "slots {used:?} of {capacity} cannot hold {n} keys");
         let mut slot_keys = vec![K::MAX; capacity].into_boxed_slice();
         let mut slot_values: Box<[MaybeUninit<V>]> = (0..capacity).map(|_| MaybeUninit::uninit()).collect();
         let mut bitmap = Bitmap::new(capacity);
-        let mut next_free = 0;
+        let mut next_free = used.start;
         let mut search_sum = 0.0;
         let mut placed = 0;
         for (i, (&key, value)) in keys.iter().zip(values.by_ref()).enumerate() {
             let predicted = model.slot(key, capacity);
-            let slot = predicted.max(next_free).min(capacity - (n - i));
+            let slot = predicted.max(next_free).min(used.end - (n - i));
             slot_keys[slot] = key;
             slot_values[slot].write(value);
             bitmap.set(slot);
@@ -294,12 +311,11 @@ impl<K: Key, V> DataNode<K, V> {
 
     /// Inserts `key`, returning the previous value if it was present. The node must not be
     /// full when the key is new (`is_full` is false), so a gap exists.
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: K, value: V, config: &AlexConfig) -> Option<V> {
         let capacity = self.keys.len();
         let predicted = self.model.predict(key);
         let start = clamp_position(predicted, capacity);
         let (lower, probes) = exponential_search(&self.keys, start, |k| k < key);
-        self.counters.search_probes += u64::from(probes);
         let next = self.bitmap.next_set(lower);
         if let Some(slot) = next
             && self.keys[slot] == key
@@ -315,17 +331,32 @@ impl<K: Key, V> DataNode<K, V> {
         let is_left_append = lower == 0 && end < capacity;
         self.counters.right_appends += u64::from(is_right_append);
         self.counters.left_appends += u64::from(is_left_append);
-        let slot = if lower < end {
-            if is_right_append && predicted >= (capacity - 1) as f64 {
+        let (slot, shifts) = if lower < end {
+            let slot = if is_right_append && predicted >= (capacity - 1) as f64 {
                 lower // pack appends so the free tail is not wasted
             } else if is_left_append && predicted < 1.0 {
                 end - 1
             } else {
                 start.clamp(lower, end - 1)
+            };
+            (slot, 0)
+        } else if (is_right_append || is_left_append) && self.shift_distance(lower) > APPEND_SHIFT_MAX {
+            // Appends ran out of free space on their side: rather than shifting ever longer
+            // runs, respread the keys to leave that side free, then insert.
+            let spread = if is_right_append { Spread::LeaveRightFree } else { Spread::LeaveLeftFree };
+            if self.capacity() > self.num_keys + 1 {
+                self.respread(spread, config);
+                return self.insert(key, value, config);
             }
+            self.make_room(lower)
         } else {
             self.make_room(lower)
         };
+        if !is_right_append && !is_left_append {
+            self.counters.model_inserts += 1;
+            self.counters.search_probes += u64::from(probes);
+            self.counters.shifts += shifts as u64;
+        }
         self.keys[slot] = key;
         self.values[slot].write(value);
         self.bitmap.set(slot);
@@ -338,9 +369,26 @@ impl<K: Key, V> DataNode<K, V> {
         None
     }
 
+    /// Slots `make_room(lower)` would shift.
+    fn shift_distance(&self, lower: usize) -> usize {
+        let right = self.bitmap.next_clear(lower).map(|r| r - lower);
+        let left = self.bitmap.prev_clear(lower).map(|l| lower - 1 - l);
+        right.into_iter().chain(left).min().unwrap_or(usize::MAX)
+    }
+
+    /// Rebuilds the node in place at the same capacity with another spread of its keys.
+    pub fn respread(&mut self, spread: Spread, config: &AlexConfig) {
+        let (keys, values) = self.drain_sorted();
+        let mut rebuilt = Self::build(&keys, &mut values.into_iter(), self.capacity(), spread, config);
+        rebuilt.prev = self.prev;
+        rebuilt.next = self.next;
+        *self = rebuilt;
+    }
+
     /// Opens a free slot for a key that belongs just before slot `lower` (which is occupied,
-    /// or `capacity()`), by shifting toward the nearer gap. Returns the free slot.
-    fn make_room(&mut self, lower: usize) -> usize {
+    /// or `capacity()`), by shifting toward the nearer gap. Returns the free slot and the
+    /// number of slots shifted.
+    fn make_room(&mut self, lower: usize) -> (usize, usize) {
         let right = self.bitmap.next_clear(lower);
         let left = self.bitmap.prev_clear(lower);
         let go_right = match (left, right) {
@@ -354,8 +402,7 @@ impl<K: Key, V> DataNode<K, V> {
             self.keys[lower..=r].rotate_right(1);
             self.values[lower..=r].rotate_right(1);
             self.bitmap.set(r);
-            self.counters.shifts += (r - lower) as u64;
-            lower
+            (lower, r - lower)
         } else {
             let l = left.unwrap_or_default();
             // Slots l+1..lower move one to the left; l was a gap. Gaps before l copied the
@@ -363,8 +410,7 @@ impl<K: Key, V> DataNode<K, V> {
             self.keys[l..lower].rotate_left(1);
             self.values[l..lower].rotate_left(1);
             self.bitmap.set(l);
-            self.counters.shifts += (lower - 1 - l) as u64;
-            lower - 1
+            (lower - 1, lower - 1 - l)
         }
     }
 

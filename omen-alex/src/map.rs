@@ -193,7 +193,7 @@ impl<K: Key, V> AlexMap<K, V> {
                 self.grow(leaf, parent);
                 continue;
             }
-            let old = node.insert(key, value);
+            let old = node.insert(key, value, &self.config);
             if old.is_none() {
                 self.len += 1;
             }
@@ -226,10 +226,10 @@ impl<K: Key, V> AlexMap<K, V> {
             .capacity_for(n + 1, config.density_min)
             .max(((n + 2) as f64 / config.density_max).ceil() as usize);
         let counters = node.counters;
-        let drifted = counters.inserts >= DRIFT_INSERTS_MIN
+        let drifted = counters.model_inserts >= DRIFT_INSERTS_MIN
             && counters.cost_per_insert() > node.expected_cost * DRIFT_FACTOR + DRIFT_SLACK;
         let oversized = capacity > config.data_node_slots_max;
-        if n >= SPLIT_KEYS_MIN && (oversized || drifted) {
+        if oversized || (drifted && n >= SPLIT_KEYS_MIN) {
             self.split(leaf, parent);
         } else {
             self.rebuild_leaf(leaf, capacity);
@@ -274,8 +274,29 @@ impl<K: Key, V> AlexMap<K, V> {
         };
         let inner = &mut self.nodes.internals[parent as usize];
         let (mut start, mut end) = inner.run_of(slot);
+        let fanout = inner.children.len();
+        // Keys past the parent's domain (only the last child can hold them: the model clamps
+        // them to the last slot) get new slots of their own: the parent's slot array doubles
+        // to the right with the model unchanged, so every other key keeps its slot. This is
+        // the paper's domain expansion (§4.5), which keeps append workloads shallow.
+        let beyond = keys.len() - keys.partition_point(|k| inner.model.predict(*k) < fanout as f64);
+        if end == fanout && beyond > 0 && fanout * 2 <= self.config.fanout_max {
+            let cut = keys.len() - beyond;
+            let mut builder = Builder::new(&mut self.nodes, &self.config, values.into_iter());
+            let kept = builder.build(&keys[..cut], false);
+            let added = builder.build(&keys[cut..], false);
+            let (first, last) = (builder.first_leaf, builder.last_leaf);
+            drop(builder);
+            let inner = &mut self.nodes.internals[parent as usize];
+            let mut children = core::mem::take(&mut inner.children).into_vec();
+            children[start..end].fill(kept);
+            children.resize(2 * fanout, added);
+            inner.children = children.into_boxed_slice();
+            inner.distinct_children += 1;
+            self.link(prev, first, last, next);
+            return;
+        }
         if end - start == 1 {
-            let fanout = inner.children.len();
             let room = (inner.distinct_children * SLOTS_PER_CHILD_MAX).max(64);
             if fanout * 2 <= self.config.fanout_max && fanout * 2 <= room {
                 inner.double();

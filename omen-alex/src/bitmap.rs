@@ -9,13 +9,18 @@ pub(crate) struct Bitmap {
 
 impl Bitmap {
     pub fn new(len: usize) -> Self {
-        Self { words: vec![0; len.div_ceil(64)].into_boxed_slice(), len }
+        Self {
+            words: vec![0; len.div_ceil(64)].into_boxed_slice(),
+            len,
+        }
     }
 
     #[inline(always)]
     pub fn get(&self, slot: usize) -> bool {
         debug_assert!(slot < self.len);
-        self.words.get(slot >> 6).is_some_and(|w| (w >> (slot & 63)) & 1 == 1)
+        self.words
+            .get(slot >> 6)
+            .is_some_and(|w| (w >> (slot & 63)) & 1 == 1)
     }
 
     #[inline]
@@ -137,10 +142,26 @@ mod tests {
             for from in 0..=len + 1 {
                 let naive_next = |want: bool| (from..len).find(|&i| set[i] == want);
                 let naive_prev = |want: bool| (0..from.min(len)).rev().find(|&i| set[i] == want);
-                assert_eq!(bitmap.next_set(from), naive_next(true), "len {len} from {from}");
-                assert_eq!(bitmap.next_clear(from), naive_next(false), "len {len} from {from}");
-                assert_eq!(bitmap.prev_set(from), naive_prev(true), "len {len} from {from}");
-                assert_eq!(bitmap.prev_clear(from), naive_prev(false), "len {len} from {from}");
+                assert_eq!(
+                    bitmap.next_set(from),
+                    naive_next(true),
+                    "len {len} from {from}"
+                );
+                assert_eq!(
+                    bitmap.next_clear(from),
+                    naive_next(false),
+                    "len {len} from {from}"
+                );
+                assert_eq!(
+                    bitmap.prev_set(from),
+                    naive_prev(true),
+                    "len {len} from {from}"
+                );
+                assert_eq!(
+                    bitmap.prev_clear(from),
+                    naive_prev(false),
+                    "len {len} from {from}"
+                );
             }
             assert_eq!(bitmap.count_ones(), set.iter().filter(|b| **b).count());
         }

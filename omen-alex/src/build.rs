@@ -38,7 +38,13 @@ struct Block {
 
 impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
     pub fn new(nodes: &'a mut Nodes<K, V>, config: &'a AlexConfig, values: I) -> Self {
-        Self { nodes, config, values, first_leaf: NO_NODE, last_leaf: NO_NODE }
+        Self {
+            nodes,
+            config,
+            values,
+            first_leaf: NO_NODE,
+            last_leaf: NO_NODE,
+        }
     }
 
     /// Builds a subtree over `keys` (strictly increasing), taking values from the source in
@@ -87,7 +93,11 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             let part = &keys[bounds[block.start]..bounds[block.start + block.len]];
             let leaf_is_fine = part.len() <= self.config.data_node_keys_max()
                 && block.cost_per_key <= self.config.level_cost + LEAF_SLACK;
-            let child = if leaf_is_fine { self.leaf(part) } else { self.build_at(part, false, depth + 1) };
+            let child = if leaf_is_fine {
+                self.leaf(part)
+            } else {
+                self.build_at(part, false, depth + 1)
+            };
             children.extend(std::iter::repeat_n(child, block.len));
         }
         debug_assert_eq!(children.len(), fanout);
@@ -101,8 +111,11 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
 
     /// Creates a data node over `keys` and appends it to the leaf list.
     fn leaf(&mut self, keys: &[K]) -> NodeRef {
-        let capacity = self.config.capacity_for(keys.len(), self.config.density_init);
-        let mut node = DataNode::build(keys, &mut self.values, capacity, Spread::Whole, self.config);
+        let capacity = self
+            .config
+            .capacity_for(keys.len(), self.config.density_init);
+        let mut node =
+            DataNode::build(keys, &mut self.values, capacity, Spread::Whole, self.config);
         node.prev = self.last_leaf;
         let id = self.nodes.add_data(node);
         if self.last_leaf == NO_NODE {
@@ -118,7 +131,11 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
     /// slot) have the lowest expected cost per key, with its model and that cost.
     fn best_fanout(&self, keys: &[K], stride: usize) -> (usize, LinearModel, f64) {
         let n = keys.len();
-        let limit = self.config.fanout_max.min((n / 16).next_power_of_two()).max(2);
+        let limit = self
+            .config
+            .fanout_max
+            .min((n / 16).next_power_of_two())
+            .max(2);
         let mut best: Option<(usize, LinearModel, f64)> = None;
         let mut fanout = 2;
         while fanout <= limit {
@@ -129,7 +146,13 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             }
             fanout *= 2;
         }
-        best.unwrap_or_else(|| (2, internal_model(keys, 2, self.config.sampling), f64::INFINITY))
+        best.unwrap_or_else(|| {
+            (
+                2,
+                internal_model(keys, 2, self.config.sampling),
+                f64::INFINITY,
+            )
+        })
     }
 
     /// Total cost of one data node per slot, measured on the sample points only: consecutive
@@ -141,7 +164,11 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         let mut segment_slot = model.slot(keys[0], fanout);
         let mut i = stride;
         loop {
-            let slot = if i < n { model.slot(keys[i], fanout) } else { usize::MAX };
+            let slot = if i < n {
+                model.slot(keys[i], fanout)
+            } else {
+                usize::MAX
+            };
             if slot != segment_slot {
                 let end = i.min(n);
                 total += self.node_cost(keys, segment_start, end, stride);
@@ -170,7 +197,15 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
 
     /// The fanout tree: for slots `start..start + len`, either one child over all of them or
     /// the best plans of the two halves, whichever costs less. Appends the chosen blocks.
-    fn plan(&self, keys: &[K], bounds: &[usize], start: usize, len: usize, stride: usize, out: &mut Vec<Block>) -> f64 {
+    fn plan(
+        &self,
+        keys: &[K],
+        bounds: &[usize],
+        start: usize,
+        len: usize,
+        stride: usize,
+        out: &mut Vec<Block>,
+    ) -> f64 {
         let (lo, hi) = (bounds[start], bounds[start + len]);
         let n = hi - lo;
         let merged = if len == 1 || n <= self.config.data_node_keys_max() {
@@ -178,14 +213,19 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         } else {
             f64::INFINITY
         };
-        let block = Block { start, len, cost_per_key: if n == 0 { 0.0 } else { merged / n as f64 } };
+        let block = Block {
+            start,
+            len,
+            cost_per_key: if n == 0 { 0.0 } else { merged / n as f64 },
+        };
         if len == 1 || n == 0 {
             out.push(block);
             return merged;
         }
         let mark = out.len();
         let half = len / 2;
-        let split = self.plan(keys, bounds, start, half, stride, out) + self.plan(keys, bounds, start + half, half, stride, out);
+        let split = self.plan(keys, bounds, start, half, stride, out)
+            + self.plan(keys, bounds, start + half, half, stride, out);
         if merged <= split {
             out.truncate(mark);
             out.push(block);
@@ -196,7 +236,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
     }
 }
 
-/// Sample stride for cost estimates: every key below 64K keys, then up to one in 32.
+/// Sample stride for cost estimates: every key below 128K keys, then up to one in 32.
 fn cost_stride(n: usize, sampling: bool) -> usize {
     if sampling { (n >> 16).clamp(1, 32) } else { 1 }
 }

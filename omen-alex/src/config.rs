@@ -70,7 +70,10 @@ impl AlexConfig {
             )));
         }
         if !(self.level_cost.is_finite() && self.level_cost >= 0.0) {
-            return Err(AlexError::InvalidConfig(format!("level_cost must be finite and >= 0, got {}", self.level_cost)));
+            return Err(AlexError::InvalidConfig(format!(
+                "level_cost must be finite and >= 0, got {}",
+                self.level_cost
+            )));
         }
         Ok(())
     }

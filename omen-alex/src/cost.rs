@@ -25,13 +25,23 @@ const POINTS_MIN: usize = 4;
 
 /// Total estimated search cost (summed over keys, not averaged) of a data node holding
 /// `keys[lo..hi]`, measured on the sample points `i ≡ 0 (mod stride)`.
-pub(crate) fn segment_cost<K: Key>(keys: &[K], lo: usize, hi: usize, stride: usize, density: f64) -> f64 {
+pub(crate) fn segment_cost<K: Key>(
+    keys: &[K],
+    lo: usize,
+    hi: usize,
+    stride: usize,
+    density: f64,
+) -> f64 {
     let n = hi - lo;
     if n <= 1 {
         return 0.0;
     }
     let first = lo.next_multiple_of(stride);
-    let points = if first < hi { (hi - first).div_ceil(stride) } else { 0 };
+    let points = if first < hi {
+        (hi - first).div_ceil(stride)
+    } else {
+        0
+    };
     if points < POINTS_MIN {
         // Too few points to measure: assume the spread of uniformly random keys, whose rank
         // error against a fitted line grows like sqrt(n).

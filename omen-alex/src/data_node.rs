@@ -7,7 +7,10 @@
 //!   `k != K::MAX` is the occupied one;
 //! - a value is initialised exactly in the slots whose bitmap bit is set; `num_keys` is the
 //!   number of set bits.
-#![expect(unsafe_code, reason = "values live in MaybeUninit slots whose occupancy the bitmap records")]
+#![expect(
+    unsafe_code,
+    reason = "values live in MaybeUninit slots whose occupancy the bitmap records"
+)]
 
 use core::mem::{self, MaybeUninit};
 
@@ -32,7 +35,9 @@ pub(crate) struct InsertCounters {
     /// Inserts that were not appends: only these measure the model (appends land past the
     /// model's domain by definition, §4.5 handles them separately).
     pub model_inserts: u64,
-    pub search_probes: u64,
+    /// Sum of `search_cost(|predicted slot - final slot|)`, the same measure as
+    /// `DataNode::expected_cost`.
+    pub search_cost: f64,
     pub shifts: u64,
     /// Inserts of a key larger than every key in the node.
     pub right_appends: u64,
@@ -46,7 +51,7 @@ impl InsertCounters {
         if self.model_inserts == 0 {
             return 0.0;
         }
-        (self.search_probes as f64 + SHIFT_WEIGHT * self.shifts as f64) / self.model_inserts as f64
+        (self.search_cost + SHIFT_WEIGHT * self.shifts as f64) / self.model_inserts as f64
     }
 }
 
@@ -61,7 +66,7 @@ pub(crate) struct DataNode<K, V> {
     pub prev: u32,
     pub next: u32,
     pub counters: InsertCounters,
-    /// Cost per operation predicted when the node was built (search probes + shifts).
+    /// Cost per insert predicted when the node was built (search cost + weighted shifts).
     pub expected_cost: f64,
 }
 
@@ -129,9 +134,13 @@ impl<K: Key, V> DataNode<K, V> {
         used: core::ops::Range<usize>,
     ) -> Self {
         let n = keys.len();
-        assert!(n <= used.len() && used.end <= capacity, "slots {used:?} of {capacity} cannot hold {n} keys");
+        assert!(
+            n <= used.len() && used.end <= capacity,
+            "slots {used:?} of {capacity} cannot hold {n} keys"
+        );
         let mut slot_keys = vec![K::MAX; capacity].into_boxed_slice();
-        let mut slot_values: Box<[MaybeUninit<V>]> = (0..capacity).map(|_| MaybeUninit::uninit()).collect();
+        let mut slot_values: Box<[MaybeUninit<V>]> =
+            (0..capacity).map(|_| MaybeUninit::uninit()).collect();
         let mut bitmap = Bitmap::new(capacity);
         let mut next_free = used.start;
         let mut search_sum = 0.0;
@@ -149,7 +158,10 @@ impl<K: Key, V> DataNode<K, V> {
                 break;
             }
         }
-        assert_eq!(placed, n, "the value source ran dry while building a data node");
+        assert_eq!(
+            placed, n,
+            "the value source ran dry while building a data node"
+        );
         let mut node = Self {
             model,
             keys: slot_keys,
@@ -205,7 +217,8 @@ impl<K: Key, V> DataNode<K, V> {
 
     /// Whether one more key would push the node past the maximum density.
     pub fn is_full(&self, config: &AlexConfig) -> bool {
-        (self.num_keys + 1) as f64 > self.keys.len() as f64 * config.density_max || self.num_keys >= self.keys.len()
+        (self.num_keys + 1) as f64 > self.keys.len() as f64 * config.density_max
+            || self.num_keys >= self.keys.len()
     }
 
     /// The slot holding `key`, if present.
@@ -227,12 +240,18 @@ impl<K: Key, V> DataNode<K, V> {
         self.keys.as_ptr().wrapping_add(slot)
     }
 
+    /// Address of a slot's value, for a prefetch hint.
+    #[inline(always)]
+    pub fn value_address(&self, slot: usize) -> *const MaybeUninit<V> {
+        self.values.as_ptr().wrapping_add(slot)
+    }
+
     #[inline]
     pub fn find_from(&self, key: K, start: usize) -> Option<usize> {
         if self.keys.is_empty() {
             return None;
         }
-        let (upper, _) = exponential_search(&self.keys, start, |k| k <= key);
+        let upper = exponential_search(&self.keys, start, |k| k <= key);
         let slot = upper.checked_sub(1)?;
         if self.keys[slot] != key {
             return None;
@@ -241,7 +260,7 @@ impl<K: Key, V> DataNode<K, V> {
             return Some(slot);
         }
         // Gaps at the end also hold K::MAX: the real one is the first occupied slot holding it.
-        let (lower, _) = exponential_search(&self.keys, start, |k| k < key);
+        let lower = exponential_search(&self.keys, start, |k| k < key);
         let slot = self.bitmap.next_set(lower)?;
         (self.keys[slot] == key).then_some(slot)
     }
@@ -303,9 +322,9 @@ impl<K: Key, V> DataNode<K, V> {
         }
         let start = self.predicted_slot(key);
         if exclusive {
-            exponential_search(&self.keys, start, |k| k <= key).0
+            exponential_search(&self.keys, start, |k| k <= key)
         } else {
-            exponential_search(&self.keys, start, |k| k < key).0
+            exponential_search(&self.keys, start, |k| k < key)
         }
     }
 
@@ -315,7 +334,7 @@ impl<K: Key, V> DataNode<K, V> {
         let capacity = self.keys.len();
         let predicted = self.model.predict(key);
         let start = clamp_position(predicted, capacity);
-        let (lower, probes) = exponential_search(&self.keys, start, |k| k < key);
+        let lower = exponential_search(&self.keys, start, |k| k < key);
         let next = self.bitmap.next_set(lower);
         if let Some(slot) = next
             && self.keys[slot] == key
@@ -340,10 +359,16 @@ impl<K: Key, V> DataNode<K, V> {
                 start.clamp(lower, end - 1)
             };
             (slot, 0)
-        } else if (is_right_append || is_left_append) && self.shift_distance(lower) > APPEND_SHIFT_MAX {
+        } else if (is_right_append || is_left_append)
+            && self.shift_distance(lower) > APPEND_SHIFT_MAX
+        {
             // Appends ran out of free space on their side: rather than shifting ever longer
             // runs, respread the keys to leave that side free, then insert.
-            let spread = if is_right_append { Spread::LeaveRightFree } else { Spread::LeaveLeftFree };
+            let spread = if is_right_append {
+                Spread::LeaveRightFree
+            } else {
+                Spread::LeaveLeftFree
+            };
             if self.capacity() > self.num_keys + 1 {
                 self.respread(spread, config);
                 return self.insert(key, value, config);
@@ -354,7 +379,7 @@ impl<K: Key, V> DataNode<K, V> {
         };
         if !is_right_append && !is_left_append {
             self.counters.model_inserts += 1;
-            self.counters.search_probes += u64::from(probes);
+            self.counters.search_cost += search_cost(start.abs_diff(slot));
             self.counters.shifts += shifts as u64;
         }
         self.keys[slot] = key;
@@ -379,7 +404,13 @@ impl<K: Key, V> DataNode<K, V> {
     /// Rebuilds the node in place at the same capacity with another spread of its keys.
     pub fn respread(&mut self, spread: Spread, config: &AlexConfig) {
         let (keys, values) = self.drain_sorted();
-        let mut rebuilt = Self::build(&keys, &mut values.into_iter(), self.capacity(), spread, config);
+        let mut rebuilt = Self::build(
+            &keys,
+            &mut values.into_iter(),
+            self.capacity(),
+            spread,
+            config,
+        );
         rebuilt.prev = self.prev;
         rebuilt.next = self.next;
         *self = rebuilt;
@@ -425,7 +456,10 @@ impl<K: Key, V> DataNode<K, V> {
         let value = unsafe { self.values[slot].assume_init_read() };
         self.bitmap.clear(slot);
         self.num_keys -= 1;
-        let replacement = self.bitmap.next_set(slot + 1).map_or(K::MAX, |s| self.keys[s]);
+        let replacement = self
+            .bitmap
+            .next_set(slot + 1)
+            .map_or(K::MAX, |s| self.keys[s]);
         let mut gap = slot;
         loop {
             self.keys[gap] = replacement;
@@ -480,18 +514,35 @@ impl<K: Key, V> DataNode<K, V> {
     /// Checks the invariants of the module doc, panicking with a description on failure.
     pub fn check(&self, id: u32) {
         let capacity = self.keys.len();
-        assert!(capacity >= CAPACITY_MIN, "data node {id}: capacity {capacity} below minimum");
-        assert_eq!(self.bitmap.count_ones(), self.num_keys, "data node {id}: bitmap count differs from num_keys");
+        assert!(
+            capacity >= CAPACITY_MIN,
+            "data node {id}: capacity {capacity} below minimum"
+        );
+        assert_eq!(
+            self.bitmap.count_ones(),
+            self.num_keys,
+            "data node {id}: bitmap count differs from num_keys"
+        );
         for pair in self.keys.windows(2) {
-            assert!(pair[0] <= pair[1], "data node {id}: slot keys not sorted: {pair:?}");
+            assert!(
+                pair[0] <= pair[1],
+                "data node {id}: slot keys not sorted: {pair:?}"
+            );
         }
         let mut next_key = K::MAX;
         for slot in (0..capacity).rev() {
             if self.bitmap.get(slot) {
                 next_key = self.keys[slot];
-                assert_eq!(self.find(next_key), Some(slot), "data node {id}: key {next_key:?} not found by its model");
+                assert_eq!(
+                    self.find(next_key),
+                    Some(slot),
+                    "data node {id}: key {next_key:?} not found by its model"
+                );
             } else {
-                assert_eq!(self.keys[slot], next_key, "data node {id}: gap slot {slot} does not copy the next key");
+                assert_eq!(
+                    self.keys[slot], next_key,
+                    "data node {id}: gap slot {slot} does not copy the next key"
+                );
             }
         }
     }
@@ -513,23 +564,21 @@ impl<K, V> Drop for DataNode<K, V> {
 
 /// The first index whose key fails `before` (keys must be partitioned: all passing keys come
 /// first), searching exponentially outward from `start` (§3.2: exponential search finds the
-/// key in O(log error) steps). Returns the index and the number of probes.
+/// key in O(log error) steps).
 #[inline(always)]
-fn exponential_search<K: Copy>(keys: &[K], start: usize, before: impl Fn(K) -> bool) -> (usize, u32) {
+fn exponential_search<K: Copy>(keys: &[K], start: usize, before: impl Fn(K) -> bool) -> usize {
     let n = keys.len();
     debug_assert!(start < n);
-    let mut probes = 0;
     let mut step = 1;
     if before(keys[start]) {
         let mut low = start; // before(keys[low]) holds
         loop {
-            probes += 1;
             let high = start + step;
             if high >= n {
-                return (low + 1 + keys[low + 1..].partition_point(|k| before(*k)), probes);
+                return low + 1 + keys[low + 1..].partition_point(|k| before(*k));
             }
             if !before(keys[high]) {
-                return (low + 1 + keys[low + 1..high].partition_point(|k| before(*k)), probes);
+                return low + 1 + keys[low + 1..high].partition_point(|k| before(*k));
             }
             low = high;
             step *= 2;
@@ -537,13 +586,12 @@ fn exponential_search<K: Copy>(keys: &[K], start: usize, before: impl Fn(K) -> b
     } else {
         let mut high = start; // !before(keys[high])
         loop {
-            probes += 1;
             if step > start {
-                return (keys[..high].partition_point(|k| before(*k)), probes);
+                return keys[..high].partition_point(|k| before(*k));
             }
             let low = start - step;
             if before(keys[low]) {
-                return (low + 1 + keys[low + 1..high].partition_point(|k| before(*k)), probes);
+                return low + 1 + keys[low + 1..high].partition_point(|k| before(*k));
             }
             high = low;
             step *= 2;

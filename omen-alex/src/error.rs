@@ -15,9 +15,7 @@ pub enum AlexError {
         key: String,
     },
     /// Bulk-load input must not repeat a key; `position` is the second occurrence.
-    #[error(
-        "bulk load input repeats the key {key} at position {position}; keep one value per key"
-    )]
+    #[error("bulk load input repeats the key {key} at position {position}; keep one value per key")]
     Duplicate {
         /// Index of the repeated pair in the input.
         position: usize,

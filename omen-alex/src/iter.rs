@@ -28,17 +28,30 @@ impl<K: Key, V> AlexMap<K, V> {
             _ => false,
         };
         if inverted {
-            return Range { nodes: &self.nodes, leaf: NO_NODE, slot: 0, end };
+            return Range {
+                nodes: &self.nodes,
+                leaf: NO_NODE,
+                slot: 0,
+                end,
+            };
         }
         let (leaf, slot) = match start {
             Bound::Unbounded => (self.edge_leaf(false), 0),
             Bound::Included(key) | Bound::Excluded(key) => {
                 let leaf = self.leaf_id(key);
                 let exclusive = matches!(start, Bound::Excluded(_));
-                (leaf, self.nodes.datas[leaf as usize].lower_bound(key, exclusive))
+                (
+                    leaf,
+                    self.nodes.datas[leaf as usize].lower_bound(key, exclusive),
+                )
             }
         };
-        Range { nodes: &self.nodes, leaf, slot, end }
+        Range {
+            nodes: &self.nodes,
+            leaf,
+            slot,
+            end,
+        }
     }
 
     /// All pairs in key order.

@@ -62,11 +62,17 @@ mod tests {
     fn signed_keys_keep_their_order() {
         let keys = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
         for pair in keys.windows(2) {
-            assert!(pair[0].to_ordered_u64() < pair[1].to_ordered_u64(), "{pair:?}");
+            assert!(
+                pair[0].to_ordered_u64() < pair[1].to_ordered_u64(),
+                "{pair:?}"
+            );
         }
         let keys = [i32::MIN, -1, 0, i32::MAX];
         for pair in keys.windows(2) {
-            assert!(pair[0].to_ordered_u64() < pair[1].to_ordered_u64(), "{pair:?}");
+            assert!(
+                pair[0].to_ordered_u64() < pair[1].to_ordered_u64(),
+                "{pair:?}"
+            );
         }
     }
 }

@@ -52,7 +52,12 @@ impl<K: Key, V> AlexMap<K, V> {
     fn empty(config: AlexConfig) -> Self {
         let mut nodes = Nodes::default();
         let root = Builder::new(&mut nodes, &config, core::iter::empty()).build(&[], false);
-        Self { config, nodes, root, len: 0 }
+        Self {
+            config,
+            nodes,
+            root,
+            len: 0,
+        }
     }
 
     /// Builds a map from pairs sorted by strictly increasing key (the paper's bulk load).
@@ -79,10 +84,16 @@ impl<K: Key, V> AlexMap<K, V> {
         for (position, (key, value)) in pairs.enumerate() {
             if let Some(&previous) = keys.last() {
                 if key < previous {
-                    return Err(AlexError::Unsorted { position, key: format!("{key:?}") });
+                    return Err(AlexError::Unsorted {
+                        position,
+                        key: format!("{key:?}"),
+                    });
                 }
                 if key == previous {
-                    return Err(AlexError::Duplicate { position, key: format!("{key:?}") });
+                    return Err(AlexError::Duplicate {
+                        position,
+                        key: format!("{key:?}"),
+                    });
                 }
             }
             keys.push(key);
@@ -173,6 +184,7 @@ impl<K: Key, V> AlexMap<K, V> {
                 let node = &self.nodes.datas[*leaf as usize];
                 *start = node.predicted_slot(key);
                 prefetch(node.key_address(*start));
+                prefetch(node.value_address(*start));
             }
             for ((start, leaf), &key) in starts.iter().zip(&leaves).zip(batch) {
                 out.push(self.nodes.datas[*leaf as usize].get_from(key, *start));
@@ -208,9 +220,12 @@ impl<K: Key, V> AlexMap<K, V> {
         let value = node.remove(key)?;
         self.len -= 1;
         // Give memory back when deletes leave a node mostly empty.
-        let sparse = (node.num_keys() as f64) < node.capacity() as f64 * self.config.density_min / 3.0;
+        let sparse =
+            (node.num_keys() as f64) < node.capacity() as f64 * self.config.density_min / 3.0;
         if sparse && node.capacity() > 4 * CAPACITY_MIN {
-            let capacity = self.config.capacity_for(node.num_keys(), self.config.density_init);
+            let capacity = self
+                .config
+                .capacity_for(node.num_keys(), self.config.density_init);
             self.rebuild_leaf(leaf, capacity);
         }
         Some(value)
@@ -249,7 +264,13 @@ impl<K: Key, V> AlexMap<K, V> {
             Spread::Whole
         };
         let (keys, values) = node.drain_sorted();
-        let mut rebuilt = DataNode::build(&keys, &mut values.into_iter(), capacity, spread, &self.config);
+        let mut rebuilt = DataNode::build(
+            &keys,
+            &mut values.into_iter(),
+            capacity,
+            spread,
+            &self.config,
+        );
         rebuilt.prev = node.prev;
         rebuilt.next = node.next;
         *node = rebuilt;
@@ -344,7 +365,11 @@ impl<K: Key, V> AlexMap<K, V> {
         let mut node = self.root;
         while !node.is_data() {
             let children = &self.nodes.internals[node.index()].children;
-            node = if rightmost { children[children.len() - 1] } else { children[0] };
+            node = if rightmost {
+                children[children.len() - 1]
+            } else {
+                children[0]
+            };
         }
         node.id()
     }

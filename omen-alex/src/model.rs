@@ -25,7 +25,11 @@ pub(crate) struct LinearModel {
 impl LinearModel {
     /// A model that sends every key to position `at`.
     pub fn constant(at: f64) -> Self {
-        Self { base: 0, slope: 0.0, intercept: at }
+        Self {
+            base: 0,
+            slope: 0.0,
+            intercept: at,
+        }
     }
 
     /// The fractional position predicted for `key`.
@@ -45,21 +49,34 @@ impl LinearModel {
     /// The same model with every prediction multiplied by `factor`. With `factor = 2.0` this is
     /// exact in floating point, so `slot` of the result is `2 * old` or `2 * old + 1`.
     pub fn scaled(&self, factor: f64) -> Self {
-        Self { base: self.base, slope: self.slope * factor, intercept: self.intercept * factor }
+        Self {
+            base: self.base,
+            slope: self.slope * factor,
+            intercept: self.intercept * factor,
+        }
     }
 
     /// Least-squares fit of position `(i - lo) * y_scale` for `keys[i]`, `i` in `lo..hi`,
     /// using every `stride`-th key.
-    pub fn fit_strided<K: Key>(keys: &[K], lo: usize, hi: usize, stride: usize, y_scale: f64) -> Self {
+    pub fn fit_strided<K: Key>(
+        keys: &[K],
+        lo: usize,
+        hi: usize,
+        stride: usize,
+        y_scale: f64,
+    ) -> Self {
         debug_assert!(lo <= hi && hi <= keys.len() && stride >= 1);
         let Some(first) = keys.get(lo) else {
             return Self::constant(0.0);
         };
         let base = first.to_ordered_u64();
         let points = || {
-            (lo..hi)
-                .step_by(stride)
-                .map(move |i| ((keys[i].to_ordered_u64() - base) as f64, (i - lo) as f64 * y_scale))
+            (lo..hi).step_by(stride).map(move |i| {
+                (
+                    (keys[i].to_ordered_u64() - base) as f64,
+                    (i - lo) as f64 * y_scale,
+                )
+            })
         };
         let mut count = 0.0;
         let (mut sum_x, mut sum_y) = (0.0, 0.0);
@@ -78,7 +95,11 @@ impl LinearModel {
         // rounding noise so the model stays monotone.
         let slope = if var > 0.0 { (cov / var).max(0.0) } else { 0.0 };
         let slope = if slope.is_finite() { slope } else { 0.0 };
-        Self { base, slope, intercept: mean_y - slope * mean_x }
+        Self {
+            base,
+            slope,
+            intercept: mean_y - slope * mean_x,
+        }
     }
 
     /// Fits positions `(i - lo) * y_scale` for `keys[lo..hi]`. With `sampling`, large inputs
@@ -142,7 +163,10 @@ mod tests {
         for k in keys.iter().copied().chain([0, u64::MAX, 12, 1 << 40]) {
             let old = model.slot(k, 64);
             let new = doubled.slot(k, 128);
-            assert!(new == 2 * old || new == 2 * old + 1, "key {k}: {old} -> {new}");
+            assert!(
+                new == 2 * old || new == 2 * old + 1,
+                "key {k}: {old} -> {new}"
+            );
         }
     }
 

@@ -78,7 +78,11 @@ pub(crate) struct Nodes<K, V> {
 
 impl<K, V> Default for Nodes<K, V> {
     fn default() -> Self {
-        Self { internals: Vec::new(), datas: Vec::new(), free_datas: Vec::new() }
+        Self {
+            internals: Vec::new(),
+            datas: Vec::new(),
+            free_datas: Vec::new(),
+        }
     }
 }
 

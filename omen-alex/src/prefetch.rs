@@ -1,5 +1,8 @@
 //! A cache prefetch hint: a no-op where the platform has none.
-#![expect(unsafe_code, reason = "the prefetch intrinsic is an unsafe fn")]
+#![cfg_attr(
+    target_arch = "x86_64",
+    expect(unsafe_code, reason = "the prefetch intrinsic is an unsafe fn")
+)]
 
 /// Asks the CPU to start loading the cache line at `address`; never faults.
 #[inline(always)]

@@ -42,7 +42,10 @@ impl AlexStats {
 impl<K: Key, V> AlexMap<K, V> {
     /// Walks the tree and reports its shape and memory use.
     pub fn stats(&self) -> AlexStats {
-        let mut stats = AlexStats { keys: self.len, ..AlexStats::default() };
+        let mut stats = AlexStats {
+            keys: self.len,
+            ..AlexStats::default()
+        };
         let mut distance_sum = 0u64;
         let mut stack = vec![(self.root, 1usize)];
         let mut seen_data = std::collections::HashSet::new();
@@ -101,19 +104,34 @@ impl<K: Key, V> AlexMap<K, V> {
             listed.push(leaf);
             previous = leaf;
             leaf = node.next;
-            assert!(listed.len() <= leaves_in_order.len(), "leaf list longer than the tree (a cycle?)");
+            assert!(
+                listed.len() <= leaves_in_order.len(),
+                "leaf list longer than the tree (a cycle?)"
+            );
         }
-        assert_eq!(listed, leaves_in_order, "leaf list differs from the tree's leaves in key order");
+        assert_eq!(
+            listed, leaves_in_order,
+            "leaf list differs from the tree's leaves in key order"
+        );
         let mut count = 0;
         let mut last_key: Option<K> = None;
         for (key, _) in self.iter() {
-            assert!(last_key.is_none_or(|last| last < key), "keys out of order: {last_key:?} then {key:?}");
-            assert_eq!(self.nodes.datas[self.leaf_id(key) as usize].find(key).is_some(), true);
-            assert!(self.get(key).is_some(), "key {key:?} iterated but not found by get");
+            assert!(
+                last_key.is_none_or(|last| last < key),
+                "keys out of order: {last_key:?} then {key:?}"
+            );
+            assert!(
+                self.get(key).is_some(),
+                "key {key:?} iterated but not found by get"
+            );
             last_key = Some(key);
             count += 1;
         }
-        assert_eq!(count, self.len, "iteration yields {count} keys but len is {}", self.len);
+        assert_eq!(
+            count, self.len,
+            "iteration yields {count} keys but len is {}",
+            self.len
+        );
     }
 
     fn check_subtree(&self, node: NodeRef, leaves: &mut Vec<u32>) {
@@ -123,7 +141,12 @@ impl<K: Key, V> AlexMap<K, V> {
             let mut slot = 0;
             while let Some(s) = data.next_occupied(slot) {
                 let key = data.key_at(s);
-                assert_eq!(self.leaf_id(key), node.id(), "key {key:?} in data node {} is routed elsewhere", node.id());
+                assert_eq!(
+                    self.leaf_id(key),
+                    node.id(),
+                    "key {key:?} in data node {} is routed elsewhere",
+                    node.id()
+                );
                 slot = s + 1;
             }
             leaves.push(node.id());
@@ -131,8 +154,16 @@ impl<K: Key, V> AlexMap<K, V> {
         }
         let inner = &self.nodes.internals[node.index()];
         let fanout = inner.children.len();
-        assert!(fanout >= 2 && fanout.is_power_of_two(), "internal node {}: fanout {fanout}", node.id());
-        assert!(fanout <= self.config.fanout_max, "internal node {}: fanout {fanout} over the limit", node.id());
+        assert!(
+            fanout >= 2 && fanout.is_power_of_two(),
+            "internal node {}: fanout {fanout}",
+            node.id()
+        );
+        assert!(
+            fanout <= self.config.fanout_max,
+            "internal node {}: fanout {fanout} over the limit",
+            node.id()
+        );
         let mut start = 0;
         let mut distinct = 0;
         while start < fanout {
@@ -148,6 +179,11 @@ impl<K: Key, V> AlexMap<K, V> {
             self.check_subtree(child, leaves);
             start = run_end;
         }
-        assert_eq!(distinct, inner.distinct_children, "internal node {}: distinct child count", node.id());
+        assert_eq!(
+            distinct,
+            inner.distinct_children,
+            "internal node {}: distinct child count",
+            node.id()
+        );
     }
 }

@@ -6,14 +6,21 @@ use omen_alex::{AlexConfig, AlexError, AlexMap};
 #[test]
 fn unsorted_bulk_load_names_the_first_offending_position() {
     let result = AlexMap::from_sorted([(1u64, ()), (5, ()), (3, ()), (2, ())]);
-    assert!(matches!(result, Err(AlexError::Unsorted { position: 2, .. })), "{:?}", result.err());
+    assert!(
+        matches!(result, Err(AlexError::Unsorted { position: 2, .. })),
+        "{:?}",
+        result.err()
+    );
 }
 
 #[test]
 fn duplicate_bulk_load_names_the_first_offending_position() {
     let result = AlexMap::from_sorted([(1i64, 'a'), (2, 'b'), (2, 'c')]);
     let error = result.err().expect("duplicate rejected");
-    assert!(matches!(error, AlexError::Duplicate { position: 2, .. }), "{error:?}");
+    assert!(
+        matches!(error, AlexError::Duplicate { position: 2, .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("position 2"), "{error}");
 }
 
@@ -21,7 +28,10 @@ fn duplicate_bulk_load_names_the_first_offending_position() {
 fn failed_bulk_load_leaves_the_map_unchanged() {
     let mut map = AlexMap::from_sorted((0..1000u64).map(|k| (k, k))).expect("sorted input");
     let result = map.bulk_load([(9u64, 9u64), (8, 8)]);
-    assert!(matches!(result, Err(AlexError::Unsorted { position: 1, .. })));
+    assert!(matches!(
+        result,
+        Err(AlexError::Unsorted { position: 1, .. })
+    ));
     assert_eq!(map.len(), 1000);
     assert_eq!(map.get(500), Some(&500));
     map.check_invariants();
@@ -31,10 +41,16 @@ fn failed_bulk_load_leaves_the_map_unchanged() {
 fn invalid_configurations_are_refused() {
     let mut config = AlexConfig::default();
     config.density_max = 1.5;
-    assert!(matches!(AlexMap::<u64, ()>::with_config(config), Err(AlexError::InvalidConfig(_))));
+    assert!(matches!(
+        AlexMap::<u64, ()>::with_config(config),
+        Err(AlexError::InvalidConfig(_))
+    ));
     let mut config = AlexConfig::default();
     config.fanout_max = 3;
-    assert!(matches!(AlexMap::<u64, ()>::with_config(config), Err(AlexError::InvalidConfig(_))));
+    assert!(matches!(
+        AlexMap::<u64, ()>::with_config(config),
+        Err(AlexError::InvalidConfig(_))
+    ));
 }
 
 #[test]

@@ -18,7 +18,9 @@ fn keys(kind: &str, n: usize, seed: u64) -> Vec<u64> {
         "uniform" => (0..n).map(|_| rng.random_range(0..1u64 << 63)).collect(),
         "lognormal" => {
             let lognormal = LogNormal::new(0.0, 2.0).expect("valid parameters");
-            (0..n).map(|_| (lognormal.sample(&mut rng) * 1e9) as u64).collect()
+            (0..n)
+                .map(|_| (lognormal.sample(&mut rng) * 1e9) as u64)
+                .collect()
         }
         "clustered" => {
             let centers: Vec<u64> = (0..200).map(|_| rng.random_range(0..1u64 << 62)).collect();
@@ -40,11 +42,20 @@ fn keys(kind: &str, n: usize, seed: u64) -> Vec<u64> {
 fn assert_same(map: &AlexMap<u64, u64>, model: &BTreeMap<u64, u64>) {
     map.check_invariants();
     assert_eq!(map.len(), model.len());
-    assert!(map.iter().map(|(k, v)| (k, *v)).eq(model.iter().map(|(k, v)| (*k, *v))), "iteration differs");
+    assert!(
+        map.iter()
+            .map(|(k, v)| (k, *v))
+            .eq(model.iter().map(|(k, v)| (*k, *v))),
+        "iteration differs"
+    );
     for (k, v) in model.iter().step_by(7) {
         assert_eq!(map.get(*k), Some(v), "key {k}");
     }
-    let probe: Vec<u64> = model.keys().step_by(13).map(|k| k.wrapping_add(1)).collect();
+    let probe: Vec<u64> = model
+        .keys()
+        .step_by(13)
+        .map(|k| k.wrapping_add(1))
+        .collect();
     let got = map.get_many(&probe);
     for (k, got) in probe.iter().zip(got) {
         assert_eq!(got, model.get(k), "get_many key {k}");
@@ -59,7 +70,10 @@ fn grow_from_empty(kind: &str) {
     }
     assert_same(&map, &model);
     let stats = map.stats();
-    assert!(stats.data_nodes > 1, "{kind}: 1M keys in one node: {stats:?}");
+    assert!(
+        stats.data_nodes > 1,
+        "{kind}: 1M keys in one node: {stats:?}"
+    );
 }
 
 #[test]
@@ -90,7 +104,11 @@ fn grow_from_bulk_load(kind: &str) {
     let mut model: BTreeMap<u64, u64> = loaded.iter().map(|&k| (k, k)).collect();
     assert_same(&map, &model);
     // Sequential inserts append past the loaded keys; the others interleave with them.
-    let extra = if kind == "sequential" { (N as u64..N as u64 + N as u64).collect() } else { keys(kind, N, 3) };
+    let extra = if kind == "sequential" {
+        (N as u64..N as u64 + N as u64).collect()
+    } else {
+        keys(kind, N, 3)
+    };
     for (i, k) in extra.into_iter().enumerate() {
         assert_eq!(map.insert(k, i as u64), model.insert(k, i as u64));
         if i % 4 == 0 {
@@ -134,7 +152,10 @@ fn bounded_fanout_keeps_memory_bounded_under_clustered_inserts() {
     }
     assert_same(&map, &model);
     let stats = map.stats();
-    assert!(stats.internal_nodes > 1 && stats.depth > 2, "splits never happened: {stats:?}");
+    assert!(
+        stats.internal_nodes > 1 && stats.depth > 2,
+        "splits never happened: {stats:?}"
+    );
     // Gapped arrays at density >= 0.6 cost <= 16 / 0.6 bytes per key; internal nodes may add
     // at most a few bytes per key.
     assert!(stats.bytes_per_key() < 40.0, "{stats:?}");
@@ -151,7 +172,10 @@ fn drains_to_empty_and_refills() {
     assert_eq!(map.last(), None);
     map.check_invariants();
     let stats = map.stats();
-    assert!(stats.slots < 200_000, "empty nodes kept their memory: {stats:?}");
+    assert!(
+        stats.slots < 200_000,
+        "empty nodes kept their memory: {stats:?}"
+    );
     for k in (0..100_000u64).rev() {
         map.insert(k, k);
     }
@@ -176,7 +200,10 @@ fn extreme_keys_work() {
     for k in [u64::MAX, 0, u64::MAX - 1, 1 << 63] {
         unsigned.insert(k, ());
     }
-    assert_eq!(unsigned.iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![0, 1 << 63, u64::MAX - 1, u64::MAX]);
+    assert_eq!(
+        unsigned.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        vec![0, 1 << 63, u64::MAX - 1, u64::MAX]
+    );
     map.check_invariants();
     unsigned.check_invariants();
 }

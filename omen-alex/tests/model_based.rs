@@ -95,7 +95,12 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
         match *op {
             Op::Insert(raw) => {
                 let key = key_of(dist, raw, step);
-                prop_assert_eq!(map.insert(key, raw), model.insert(key, raw), "insert {}", key);
+                prop_assert_eq!(
+                    map.insert(key, raw),
+                    model.insert(key, raw),
+                    "insert {}",
+                    key
+                );
             }
             Op::Remove(raw) => {
                 let key = existing_or_new(&model, dist, raw, step);
@@ -107,7 +112,10 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
                 prop_assert_eq!(map.get_many(&[key, key]), vec![model.get(&key); 2]);
             }
             Op::Range(a, b, kind) => {
-                let (a, b) = (existing_or_new(&model, dist, a, step), existing_or_new(&model, dist, b, step));
+                let (a, b) = (
+                    existing_or_new(&model, dist, a, step),
+                    existing_or_new(&model, dist, b, step),
+                );
                 let (start, end) = match kind {
                     0 => (Bound::Included(a), Bound::Excluded(b)),
                     1 => (Bound::Included(a), Bound::Included(b)),
@@ -119,11 +127,19 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
                     (Bound::Included(s), Bound::Excluded(e)) => s >= e,
                     _ => false,
                 };
-                let got: Vec<(i64, u64)> = map.range((start, end)).map(|(k, v)| (k, *v)).take(300).collect();
+                let got: Vec<(i64, u64)> = map
+                    .range((start, end))
+                    .map(|(k, v)| (k, *v))
+                    .take(300)
+                    .collect();
                 let want: Vec<(i64, u64)> = if empty {
                     Vec::new()
                 } else {
-                    model.range((start, end)).map(|(k, v)| (*k, *v)).take(300).collect()
+                    model
+                        .range((start, end))
+                        .map(|(k, v)| (*k, *v))
+                        .take(300)
+                        .collect()
                 };
                 prop_assert_eq!(got, want, "range {:?}..{:?}", start, end);
             }
@@ -133,12 +149,19 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
             }
             Op::BulkLoad(seed, n) => {
                 let mut keys: Vec<i64> = (0..n as usize)
-                    .map(|i| key_of(dist, seed.wrapping_mul(i as u64 + 1).rotate_left(i as u32 % 64), i))
+                    .map(|i| {
+                        key_of(
+                            dist,
+                            seed.wrapping_mul(i as u64 + 1).rotate_left(i as u32 % 64),
+                            i,
+                        )
+                    })
                     .collect();
                 keys.sort_unstable();
                 keys.dedup();
                 model = keys.iter().map(|&k| (k, k as u64)).collect();
-                map.bulk_load(keys.iter().map(|&k| (k, k as u64))).expect("sorted unique input");
+                map.bulk_load(keys.iter().map(|&k| (k, k as u64)))
+                    .expect("sorted unique input");
             }
         }
         prop_assert_eq!(map.len(), model.len());

@@ -1,1 +1,91 @@
-fn main(){}
+//! `omen-bench`: runs a benchmark report. `omen-bench alex` compares the learned index with
+//! `BTreeMap` and RocksDB and writes `bench-report/alex.md` with SVG plots.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use omen_bench::alloc_counter::CountingAllocator;
+use omen_bench::datasets::Distribution;
+use omen_bench::report::{self, AlexReportOptions};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[derive(Parser)]
+#[command(version, about = "OmenDB benchmark reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// ALEX vs BTreeMap vs RocksDB: bulk load, lookups, chains, scans, inserts, memory.
+    Alex {
+        /// Keys bulk loaded per distribution.
+        #[arg(long, default_value_t = 10_000_000)]
+        keys: usize,
+        /// Keys inserted after the load (default: a tenth of --keys).
+        #[arg(long)]
+        inserts: Option<usize>,
+        /// Random lookups per measurement.
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        /// 100-key range scans per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        scans: usize,
+        /// Distributions to run (default: all four).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        distributions: Vec<Distribution>,
+        /// Directory for the report.
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Alex {
+            keys,
+            inserts,
+            lookups,
+            scans,
+            distributions,
+            out,
+        } => {
+            if keys < 1000 {
+                eprintln!("error: --keys must be at least 1000");
+                return ExitCode::FAILURE;
+            }
+            let options = AlexReportOptions {
+                keys,
+                inserts: inserts.unwrap_or(keys / 10),
+                lookups,
+                scans,
+                distributions: if distributions.is_empty() {
+                    Distribution::ALL.to_vec()
+                } else {
+                    distributions
+                },
+                out,
+                scratch: report::default_scratch(),
+            };
+            match report::run(&options) {
+                Ok(path) => {
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => println!("{text}"),
+                        Err(error) => eprintln!("report written but unreadable: {error}"),
+                    }
+                    println!("report: {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: benchmark failed: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! merging adjacent slots into one child where that is cheaper (the "fanout tree").
 
 use crate::config::AlexConfig;
-use crate::cost::segment_cost;
+use crate::cost::{MomentSums, Moments};
 use crate::data_node::{DataNode, NO_NODE, Spread};
 use crate::key::Key;
 use crate::model::LinearModel;
@@ -11,12 +11,19 @@ use crate::nodes::{InternalNode, NodeRef, Nodes};
 
 /// Nodes with at most this many keys are data nodes without further thought.
 const SMALL_NODE_KEYS: usize = 64;
-/// A data node whose expected probes exceed `level_cost + LEAF_SLACK` is worth re-examining.
+/// A data node whose expected search cost exceeds `level_cost + LEAF_SLACK` is worth
+/// re-examining as an internal node.
 const LEAF_SLACK: f64 = 3.0;
+/// A built leaf whose exact cost exceeds the leaf threshold by this much is rebuilt.
+const BAD_LEAF_MARGIN: f64 = 2.0;
 /// Cost charged per data node, so that near-empty neighbours merge into one node.
 const NODE_COST: f64 = 8.0;
-/// Past this depth a subtree stops splitting, whatever the model quality: keeps pathological
-/// inputs from building deep chains.
+/// The fanout search stops once a fanout costs this much more per key than the best so far.
+const FANOUT_WORSE_BY: f64 = 0.05;
+/// ... or after this many doublings that did not lower it.
+const FANOUTS_WITHOUT_GAIN_MAX: usize = 3;
+/// Past this depth (within one build) a subtree stops splitting, whatever the model quality:
+/// keeps pathological inputs from building deep chains.
 const DEPTH_MAX: usize = 24;
 
 /// Builds subtrees, creating data nodes in key order and linking them into a list.
@@ -34,6 +41,15 @@ struct Block {
     start: usize,
     len: usize,
     cost_per_key: f64,
+}
+
+/// How cost estimates sample a node's keys: every `stride`-th key, at position `i * y_scale`,
+/// with keys measured from `base`.
+#[derive(Clone, Copy)]
+struct Sample {
+    stride: usize,
+    base: u64,
+    y_scale: f64,
 }
 
 impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
@@ -58,35 +74,44 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         let n = keys.len();
         let fits_data = n <= self.config.data_node_keys_max();
         if n <= 1 || depth >= DEPTH_MAX || (!force_internal && n <= SMALL_NODE_KEYS) {
-            return self.leaf(keys);
+            return self.leaf_as_is(keys);
         }
-        let stride = cost_stride(n, self.config.sampling);
+        let sample = Sample {
+            stride: cost_stride(n, self.config.sampling),
+            base: keys[0].to_ordered_u64(),
+            y_scale: 1.0 / self.config.density_init,
+        };
         let data_cost = if fits_data {
-            segment_cost(keys, 0, n, stride, self.config.density_init) / n as f64
+            Moments::of(keys, 0, n, sample.stride, sample.base, sample.y_scale).node_cost(n)
+                / n as f64
         } else {
             f64::INFINITY
         };
         if !force_internal && data_cost <= self.config.level_cost + LEAF_SLACK {
-            return self.leaf(keys);
+            return self.leaf(keys, depth);
         }
-        let (fanout, model, fanout_cost) = self.best_fanout(keys, stride);
+        let (fanout, model, fanout_cost) = self.best_fanout(keys, sample);
         if !force_internal && data_cost <= self.config.level_cost + fanout_cost {
-            return self.leaf(keys);
+            return self.leaf(keys, depth);
         }
         let bounds = slot_bounds(keys, &model, fanout);
         let largest = bounds.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
         if largest == n {
             // The model cannot separate these keys (all land in one slot): a data node with a
             // poor model is the honest answer; exponential search still finds every key.
-            return self.leaf(keys);
+            return self.leaf_as_is(keys);
         }
+        let slot_moments: Vec<Moments> = bounds
+            .windows(2)
+            .map(|w| Moments::of(keys, w[0], w[1], sample.stride, sample.base, sample.y_scale))
+            .collect();
         let mut blocks = Vec::new();
-        self.plan(keys, &bounds, 0, fanout, stride, &mut blocks);
+        self.plan(&bounds, &slot_moments, 0, fanout, &mut blocks);
         if force_internal && blocks.len() == 1 {
             // A forced split must separate the keys: plan the two halves on their own.
             blocks.clear();
-            self.plan(keys, &bounds, 0, fanout / 2, stride, &mut blocks);
-            self.plan(keys, &bounds, fanout / 2, fanout / 2, stride, &mut blocks);
+            self.plan(&bounds, &slot_moments, 0, fanout / 2, &mut blocks);
+            self.plan(&bounds, &slot_moments, fanout / 2, fanout / 2, &mut blocks);
         }
         let mut children = Vec::with_capacity(fanout);
         for block in &blocks {
@@ -94,7 +119,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             let leaf_is_fine = part.len() <= self.config.data_node_keys_max()
                 && block.cost_per_key <= self.config.level_cost + LEAF_SLACK;
             let child = if leaf_is_fine {
-                self.leaf(part)
+                self.leaf(part, depth + 1)
             } else {
                 self.build_at(part, false, depth + 1)
             };
@@ -109,13 +134,45 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         NodeRef::internal(id)
     }
 
-    /// Creates a data node over `keys` and appends it to the leaf list.
-    fn leaf(&mut self, keys: &[K]) -> NodeRef {
+    /// Creates a data node over `keys`. Cost estimates come from samples, which can miss a
+    /// few outlying keys that wreck a model; the node's exact cost is known once its keys are
+    /// placed, so a node that fits far worse than promised is rebuilt as a subtree.
+    fn leaf(&mut self, keys: &[K], depth: usize) -> NodeRef {
         let capacity = self
             .config
             .capacity_for(keys.len(), self.config.density_init);
         let mut node =
             DataNode::build(keys, &mut self.values, capacity, Spread::Whole, self.config);
+        let too_costly = node.expected_cost > self.config.level_cost + LEAF_SLACK + BAD_LEAF_MARGIN;
+        if !too_costly || keys.len() <= 4 * SMALL_NODE_KEYS || depth >= DEPTH_MAX {
+            return self.push_leaf(node);
+        }
+        let (keys, values) = node.drain_sorted();
+        let mut inner = Builder::new(&mut *self.nodes, self.config, values.into_iter());
+        let subtree = inner.build_at(&keys, true, depth + 1);
+        let (first, last) = (inner.first_leaf, inner.last_leaf);
+        drop(inner);
+        self.nodes.datas[first as usize].prev = self.last_leaf;
+        if self.last_leaf == NO_NODE {
+            self.first_leaf = first;
+        } else {
+            self.nodes.datas[self.last_leaf as usize].next = first;
+        }
+        self.last_leaf = last;
+        subtree
+    }
+
+    /// Creates a data node over `keys` whatever its cost.
+    fn leaf_as_is(&mut self, keys: &[K]) -> NodeRef {
+        let capacity = self
+            .config
+            .capacity_for(keys.len(), self.config.density_init);
+        let node = DataNode::build(keys, &mut self.values, capacity, Spread::Whole, self.config);
+        self.push_leaf(node)
+    }
+
+    /// Appends a data node to the arena and the leaf list.
+    fn push_leaf(&mut self, mut node: DataNode<K, V>) -> NodeRef {
         node.prev = self.last_leaf;
         let id = self.nodes.add_data(node);
         if self.last_leaf == NO_NODE {
@@ -127,9 +184,9 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         NodeRef::data(id)
     }
 
-    /// Tries every power-of-two fanout and returns the one whose children (one data node per
-    /// slot) have the lowest expected cost per key, with its model and that cost.
-    fn best_fanout(&self, keys: &[K], stride: usize) -> (usize, LinearModel, f64) {
+    /// Tries power-of-two fanouts from 2 up, until the cost per key clearly rises, and returns
+    /// the one whose children (one data node per slot) cost least, with its model and cost.
+    fn best_fanout(&self, keys: &[K], sample: Sample) -> (usize, LinearModel, f64) {
         let n = keys.len();
         let limit = self
             .config
@@ -138,11 +195,21 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             .max(2);
         let mut best: Option<(usize, LinearModel, f64)> = None;
         let mut fanout = 2;
+        let mut without_gain = 0;
         while fanout <= limit {
             let model = internal_model(keys, fanout, self.config.sampling);
-            let cost = self.slot_costs(keys, &model, fanout, stride) / n as f64;
-            if best.as_ref().is_none_or(|b| cost < b.2) {
-                best = Some((fanout, model, cost));
+            let cost = self.slot_costs(keys, &model, fanout, sample) / n as f64;
+            match &best {
+                Some(b) if cost >= b.2 => {
+                    without_gain += 1;
+                    if cost > b.2 + FANOUT_WORSE_BY || without_gain >= FANOUTS_WITHOUT_GAIN_MAX {
+                        break;
+                    }
+                }
+                _ => {
+                    best = Some((fanout, model, cost));
+                    without_gain = 0;
+                }
             }
             fanout *= 2;
         }
@@ -155,90 +222,89 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         })
     }
 
-    /// Total cost of one data node per slot, measured on the sample points only: consecutive
-    /// sample points routed to the same slot form that slot's segment.
-    fn slot_costs(&self, keys: &[K], model: &LinearModel, fanout: usize, stride: usize) -> f64 {
+    /// Total cost of one data node per slot, from the sample points only: consecutive sample
+    /// points routed to the same slot form that slot's segment.
+    fn slot_costs(&self, keys: &[K], model: &LinearModel, fanout: usize, sample: Sample) -> f64 {
         let n = keys.len();
         let mut total = 0.0;
-        let mut segment_start = 0;
+        let mut sums = MomentSums::default();
         let mut segment_slot = model.slot(keys[0], fanout);
-        let mut i = stride;
-        loop {
-            let slot = if i < n {
-                model.slot(keys[i], fanout)
-            } else {
-                usize::MAX
-            };
+        let mut segment_start = 0;
+        for i in (0..n).step_by(sample.stride) {
+            let key = keys[i];
+            let slot = model.slot(key, fanout);
             if slot != segment_slot {
-                let end = i.min(n);
-                total += self.node_cost(keys, segment_start, end, stride);
-                if i >= n {
-                    break;
-                }
-                segment_start = i;
+                total += self.segment_cost(&sums.finish(), i - segment_start);
+                sums = MomentSums::default();
                 segment_slot = slot;
+                segment_start = i;
             }
-            i += stride;
+            sums.push(
+                key.to_ordered_u64().wrapping_sub(sample.base) as f64,
+                i as f64 * sample.y_scale,
+            );
         }
-        total
+        total + self.segment_cost(&sums.finish(), n - segment_start)
     }
 
-    /// Total expected cost of a data node over `keys[lo..hi]`; oversized nodes pay one more
-    /// level, since they will become internal nodes.
-    fn node_cost(&self, keys: &[K], lo: usize, hi: usize, stride: usize) -> f64 {
-        let n = hi - lo;
-        let search = segment_cost(keys, lo, hi, stride, self.config.density_init);
-        if n > self.config.data_node_keys_max() {
-            search + self.config.level_cost * n as f64
+    /// Total expected cost of a data node of `keys` keys; oversized nodes pay one more level,
+    /// since they will become internal nodes.
+    fn segment_cost(&self, moments: &Moments, keys: usize) -> f64 {
+        let search = moments.node_cost(keys);
+        if keys > self.config.data_node_keys_max() {
+            search + self.config.level_cost * keys as f64
         } else {
             search + NODE_COST
         }
     }
 
     /// The fanout tree: for slots `start..start + len`, either one child over all of them or
-    /// the best plans of the two halves, whichever costs less. Appends the chosen blocks.
+    /// the best plans of the two halves, whichever costs less. Appends the chosen blocks and
+    /// returns the cost and the moments of the whole range.
     fn plan(
         &self,
-        keys: &[K],
         bounds: &[usize],
+        slot_moments: &[Moments],
         start: usize,
         len: usize,
-        stride: usize,
         out: &mut Vec<Block>,
-    ) -> f64 {
-        let (lo, hi) = (bounds[start], bounds[start + len]);
-        let n = hi - lo;
-        let merged = if len == 1 || n <= self.config.data_node_keys_max() {
-            self.node_cost(keys, lo, hi, stride)
-        } else {
-            f64::INFINITY
-        };
-        let block = Block {
-            start,
-            len,
-            cost_per_key: if n == 0 { 0.0 } else { merged / n as f64 },
-        };
-        if len == 1 || n == 0 {
-            out.push(block);
-            return merged;
+    ) -> (f64, Moments) {
+        let n = bounds[start + len] - bounds[start];
+        if len == 1 {
+            let moments = slot_moments[start];
+            let cost = self.segment_cost(&moments, n);
+            out.push(Block {
+                start,
+                len,
+                cost_per_key: cost / n.max(1) as f64,
+            });
+            return (cost, moments);
         }
         let mark = out.len();
         let half = len / 2;
-        let split = self.plan(keys, bounds, start, half, stride, out)
-            + self.plan(keys, bounds, start + half, half, stride, out);
-        if merged <= split {
-            out.truncate(mark);
-            out.push(block);
-            merged
-        } else {
-            split
+        let (left_cost, left) = self.plan(bounds, slot_moments, start, half, out);
+        let (right_cost, right) = self.plan(bounds, slot_moments, start + half, half, out);
+        let moments = left.merge(&right);
+        let split = left_cost + right_cost;
+        if n <= self.config.data_node_keys_max() {
+            let merged = self.segment_cost(&moments, n);
+            if merged <= split {
+                out.truncate(mark);
+                out.push(Block {
+                    start,
+                    len,
+                    cost_per_key: merged / n.max(1) as f64,
+                });
+                return (merged, moments);
+            }
         }
+        (split, moments)
     }
 }
 
-/// Sample stride for cost estimates: every key below 128K keys, then up to one in 32.
+/// Sample stride for cost estimates: every key below 8K keys, then up to one in 32.
 fn cost_stride(n: usize, sampling: bool) -> usize {
-    if sampling { (n >> 16).clamp(1, 32) } else { 1 }
+    if sampling { (n >> 12).clamp(1, 32) } else { 1 }
 }
 
 /// The model of an internal node with `fanout` slots: a least-squares fit of the keys' CDF,

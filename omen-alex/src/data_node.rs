@@ -138,21 +138,31 @@ impl<K: Key, V> DataNode<K, V> {
             n <= used.len() && used.end <= capacity,
             "slots {used:?} of {capacity} cannot hold {n} keys"
         );
-        let mut slot_keys = vec![K::MAX; capacity].into_boxed_slice();
-        let mut slot_values: Box<[MaybeUninit<V>]> =
-            (0..capacity).map(|_| MaybeUninit::uninit()).collect();
+        let mut slot_keys: Vec<K> = Vec::with_capacity(capacity);
+        let mut slot_values = Box::<[V]>::new_uninit_slice(capacity);
         let mut bitmap = Bitmap::new(capacity);
-        let mut next_free = used.start;
         let mut search_sum = 0.0;
+        // Runs of consecutive occupied slots, for the expected shifts of an insert: one that
+        // lands in a run of `L` slots moves about `L / 4` of them, and lands there with
+        // weight `L`.
+        let (mut run, mut run_square_sum) = (0usize, 0.0);
         let mut placed = 0;
         for (i, (&key, value)) in keys.iter().zip(values.by_ref()).enumerate() {
+            let next_free = slot_keys.len().max(used.start);
             let predicted = model.slot(key, capacity);
             let slot = predicted.max(next_free).min(used.end - (n - i));
-            slot_keys[slot] = key;
+            if slot == slot_keys.len() && i > 0 {
+                run += 1;
+            } else {
+                run_square_sum += (run * run) as f64;
+                run = 1;
+            }
+            // Gaps before the key copy it: the gap invariant, written in the same pass.
+            slot_keys.resize(slot, key);
+            slot_keys.push(key);
             slot_values[slot].write(value);
             bitmap.set(slot);
             search_sum += search_cost(predicted.abs_diff(slot));
-            next_free = slot + 1;
             placed += 1;
             if placed == n {
                 break;
@@ -162,49 +172,25 @@ impl<K: Key, V> DataNode<K, V> {
             placed, n,
             "the value source ran dry while building a data node"
         );
-        let mut node = Self {
+        run_square_sum += (run * run) as f64;
+        slot_keys.resize(capacity, K::MAX);
+        let (search, shifts) = if n == 0 {
+            (0.0, 0.0)
+        } else {
+            (search_sum / n as f64, run_square_sum / 4.0 / n as f64)
+        };
+        let node = Self {
             model,
-            keys: slot_keys,
+            keys: slot_keys.into_boxed_slice(),
             values: slot_values,
             bitmap,
             num_keys: n,
             prev: NO_NODE,
             next: NO_NODE,
             counters: InsertCounters::default(),
-            expected_cost: 0.0,
+            expected_cost: search + SHIFT_WEIGHT * shifts,
         };
-        node.fill_gaps();
-        let search = if n == 0 { 0.0 } else { search_sum / n as f64 };
-        node.expected_cost = search + SHIFT_WEIGHT * node.expected_shifts();
         node
-    }
-
-    /// Writes into every gap the key of the next occupied slot (or `K::MAX`).
-    fn fill_gaps(&mut self) {
-        let mut next_key = K::MAX;
-        for slot in (0..self.keys.len()).rev() {
-            if self.bitmap.get(slot) {
-                next_key = self.keys[slot];
-            } else {
-                self.keys[slot] = next_key;
-            }
-        }
-    }
-
-    /// Expected slots shifted by a random insert: an insert landing in a run of `L` occupied
-    /// slots moves about `L / 4` of them to the nearer gap, and lands there with weight `L`.
-    fn expected_shifts(&self) -> f64 {
-        let (mut weighted, mut total, mut run) = (0.0, 0.0, 0.0f64);
-        for slot in 0..=self.keys.len() {
-            if slot < self.keys.len() && self.bitmap.get(slot) {
-                run += 1.0;
-            } else if run > 0.0 {
-                weighted += run * run / 4.0;
-                total += run;
-                run = 0.0;
-            }
-        }
-        if total > 0.0 { weighted / total } else { 0.0 }
     }
 
     pub fn num_keys(&self) -> usize {

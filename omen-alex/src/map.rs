@@ -78,10 +78,11 @@ impl<K: Key, V> AlexMap<K, V> {
     /// Replaces the contents with `pairs`, which must be sorted by strictly increasing key.
     /// On error the map is unchanged and the error names the first offending position.
     pub fn bulk_load(&mut self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), AlexError> {
-        let pairs = pairs.into_iter();
-        let mut keys: Vec<K> = Vec::with_capacity(pairs.size_hint().0);
-        let mut values = Vec::with_capacity(pairs.size_hint().0);
-        for (position, (key, value)) in pairs.enumerate() {
+        // Collecting a `Vec`'s own iterator reuses its buffer, so callers that hand over a
+        // `Vec` pay for no copy of the values.
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let mut keys: Vec<K> = Vec::with_capacity(pairs.len());
+        for (position, &(key, _)) in pairs.iter().enumerate() {
             if let Some(&previous) = keys.last() {
                 if key < previous {
                     return Err(AlexError::Unsorted {
@@ -97,10 +98,10 @@ impl<K: Key, V> AlexMap<K, V> {
                 }
             }
             keys.push(key);
-            values.push(value);
         }
         let mut nodes = Nodes::default();
-        let root = Builder::new(&mut nodes, &self.config, values.into_iter()).build(&keys, false);
+        let values = pairs.into_iter().map(|(_, value)| value);
+        let root = Builder::new(&mut nodes, &self.config, values).build(&keys, false);
         self.nodes = nodes;
         self.root = root;
         self.len = keys.len();

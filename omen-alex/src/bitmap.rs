@@ -39,6 +39,12 @@ impl Bitmap {
         }
     }
 
+    /// Address of the word holding `slot`'s bit, for a prefetch hint.
+    #[inline(always)]
+    pub fn word_address(&self, slot: usize) -> *const u64 {
+        self.words.as_ptr().wrapping_add(slot >> 6)
+    }
+
     pub fn clear_all(&mut self) {
         self.words.fill(0);
     }

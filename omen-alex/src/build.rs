@@ -94,7 +94,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         if !force_internal && data_cost <= self.config.level_cost + fanout_cost {
             return self.leaf(keys, depth);
         }
-        let bounds = slot_bounds(keys, &model, fanout);
+        let bounds = slot_bounds(keys, &model, fanout, sample.stride);
         let largest = bounds.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
         if largest == n {
             // The model cannot separate these keys (all land in one slot): a data node with a
@@ -320,14 +320,57 @@ pub(crate) fn internal_model<K: Key>(keys: &[K], fanout: usize, sampling: bool) 
 }
 
 /// `bounds[s]..bounds[s + 1]` are the indices of the keys the model routes to slot `s`.
-fn slot_bounds<K: Key>(keys: &[K], model: &LinearModel, fanout: usize) -> Vec<usize> {
+/// Walks every `stride`-th key and binary-searches only the short windows where the slot
+/// changes, so the work is O(n / stride + fanout * log stride) and the reads are sequential.
+fn slot_bounds<K: Key>(keys: &[K], model: &LinearModel, fanout: usize, stride: usize) -> Vec<usize> {
+    let n = keys.len();
     let mut bounds = Vec::with_capacity(fanout + 1);
     bounds.push(0);
-    let mut lo = 0;
-    for slot in 1..fanout {
-        lo += keys[lo..].partition_point(|k| model.slot(*k, fanout) < slot);
-        bounds.push(lo);
+    let mut previous = 0; // index of the last sampled key
+    let mut previous_slot = model.slot(keys[0], fanout);
+    // Slots before the first key's are empty and start at 0.
+    bounds.resize(previous_slot + 1, 0);
+    let mut next = stride;
+    loop {
+        let (index, slot) = if next < n { (next, model.slot(keys[next], fanout)) } else { (n, fanout) };
+        // Slots previous_slot + 1 ..= slot start inside keys[previous + 1..=index].
+        for boundary in previous_slot + 1..=slot.min(fanout - 1) {
+            let window_start = (*bounds.last().unwrap_or(&0)).max(previous + 1);
+            let window = &keys[window_start..index.min(n)];
+            bounds.push(window_start + window.partition_point(|k| model.slot(*k, fanout) < boundary));
+        }
+        if index >= n {
+            break;
+        }
+        previous = index;
+        previous_slot = previous_slot.max(slot);
+        next += stride;
     }
-    bounds.push(keys.len());
+    while bounds.len() < fanout {
+        bounds.push(n);
+    }
+    bounds.push(n);
+    debug_assert!(bounds.windows(2).all(|w| w[0] <= w[1]));
     bounds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_slot_bounds_match_a_full_scan() {
+        let keys: Vec<u64> = (0..10_000u64).map(|i| i * i + (i % 13) * 7).collect();
+        for fanout in [2usize, 16, 256, 4096] {
+            let model = internal_model(&keys, fanout, false);
+            let mut expected = vec![0usize];
+            for slot in 1..fanout {
+                expected.push(keys.partition_point(|k| model.slot(*k, fanout) < slot));
+            }
+            expected.push(keys.len());
+            for stride in [1usize, 3, 32] {
+                assert_eq!(slot_bounds(&keys, &model, fanout, stride), expected, "fanout {fanout} stride {stride}");
+            }
+        }
+    }
 }

@@ -185,7 +185,7 @@ impl<K: Key, V> AlexMap<K, V> {
                 let node = &self.nodes.datas[*leaf as usize];
                 *start = node.predicted_slot(key);
                 prefetch(node.key_address(*start));
-                prefetch(node.value_address(*start));
+                node.prefetch_slot(*start);
             }
             for ((start, leaf), &key) in starts.iter().zip(&leaves).zip(batch) {
                 out.push(self.nodes.datas[*leaf as usize].get_from(key, *start));

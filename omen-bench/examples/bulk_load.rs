@@ -7,8 +7,6 @@ use omen_alex::{AlexConfig, AlexMap};
 use omen_bench::datasets::{Dataset, Distribution};
 
 fn main() {
-    page_fault_probe();
-    page_fault_probe();
     let keys = std::env::args()
         .nth(1)
         .and_then(|v| v.parse().ok())
@@ -47,9 +45,3 @@ fn main() {
     }
 }
 
-#[allow(dead_code)]
-fn page_fault_probe() {
-    let start = Instant::now();
-    let v: Vec<u64> = vec![u64::MAX; 30_000_000];
-    println!("fill 240MB: {:?} {}", start.elapsed(), v[12345]);
-}

@@ -184,7 +184,7 @@ impl<K: Key, V> DataNode<K, V> {
         } else {
             (search_sum / n as f64, run_square_sum / 4.0 / n as f64)
         };
-        let node = Self {
+        Self {
             model,
             keys: slot_keys.into_boxed_slice(),
             values: slot_values,
@@ -194,8 +194,7 @@ impl<K: Key, V> DataNode<K, V> {
             next: NO_NODE,
             counters: InsertCounters::default(),
             expected_cost: search + SHIFT_WEIGHT * shifts,
-        };
-        node
+        }
     }
 
     pub fn num_keys(&self) -> usize {

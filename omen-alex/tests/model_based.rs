@@ -80,7 +80,7 @@ fn tiny_config() -> AlexConfig {
 
 /// A key already in the model (so gets and removes hit), or a fresh one of the distribution.
 fn existing_or_new(model: &BTreeMap<i64, u64>, dist: Dist, raw: u64, step: usize) -> i64 {
-    if raw % 2 == 0 && !model.is_empty() {
+    if raw.is_multiple_of(2) && !model.is_empty() {
         let index = (raw / 2) as usize % model.len();
         *model.keys().nth(index).unwrap_or(&0)
     } else {

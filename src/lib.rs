@@ -1,1 +1,13 @@
-//! placeholder
+//! `omendb`: the OmenDB facade. Today it re-exports the engine crates that exist, so users
+//! depend on one crate and get matching versions; `Db::open`, tables, transactions and SQL
+//! arrive with the WAL, replicator and SQL crates (see `docs/ARCHITECTURE.md`).
+//!
+//! ```
+//! use omendb::alex::AlexMap;
+//! let map = AlexMap::from_sorted((0..100u64).map(|k| (k, k * 2)))?;
+//! assert_eq!(map.get(21), Some(&42));
+//! # Ok::<(), omendb::alex::AlexError>(())
+//! ```
+
+/// The learned index: [`AlexMap`](alex::AlexMap), an ordered map from integer keys to values.
+pub use omen_alex as alex;

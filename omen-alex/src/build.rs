@@ -322,7 +322,12 @@ pub(crate) fn internal_model<K: Key>(keys: &[K], fanout: usize, sampling: bool) 
 /// `bounds[s]..bounds[s + 1]` are the indices of the keys the model routes to slot `s`.
 /// Walks every `stride`-th key and binary-searches only the short windows where the slot
 /// changes, so the work is O(n / stride + fanout * log stride) and the reads are sequential.
-fn slot_bounds<K: Key>(keys: &[K], model: &LinearModel, fanout: usize, stride: usize) -> Vec<usize> {
+fn slot_bounds<K: Key>(
+    keys: &[K],
+    model: &LinearModel,
+    fanout: usize,
+    stride: usize,
+) -> Vec<usize> {
     let n = keys.len();
     let mut bounds = Vec::with_capacity(fanout + 1);
     bounds.push(0);
@@ -332,12 +337,17 @@ fn slot_bounds<K: Key>(keys: &[K], model: &LinearModel, fanout: usize, stride: u
     bounds.resize(previous_slot + 1, 0);
     let mut next = stride;
     loop {
-        let (index, slot) = if next < n { (next, model.slot(keys[next], fanout)) } else { (n, fanout) };
+        let (index, slot) = if next < n {
+            (next, model.slot(keys[next], fanout))
+        } else {
+            (n, fanout)
+        };
         // Slots previous_slot + 1 ..= slot start inside keys[previous + 1..=index].
         for boundary in previous_slot + 1..=slot.min(fanout - 1) {
             let window_start = (*bounds.last().unwrap_or(&0)).max(previous + 1);
             let window = &keys[window_start..index.min(n)];
-            bounds.push(window_start + window.partition_point(|k| model.slot(*k, fanout) < boundary));
+            bounds
+                .push(window_start + window.partition_point(|k| model.slot(*k, fanout) < boundary));
         }
         if index >= n {
             break;
@@ -369,7 +379,11 @@ mod tests {
             }
             expected.push(keys.len());
             for stride in [1usize, 3, 32] {
-                assert_eq!(slot_bounds(&keys, &model, fanout, stride), expected, "fanout {fanout} stride {stride}");
+                assert_eq!(
+                    slot_bounds(&keys, &model, fanout, stride),
+                    expected,
+                    "fanout {fanout} stride {stride}"
+                );
             }
         }
     }

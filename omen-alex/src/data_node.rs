@@ -67,6 +67,8 @@ pub(crate) struct DataNode<K, V> {
     values: Box<[MaybeUninit<V>]>,
     bitmap: Bitmap,
     num_keys: usize,
+    /// Whether the node holds `K::MAX`, the key that trailing gaps also hold.
+    contains_max: bool,
     /// Neighbouring leaves in key order (for range scans).
     pub prev: u32,
     pub next: u32,
@@ -95,6 +97,7 @@ impl<K: Key, V> DataNode<K, V> {
             values: Box::new([]),
             bitmap: Bitmap::new(0),
             num_keys: 0,
+            contains_max: false,
             prev: NO_NODE,
             next: NO_NODE,
             counters: InsertCounters::default(),
@@ -190,6 +193,7 @@ impl<K: Key, V> DataNode<K, V> {
             values: slot_values,
             bitmap,
             num_keys: n,
+            contains_max: keys.last() == Some(&K::MAX),
             prev: NO_NODE,
             next: NO_NODE,
             counters: InsertCounters::default(),
@@ -329,11 +333,12 @@ impl<K: Key, V> DataNode<K, V> {
         let start = clamp_position(predicted, capacity);
         self.prefetch_slot(start);
         let lower = exponential_search(&self.keys, start, |k| k < key);
-        let next = self.bitmap.next_set(lower);
+        let next = self.occupied_at_or_after(lower);
         if let Some(slot) = next
             && self.keys[slot] == key
+            && self.bitmap.get(slot)
         {
-            // SAFETY: `next_set` returned an occupied slot, whose value is initialised.
+            // SAFETY: the bitmap bit is set, so the value in this slot is initialised.
             let old = unsafe { self.values[slot].assume_init_mut() };
             return Some(mem::replace(old, value));
         }
@@ -380,12 +385,30 @@ impl<K: Key, V> DataNode<K, V> {
         self.values[slot].write(value);
         self.bitmap.set(slot);
         self.num_keys += 1;
+        self.contains_max |= key == K::MAX;
         // Gaps between `lower` and the new key now copy it.
         for gap in lower..slot {
             self.keys[gap] = key;
         }
         self.counters.inserts += 1;
         None
+    }
+
+    /// The first occupied slot at or after a lower-bound position `lower`, found through the
+    /// gap invariant rather than by scanning the bitmap (a free tail can span thousands of
+    /// words): a gap holds the key of the next occupied slot, so that slot ends the run of
+    /// slots holding `keys[lower]`.
+    #[inline]
+    fn occupied_at_or_after(&self, lower: usize) -> Option<usize> {
+        let key = *self.keys.get(lower)?;
+        if key != K::MAX {
+            return Some(exponential_search(&self.keys, lower, |k| k <= key) - 1);
+        }
+        if self.contains_max {
+            self.bitmap.next_set(lower)
+        } else {
+            None
+        }
     }
 
     /// Slots `make_room(lower)` would shift.
@@ -450,10 +473,11 @@ impl<K: Key, V> DataNode<K, V> {
         let value = unsafe { self.values[slot].assume_init_read() };
         self.bitmap.clear(slot);
         self.num_keys -= 1;
-        let replacement = self
-            .bitmap
-            .next_set(slot + 1)
-            .map_or(K::MAX, |s| self.keys[s]);
+        if key == K::MAX {
+            self.contains_max = false;
+        }
+        // The next slot holds the next occupied key: its own, or the copy a gap keeps.
+        let replacement = self.keys.get(slot + 1).copied().unwrap_or(K::MAX);
         let mut gap = slot;
         loop {
             self.keys[gap] = replacement;
@@ -479,6 +503,7 @@ impl<K: Key, V> DataNode<K, V> {
         }
         self.bitmap.clear_all();
         self.num_keys = 0;
+        self.contains_max = false;
         (keys, values)
     }
 
@@ -523,6 +548,14 @@ impl<K: Key, V> DataNode<K, V> {
                 "data node {id}: slot keys not sorted: {pair:?}"
             );
         }
+        let holds_max = self
+            .bitmap
+            .prev_set(capacity)
+            .is_some_and(|s| self.keys[s] == K::MAX);
+        assert_eq!(
+            self.contains_max, holds_max,
+            "data node {id}: contains_max flag is stale"
+        );
         let mut next_key = K::MAX;
         for slot in (0..capacity).rev() {
             if self.bitmap.get(slot) {

@@ -165,6 +165,10 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
             }
         }
         prop_assert_eq!(map.len(), model.len());
+        if std::env::var_os("ALEX_CHECK_EACH_STEP").is_some() {
+            eprintln!("step {step}: {op:?}");
+            map.check_invariants();
+        }
     }
     map.check_invariants();
     let got: Vec<(i64, u64)> = map.iter().map(|(k, v)| (k, *v)).collect();

@@ -67,10 +67,18 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
     /// order. With `force_internal`, the root of the subtree is an internal node unless the
     /// keys cannot be separated by any model.
     pub fn build(&mut self, keys: &[K], force_internal: bool) -> NodeRef {
-        self.build_at(keys, force_internal, 0)
+        self.build_at(keys, force_internal, 0, None)
     }
 
-    fn build_at(&mut self, keys: &[K], force_internal: bool, depth: usize) -> NodeRef {
+    /// `data_cost`, when the caller knows it, is the cost per key of one data node over
+    /// `keys` (saves a pass over them).
+    fn build_at(
+        &mut self,
+        keys: &[K],
+        force_internal: bool,
+        depth: usize,
+        data_cost: Option<f64>,
+    ) -> NodeRef {
         let n = keys.len();
         let fits_data = n <= self.config.data_node_keys_max();
         if n <= 1 || depth >= DEPTH_MAX || (!force_internal && n <= SMALL_NODE_KEYS) {
@@ -81,11 +89,13 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             base: keys[0].to_ordered_u64(),
             y_scale: 1.0 / self.config.density_init,
         };
-        let data_cost = if fits_data {
-            Moments::of(keys, 0, n, sample.stride, sample.base, sample.y_scale).node_cost(n)
-                / n as f64
-        } else {
-            f64::INFINITY
+        let data_cost = match data_cost {
+            _ if !fits_data => f64::INFINITY,
+            Some(cost) => cost,
+            None => {
+                Moments::of(keys, 0, n, sample.stride, sample.base, sample.y_scale).node_cost(n)
+                    / n as f64
+            }
         };
         if !force_internal && data_cost <= self.config.level_cost + LEAF_SLACK {
             return self.leaf(keys, depth);
@@ -121,7 +131,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             let child = if leaf_is_fine {
                 self.leaf(part, depth + 1)
             } else {
-                self.build_at(part, false, depth + 1)
+                self.build_at(part, false, depth + 1, Some(block.cost_per_key))
             };
             children.extend(std::iter::repeat_n(child, block.len));
         }
@@ -149,7 +159,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         }
         let (keys, values) = node.drain_sorted();
         let mut inner = Builder::new(&mut *self.nodes, self.config, values.into_iter());
-        let subtree = inner.build_at(&keys, true, depth + 1);
+        let subtree = inner.build_at(&keys, true, depth + 1, Some(node.expected_cost));
         let (first, last) = (inner.first_leaf, inner.last_leaf);
         drop(inner);
         self.nodes.datas[first as usize].prev = self.last_leaf;
@@ -193,12 +203,17 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             .fanout_max
             .min((n / 16).next_power_of_two())
             .max(2);
+        // The sample is gathered once into a small contiguous array that every fanout scans,
+        // and the model is fitted once: a least-squares fit of `rank * fanout / n` is the fit
+        // of `rank / n` scaled by `fanout`.
+        let sampled: Vec<K> = keys.iter().step_by(sample.stride).copied().collect();
+        let unit_model = internal_model(keys, 1, self.config.sampling);
         let mut best: Option<(usize, LinearModel, f64)> = None;
         let mut fanout = 2;
         let mut without_gain = 0;
         while fanout <= limit {
-            let model = internal_model(keys, fanout, self.config.sampling);
-            let cost = self.slot_costs(keys, &model, fanout, sample) / n as f64;
+            let model = unit_model.scaled(fanout as f64);
+            let cost = self.slot_costs(&sampled, n, &model, fanout, sample) / n as f64;
             match &best {
                 Some(b) if cost >= b.2 => {
                     without_gain += 1;
@@ -224,14 +239,20 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
 
     /// Total cost of one data node per slot, from the sample points only: consecutive sample
     /// points routed to the same slot form that slot's segment.
-    fn slot_costs(&self, keys: &[K], model: &LinearModel, fanout: usize, sample: Sample) -> f64 {
-        let n = keys.len();
+    fn slot_costs(
+        &self,
+        sampled: &[K],
+        n: usize,
+        model: &LinearModel,
+        fanout: usize,
+        sample: Sample,
+    ) -> f64 {
         let mut total = 0.0;
         let mut sums = MomentSums::default();
-        let mut segment_slot = model.slot(keys[0], fanout);
+        let mut segment_slot = sampled.first().map_or(0, |k| model.slot(*k, fanout));
         let mut segment_start = 0;
-        for i in (0..n).step_by(sample.stride) {
-            let key = keys[i];
+        for (j, &key) in sampled.iter().enumerate() {
+            let i = j * sample.stride;
             let slot = model.slot(key, fanout);
             if slot != segment_slot {
                 total += self.segment_cost(&sums.finish(), i - segment_start);

@@ -70,27 +70,22 @@ impl LinearModel {
             return Self::constant(0.0);
         };
         let base = first.to_ordered_u64();
-        let points = || {
-            (lo..hi).step_by(stride).map(move |i| {
-                (
-                    (keys[i].to_ordered_u64() - base) as f64,
-                    (i - lo) as f64 * y_scale,
-                )
-            })
-        };
-        let mut count = 0.0;
-        let (mut sum_x, mut sum_y) = (0.0, 0.0);
-        for (x, y) in points() {
+        // One pass of sums. Keys are measured from the first key and positions start at 0,
+        // so the sums are of the node's own spread and `sum_xx - sum_x * mean_x` does not
+        // cancel badly.
+        let (mut count, mut sum_x, mut sum_y, mut sum_xx, mut sum_xy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in (lo..hi).step_by(stride) {
+            let x = (keys[i].to_ordered_u64() - base) as f64;
+            let y = (i - lo) as f64 * y_scale;
             count += 1.0;
             sum_x += x;
             sum_y += y;
+            sum_xx += x * x;
+            sum_xy += x * y;
         }
         let (mean_x, mean_y) = (sum_x / count, sum_y / count);
-        let (mut cov, mut var) = (0.0, 0.0);
-        for (x, y) in points() {
-            cov += (x - mean_x) * (y - mean_y);
-            var += (x - mean_x) * (x - mean_x);
-        }
+        let var = sum_xx - sum_x * mean_x;
+        let cov = sum_xy - sum_x * mean_y;
         // Sorted keys against increasing positions have non-negative covariance; clamp away
         // rounding noise so the model stays monotone.
         let slope = if var > 0.0 { (cov / var).max(0.0) } else { 0.0 };

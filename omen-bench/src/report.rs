@@ -415,8 +415,14 @@ fn render(options: &AlexReportOptions, dram_ns: f64, results: &[DistributionResu
         "Method: lookups, chains and scans report the best of 3 runs (RocksDB: 2). RocksDB data was \
          ingested as one SST file, then read once to warm a block cache sized for all of it (bloom \
          filters 10 bits/key, no compression); RocksDB inserts skip the WAL, as the in-memory \
-         structures have none. Bytes per key count live heap bytes (a counting global allocator) \
-         for ALEX and BTreeMap; for RocksDB, block cache usage plus table readers and memtables."
+         structures have none. Heap pages: {}. Bytes per key count live heap bytes (a counting global allocator) \
+         for ALEX and BTreeMap; for RocksDB, block cache usage plus table readers and memtables.",
+        match std::env::var("GLIBC_TUNABLES") {
+            Ok(tunables) if tunables.contains("hugetlb=1") =>
+                "transparent huge pages for every structure (GLIBC_TUNABLES=glibc.malloc.hugetlb=1)"
+                    .to_string(),
+            _ => "4 KiB (run without huge pages)".to_string(),
+        }
     );
     md
 }

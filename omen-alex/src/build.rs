@@ -17,7 +17,7 @@ const LEAF_SLACK: f64 = 3.0;
 /// A built leaf whose exact cost exceeds the leaf threshold by this much is rebuilt.
 const BAD_LEAF_MARGIN: f64 = 2.0;
 /// Cost charged per data node, so that near-empty neighbours merge into one node.
-const NODE_COST: f64 = 8.0;
+const NODE_COST: f64 = 32.0;
 /// The fanout search stops once a fanout costs this much more per key than the best so far.
 const FANOUT_WORSE_BY: f64 = 0.05;
 /// ... or after this many doublings that did not lower it.

@@ -153,13 +153,14 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             .capacity_for(keys.len(), self.config.density_init);
         let mut node =
             DataNode::build(keys, &mut self.values, capacity, Spread::Whole, self.config);
-        let too_costly = node.expected_cost > self.config.level_cost + LEAF_SLACK + BAD_LEAF_MARGIN;
+        let too_costly =
+            f64::from(node.expected_cost) > self.config.level_cost + LEAF_SLACK + BAD_LEAF_MARGIN;
         if !too_costly || keys.len() <= 4 * SMALL_NODE_KEYS || depth >= DEPTH_MAX {
             return self.push_leaf(node);
         }
         let (keys, values) = node.drain_sorted();
         let mut inner = Builder::new(&mut *self.nodes, self.config, values.into_iter());
-        let subtree = inner.build_at(&keys, true, depth + 1, Some(node.expected_cost));
+        let subtree = inner.build_at(&keys, true, depth + 1, Some(f64::from(node.expected_cost)));
         let (first, last) = (inner.first_leaf, inner.last_leaf);
         drop(inner);
         self.nodes.datas[first as usize].prev = self.last_leaf;

@@ -32,18 +32,18 @@ pub(crate) const CAPACITY_MIN: usize = 16;
 /// compares it with the cost expected at build time.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct InsertCounters {
-    pub inserts: u64,
+    pub inserts: u32,
     /// Inserts that were not appends: only these measure the model (appends land past the
     /// model's domain by definition, §4.5 handles them separately).
-    pub model_inserts: u64,
+    pub model_inserts: u32,
     /// Sum of `search_cost(|predicted slot - final slot|)`, the same measure as
     /// `DataNode::expected_cost`.
-    pub search_cost: f64,
-    pub shifts: u64,
+    pub search_cost: f32,
+    pub shifts: u32,
     /// Inserts of a key larger than every key in the node.
-    pub right_appends: u64,
+    pub right_appends: u32,
     /// Inserts of a key smaller than every key in the node.
-    pub left_appends: u64,
+    pub left_appends: u32,
 }
 
 impl InsertCounters {
@@ -52,7 +52,8 @@ impl InsertCounters {
         if self.model_inserts == 0 {
             return 0.0;
         }
-        (self.search_cost + SHIFT_WEIGHT * self.shifts as f64) / self.model_inserts as f64
+        (f64::from(self.search_cost) + SHIFT_WEIGHT * f64::from(self.shifts))
+            / f64::from(self.model_inserts)
     }
 }
 
@@ -67,14 +68,15 @@ pub(crate) struct DataNode<K, V> {
     values: Box<[MaybeUninit<V>]>,
     bitmap: Bitmap,
     num_keys: usize,
+    /// Updated by every insert: kept inside the first 128 bytes with the fields above.
+    pub counters: InsertCounters,
+    /// Cost per insert predicted when the node was built (search cost + weighted shifts).
+    pub expected_cost: f32,
     /// Whether the node holds `K::MAX`, the key that trailing gaps also hold.
     contains_max: bool,
     /// Neighbouring leaves in key order (for range scans).
     pub prev: u32,
     pub next: u32,
-    pub counters: InsertCounters,
-    /// Cost per insert predicted when the node was built (search cost + weighted shifts).
-    pub expected_cost: f64,
 }
 
 /// How a rebuilt node spreads its keys over the new gapped array.
@@ -197,7 +199,7 @@ impl<K: Key, V> DataNode<K, V> {
             prev: NO_NODE,
             next: NO_NODE,
             counters: InsertCounters::default(),
-            expected_cost: search + SHIFT_WEIGHT * shifts,
+            expected_cost: (search + SHIFT_WEIGHT * shifts) as f32,
         }
     }
 
@@ -347,8 +349,13 @@ impl<K: Key, V> DataNode<K, V> {
         let end = next.unwrap_or(capacity);
         let is_right_append = end == capacity && lower > 0;
         let is_left_append = lower == 0 && end < capacity;
-        self.counters.right_appends += u64::from(is_right_append);
-        self.counters.left_appends += u64::from(is_left_append);
+        let counters = &mut self.counters;
+        counters.right_appends = counters
+            .right_appends
+            .saturating_add(u32::from(is_right_append));
+        counters.left_appends = counters
+            .left_appends
+            .saturating_add(u32::from(is_left_append));
         let (slot, shifts) = if lower < end {
             let slot = if is_right_append && predicted >= (capacity - 1) as f64 {
                 lower // pack appends so the free tail is not wasted
@@ -377,9 +384,12 @@ impl<K: Key, V> DataNode<K, V> {
             self.make_room(lower)
         };
         if !is_right_append && !is_left_append {
-            self.counters.model_inserts += 1;
-            self.counters.search_cost += search_cost(start.abs_diff(slot));
-            self.counters.shifts += shifts as u64;
+            let counters = &mut self.counters;
+            counters.model_inserts = counters.model_inserts.saturating_add(1);
+            counters.search_cost += search_cost(start.abs_diff(slot)) as f32;
+            counters.shifts = counters
+                .shifts
+                .saturating_add(u32::try_from(shifts).unwrap_or(u32::MAX));
         }
         self.keys[slot] = key;
         self.values[slot].write(value);
@@ -390,7 +400,7 @@ impl<K: Key, V> DataNode<K, V> {
         for gap in lower..slot {
             self.keys[gap] = key;
         }
-        self.counters.inserts += 1;
+        self.counters.inserts = self.counters.inserts.saturating_add(1);
         None
     }
 

@@ -62,6 +62,11 @@ mod tests {
     fn assert_send_sync<T: Send + Sync>() {}
 
     #[test]
+    fn data_node_header_fits_one_pair_of_cache_lines() {
+        assert_eq!(core::mem::size_of::<data_node::DataNode<u64, u64>>(), 128);
+    }
+
+    #[test]
     fn map_is_send_and_sync() {
         assert_send_sync::<AlexMap<i64, String>>();
         assert_send_sync::<AlexMap<u64, Vec<u8>>>();

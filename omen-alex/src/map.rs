@@ -14,7 +14,7 @@ use crate::prefetch::prefetch;
 /// A node needs at least this many keys before it is split rather than expanded.
 const SPLIT_KEYS_MIN: usize = 64;
 /// Inserts a node must see before its measured cost is trusted (§4.2.2).
-const DRIFT_INSERTS_MIN: u64 = 16;
+const DRIFT_INSERTS_MIN: u32 = 16;
 /// An internal node may double while its slots number at most this many per distinct child
 /// (or 64 slots in all): this is what bounds the memory of internal nodes under bad models.
 const SLOTS_PER_CHILD_MAX: usize = 8;
@@ -243,7 +243,8 @@ impl<K: Key, V> AlexMap<K, V> {
             .max(((n + 2) as f64 / config.density_max).ceil() as usize);
         let counters = node.counters;
         let drifted = counters.model_inserts >= DRIFT_INSERTS_MIN
-            && counters.cost_per_insert() > node.expected_cost * DRIFT_FACTOR + DRIFT_SLACK;
+            && counters.cost_per_insert()
+                > f64::from(node.expected_cost) * DRIFT_FACTOR + DRIFT_SLACK;
         let oversized = capacity > config.data_node_slots_max;
         if oversized || (drifted && n >= SPLIT_KEYS_MIN) {
             self.split(leaf, parent);
@@ -257,9 +258,9 @@ impl<K: Key, V> AlexMap<K, V> {
     fn rebuild_leaf(&mut self, leaf: u32, capacity: usize) {
         let node = &mut self.nodes.datas[leaf as usize];
         let counters = node.counters;
-        let spread = if counters.right_appends * 2 > counters.inserts {
+        let spread = if u64::from(counters.right_appends) * 2 > u64::from(counters.inserts) {
             Spread::LeaveRightFree
-        } else if counters.left_appends * 2 > counters.inserts {
+        } else if u64::from(counters.left_appends) * 2 > u64::from(counters.inserts) {
             Spread::LeaveLeftFree
         } else {
             Spread::Whole

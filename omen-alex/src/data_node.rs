@@ -376,7 +376,7 @@ impl<K: Key, V> DataNode<K, V> {
                 Spread::LeaveLeftFree
             };
             if self.capacity() > self.num_keys + 1 {
-                self.respread(spread, config);
+                self.rebuild(self.capacity(), spread, config);
                 return self.insert(key, value, config);
             }
             self.make_room(lower)
@@ -428,16 +428,11 @@ impl<K: Key, V> DataNode<K, V> {
         right.into_iter().chain(left).min().unwrap_or(usize::MAX)
     }
 
-    /// Rebuilds the node in place at the same capacity with another spread of its keys.
-    pub fn respread(&mut self, spread: Spread, config: &AlexConfig) {
+    /// Rebuilds the node in place with `capacity` slots, a retrained model and the given
+    /// spread of its keys; the leaf links are kept.
+    pub fn rebuild(&mut self, capacity: usize, spread: Spread, config: &AlexConfig) {
         let (keys, values) = self.drain_sorted();
-        let mut rebuilt = Self::build(
-            &keys,
-            &mut values.into_iter(),
-            self.capacity(),
-            spread,
-            config,
-        );
+        let mut rebuilt = Self::build(&keys, &mut values.into_iter(), capacity, spread, config);
         rebuilt.prev = self.prev;
         rebuilt.next = self.next;
         *self = rebuilt;

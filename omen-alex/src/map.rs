@@ -265,17 +265,7 @@ impl<K: Key, V> AlexMap<K, V> {
         } else {
             Spread::Whole
         };
-        let (keys, values) = node.drain_sorted();
-        let mut rebuilt = DataNode::build(
-            &keys,
-            &mut values.into_iter(),
-            capacity,
-            spread,
-            &self.config,
-        );
-        rebuilt.prev = node.prev;
-        rebuilt.next = node.next;
-        *node = rebuilt;
+        node.rebuild(capacity, spread, &self.config);
     }
 
     /// Splits a data node (§4.2.2): sideways into two halves of the slots it covers in its

@@ -197,7 +197,11 @@ impl<S: Sink> Committer<S> {
     pub(crate) fn wait_for(&self, lsn: u64, durable: bool, timeout: Duration) -> bool {
         let mut state = self.lock();
         loop {
-            let reached = if durable { state.durable } else { state.written };
+            let reached = if durable {
+                state.durable
+            } else {
+                state.written
+            };
             if reached >= lsn {
                 return true;
             }
@@ -210,7 +214,11 @@ impl<S: Sink> Committer<S> {
                 .unwrap_or_else(PoisonError::into_inner);
             state = guard;
             if result.timed_out() {
-                let reached = if durable { state.durable } else { state.written };
+                let reached = if durable {
+                    state.durable
+                } else {
+                    state.written
+                };
                 return reached >= lsn;
             }
         }

@@ -97,7 +97,11 @@ impl FaultyFs {
 
     /// Replaces the plan (counters keep counting).
     pub fn set_plan(&self, plan: FaultPlan) {
-        *self.state.plan.lock().unwrap_or_else(PoisonError::into_inner) = plan;
+        *self
+            .state
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = plan;
     }
 
     /// Fsyncs (file and directory) attempted so far.
@@ -162,7 +166,10 @@ struct FaultyFile {
 
 impl FaultyFile {
     fn synced_len(&self) -> u64 {
-        self.state.files().get(&self.path).map_or(0, |t| t.synced_len)
+        self.state
+            .files()
+            .get(&self.path)
+            .map_or(0, |t| t.synced_len)
     }
 
     fn set_synced_len(&self, len: u64) {

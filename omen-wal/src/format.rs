@@ -112,7 +112,11 @@ pub(crate) fn encode_frame(
     payload_crc: u32,
 ) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    debug_assert_eq!(len as usize, payload.len(), "record size checked by the caller");
+    debug_assert_eq!(
+        len as usize,
+        payload.len(),
+        "record size checked by the caller"
+    );
     let mut header = [0u8; FRAME_HEADER_LEN];
     header[4..8].copy_from_slice(&len.to_le_bytes());
     header[8..16].copy_from_slice(&lsn.to_le_bytes());
@@ -301,7 +305,12 @@ pub fn scan_segment(bytes: &[u8], first_lsn: u64, max_payload: u32) -> SegmentSc
 /// the damage: at least `min_lsn`, and no further than the remaining bytes could hold.
 /// Recovery uses it to tell a torn tail (nothing valid follows the damage) from corruption in
 /// the middle of the log (valid records follow it).
-pub fn find_frame_after(bytes: &[u8], from: usize, min_lsn: u64, max_payload: u32) -> Option<usize> {
+pub fn find_frame_after(
+    bytes: &[u8],
+    from: usize,
+    min_lsn: u64,
+    max_payload: u32,
+) -> Option<usize> {
     let max_lsn = min_lsn.saturating_add((bytes.len() / FRAME_HEADER_LEN) as u64);
     (from..bytes.len()).find(|&offset| {
         matches!(decode_frame(&bytes[offset..], max_payload),
@@ -323,10 +332,16 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let bytes = encoded(&[(7, RecordKind::Whole, b"hello"), (8, RecordKind::Whole, b"")]);
+        let bytes = encoded(&[
+            (7, RecordKind::Whole, b"hello"),
+            (8, RecordKind::Whole, b""),
+        ]);
         assert_eq!(decode_segment_header(&bytes), Ok(7));
         let first = decode_frame(&bytes[SEGMENT_HEADER_LEN..], 100).expect("frame");
-        assert_eq!((first.lsn, first.kind, first.payload), (7, RecordKind::Whole, &b"hello"[..]));
+        assert_eq!(
+            (first.lsn, first.kind, first.payload),
+            (7, RecordKind::Whole, &b"hello"[..])
+        );
         let scan = scan_segment(&bytes, 7, 100);
         assert_eq!(scan.valid_end, bytes.len());
         assert_eq!((scan.last_lsn, scan.records, scan.stop), (8, 2, None));
@@ -350,7 +365,10 @@ mod tests {
         let mut bytes = encoded(&[(1, RecordKind::Whole, b"payload")]);
         bytes[SEGMENT_HEADER_LEN + 4] ^= 0x01;
         let result = decode_frame(&bytes[SEGMENT_HEADER_LEN..], 100);
-        assert!(matches!(result, Err(FrameError::Checksum | FrameError::Incomplete)));
+        assert!(matches!(
+            result,
+            Err(FrameError::Checksum | FrameError::Incomplete)
+        ));
     }
 
     #[test]

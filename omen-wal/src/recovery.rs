@@ -152,24 +152,33 @@ pub(crate) fn recover(
 
         // The segment must continue the LSNs of the one before and carry a valid header.
         let header_damage = if index > 0 && first_lsn != next_lsn {
-            Some(damage(0, next_lsn, format!(
-                "segment starts at LSN {first_lsn} but the previous segment ends at LSN {}: \
+            Some(damage(
+                0,
+                next_lsn,
+                format!(
+                    "segment starts at LSN {first_lsn} but the previous segment ends at LSN {}: \
                  records are missing",
-                next_lsn - 1
-            )))
+                    next_lsn - 1
+                ),
+            ))
         } else {
             match decode_segment_header(&bytes) {
                 Ok(lsn) if lsn == first_lsn => None,
-                Ok(lsn) => Some(damage(0, first_lsn, format!(
-                    "segment header says first LSN {lsn}, its file name says {first_lsn}"
-                ))),
+                Ok(lsn) => Some(damage(
+                    0,
+                    first_lsn,
+                    format!("segment header says first LSN {lsn}, its file name says {first_lsn}"),
+                )),
                 Err(HeaderError::Incomplete | HeaderError::Zeroed) if is_last => {
                     // Torn while being created: it never held a record.
                     if mode == RecoveryMode::AbsoluteConsistency {
-                        return Err(damage(0, first_lsn, "segment header is torn".into()).into_error());
+                        return Err(
+                            damage(0, first_lsn, "segment header is torn".into()).into_error()
+                        );
                     }
                     drop(file);
-                    fs.remove(path).map_err(|e| WalError::io("remove torn segment", path, e))?;
+                    fs.remove(path)
+                        .map_err(|e| WalError::io("remove torn segment", path, e))?;
                     let (path, file) = create_segment(fs.as_ref(), dir, first_lsn)?;
                     report.truncated = Some(TailTruncation {
                         segment: path.clone(),
@@ -177,12 +186,19 @@ pub(crate) fn recover(
                         bytes_dropped: bytes.len() as u64,
                         reason: "segment header torn while the segment was created".into(),
                     });
-                    segments.push(SegmentMeta { first_lsn, path: path.clone() });
+                    segments.push(SegmentMeta {
+                        first_lsn,
+                        path: path.clone(),
+                    });
                     tail = Some((file, path, SEGMENT_HEADER_LEN as u64));
                     next_lsn = first_lsn;
                     continue;
                 }
-                Err(error) => Some(damage(0, first_lsn, format!("segment header invalid ({error:?})"))),
+                Err(error) => Some(damage(
+                    0,
+                    first_lsn,
+                    format!("segment header invalid ({error:?})"),
+                )),
             }
         };
         if let Some(damage) = header_damage {
@@ -196,7 +212,8 @@ pub(crate) fn recover(
         let scan = scan_segment(&bytes, first_lsn, max_payload);
         let mut valid_end = bytes.len();
         if let Some(stop) = scan.stop {
-            let resumes = find_frame_after(&bytes, scan.stop_offset + 1, scan.stop_lsn, max_payload);
+            let resumes =
+                find_frame_after(&bytes, scan.stop_offset + 1, scan.stop_lsn, max_payload);
             let in_middle = !is_last || resumes.is_some();
             let damage = damage(scan.stop_offset, scan.stop_lsn, describe(stop));
             let tolerated = match mode {
@@ -223,7 +240,10 @@ pub(crate) fn recover(
         }
         report.records += scan.records;
         next_lsn = scan.last_lsn + 1;
-        segments.push(SegmentMeta { first_lsn, path: path.clone() });
+        segments.push(SegmentMeta {
+            first_lsn,
+            path: path.clone(),
+        });
         tail = Some((file, path.clone(), valid_end as u64));
         if scan.stop.is_some() {
             break;
@@ -235,7 +255,10 @@ pub(crate) fn recover(
         None => {
             // No segment (a new WAL), or PointInTime set aside even the first one.
             let (path, file) = create_segment(fs.as_ref(), dir, next_lsn)?;
-            segments.push(SegmentMeta { first_lsn: next_lsn, path: path.clone() });
+            segments.push(SegmentMeta {
+                first_lsn: next_lsn,
+                path: path.clone(),
+            });
             (file, path, SEGMENT_HEADER_LEN as u64)
         }
     };

@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(parse_segment_name(&b), Some(10));
         assert_eq!(parse_segment_name(Path::new("/wal/LOCK")), None);
         assert_eq!(parse_segment_name(Path::new("/wal/1.wal")), None);
-        assert_eq!(parse_segment_name(Path::new("/wal/00000000000000000001.wal.corrupt")), None);
+        assert_eq!(
+            parse_segment_name(Path::new("/wal/00000000000000000001.wal.corrupt")),
+            None
+        );
     }
 }

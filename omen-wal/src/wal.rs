@@ -183,7 +183,8 @@ impl Wal {
 
     /// Appends one record with the given sync mode.
     pub fn append_with(&self, payload: &[u8], mode: SyncMode) -> Result<Lsn> {
-        self.append_batch_with(&[payload], mode).map(|range| range.first)
+        self.append_batch_with(&[payload], mode)
+            .map(|range| range.first)
     }
 
     /// Appends records as one atomic group: after a crash, recovery keeps all of them or none.

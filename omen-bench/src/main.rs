@@ -1,13 +1,17 @@
 //! `omen-bench`: runs a benchmark report. `omen-bench alex` compares the learned index with
-//! `BTreeMap` and RocksDB and writes `bench-report/alex.md` with SVG plots.
+//! `BTreeMap` and RocksDB and writes `bench-report/alex.md` with SVG plots; `omen-bench wal`
+//! compares the write-ahead log with RocksDB's and writes `bench-report/wal.md`.
 
-use std::path::PathBuf;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use omen_bench::alloc_counter::CountingAllocator;
 use omen_bench::datasets::Distribution;
 use omen_bench::report::{self, AlexReportOptions};
+use omen_bench::wal_report::{self, WalReportOptions};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -45,6 +49,25 @@ enum Command {
         /// re-executes itself with huge pages and no trimming, for every structure alike).
         #[arg(long)]
         no_huge_pages: bool,
+    },
+    /// omen-wal's sync modes vs RocksDB's WAL: appends/s and latency by thread count, and
+    /// recovery time of a 64 MiB log.
+    Wal {
+        /// Most records one writer thread appends per configuration.
+        #[arg(long, default_value_t = 1_000_000)]
+        records_per_thread: u64,
+        /// Most seconds one configuration runs.
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        /// Writer thread counts.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]
+        threads: Vec<usize>,
+        /// Times the 64 MiB log is reopened for the recovery figures.
+        #[arg(long, default_value_t = 20)]
+        reopens: usize,
+        /// Directory for the report (scratch directories go below it, on the same disk).
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
     },
 }
 
@@ -102,20 +125,55 @@ fn main() -> ExitCode {
                 out,
                 scratch: report::default_scratch(),
             };
-            match report::run(&options) {
-                Ok(path) => {
-                    match std::fs::read_to_string(&path) {
-                        Ok(text) => println!("{text}"),
-                        Err(error) => eprintln!("report written but unreadable: {error}"),
-                    }
-                    println!("report: {}", path.display());
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: benchmark failed: {error}");
-                    ExitCode::FAILURE
-                }
+            finish(report::run(&options))
+        }
+        Command::Wal {
+            records_per_thread,
+            seconds,
+            threads,
+            reopens,
+            out,
+        } => {
+            let Ok(duration) = Duration::try_from_secs_f64(seconds) else {
+                eprintln!("error: --seconds must be a non-negative number");
+                return ExitCode::FAILURE;
+            };
+            if threads.is_empty() || threads.contains(&0) || records_per_thread == 0 || reopens == 0
+            {
+                eprintln!("error: --threads, --records-per-thread and --reopens must be positive");
+                return ExitCode::FAILURE;
             }
+            let options = WalReportOptions {
+                threads,
+                records_per_thread,
+                duration,
+                recovery_log_bytes: 64 << 20,
+                reopens,
+                out,
+            };
+            finish(wal_report::run(&options))
         }
     }
+}
+
+/// Prints the report at `path` (or why there is none) and the exit code to return.
+fn finish(outcome: Result<PathBuf, impl Display>) -> ExitCode {
+    match outcome {
+        Ok(path) => {
+            print_report(&path);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: benchmark failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_report(path: &Path) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("report written but unreadable: {error}"),
+    }
+    println!("report: {}", path.display());
 }

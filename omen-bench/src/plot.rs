@@ -1,4 +1,5 @@
-//! SVG plots of the report: grouped bars, one group per distribution, one bar per structure.
+//! SVG plots of the reports: grouped bars, one group per distribution, one bar per structure
+//! (ALEX); lines on log-log axes, one per writer (WAL).
 
 use std::path::Path;
 
@@ -95,4 +96,127 @@ fn grouped_bars(
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
+}
+
+/// One line of [`log_lines`].
+pub struct Line {
+    /// Legend text.
+    pub label: String,
+    /// Points `(x, y)`, both positive.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed, for baselines.
+    pub dashed: bool,
+}
+
+const LINE_COLORS: [RGBColor; 4] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+];
+
+/// Writes a line chart with logarithmic x and y axes to `path`. Solid lines take the colours
+/// in order; dashed lines (baselines) are grey, told apart by their markers' size.
+pub fn log_lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: &[Line],
+) -> Result<(), String> {
+    let points = || lines.iter().flat_map(|l| l.points.iter().copied());
+    let positive = |v: &f64| v.is_finite() && *v > 0.0;
+    let (x_min, x_max) = bounds(points().map(|p| p.0).filter(positive));
+    let (y_min, y_max) = bounds(points().map(|p| p.1).filter(positive));
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (x_min / 1.3..x_max * 1.3).log_scale(),
+            (y_min / 2.0..y_max * 2.0).log_scale(),
+        )
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| si(*y))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let (mut solid, mut dashed) = (0, 0);
+    for line in lines {
+        let points: Vec<(f64, f64)> = line
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| positive(x) && positive(y))
+            .collect();
+        let (color, marker) = if line.dashed {
+            dashed += 1;
+            (RGBColor(0x55, 0x55, 0x55), 2 + 2 * dashed)
+        } else {
+            solid += 1;
+            (LINE_COLORS[(solid - 1) % LINE_COLORS.len()], 4)
+        };
+        let style = color.stroke_width(2);
+        if line.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))
+                .map_err(|e| e.to_string())?;
+        } else {
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, marker, color.filled())),
+            )
+            .map_err(|e| e.to_string())?
+            .label(line.label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The smallest and largest of `values`, or `(1, 10)` if there are none.
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (min, max) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if min.is_finite() && max >= min {
+        (min, max)
+    } else {
+        (1.0, 10.0)
+    }
+}
+
+/// `12K`, `4.5M`: short axis labels for values spanning decades.
+fn si(value: f64) -> String {
+    let (scaled, suffix) = match value {
+        v if v >= 1e6 => (v / 1e6, "M"),
+        v if v >= 1e3 => (v / 1e3, "K"),
+        v => (v, ""),
+    };
+    if scaled >= 10.0 || scaled.fract() == 0.0 {
+        format!("{scaled:.0}{suffix}")
+    } else {
+        format!("{scaled:.1}{suffix}")
+    }
 }

@@ -125,10 +125,10 @@ impl FaultyFs {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
-            } else if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path) {
-                if file.metadata()?.len() > tracked.synced_len {
-                    file.set_len(tracked.synced_len)?;
-                }
+            } else if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&path)
+                && file.metadata()?.len() > tracked.synced_len
+            {
+                file.set_len(tracked.synced_len)?;
             }
         }
         Ok(())

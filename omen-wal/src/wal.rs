@@ -85,14 +85,14 @@ impl WalOptions {
                 self.max_record_size
             )));
         }
-        if let SyncMode::Buffered { interval } = self.sync_mode {
-            if interval.is_zero() {
-                return Err(WalError::InvalidOptions(
-                    "SyncMode::Buffered needs a non-zero interval (use SyncMode::GroupCommit to \
-                     sync every append)"
-                        .into(),
-                ));
-            }
+        if let SyncMode::Buffered { interval } = self.sync_mode
+            && interval.is_zero()
+        {
+            return Err(WalError::InvalidOptions(
+                "SyncMode::Buffered needs a non-zero interval (use SyncMode::GroupCommit to \
+                 sync every append)"
+                    .into(),
+            ));
         }
         Ok(())
     }

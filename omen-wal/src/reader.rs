@@ -78,6 +78,11 @@ impl WalReader {
         })
     }
 
+    /// A reader of `wal`'s durable records from `lsn` on; the same as [`crate::Wal::reader`].
+    pub fn from(wal: &crate::Wal, lsn: Lsn) -> Result<Self> {
+        wal.reader(lsn)
+    }
+
     /// The LSN of the next record this reader returns.
     pub fn next_lsn(&self) -> Lsn {
         Lsn(self.next)

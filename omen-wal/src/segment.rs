@@ -24,7 +24,8 @@ pub(crate) fn parse_segment_name(path: &Path) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // LSNs start at 1: a segment named 0 is not one of ours.
+    digits.parse().ok().filter(|&lsn| lsn >= 1)
 }
 
 /// One segment: its first LSN and its file.
@@ -152,6 +153,7 @@ mod tests {
         assert_eq!(parse_segment_name(&b), Some(10));
         assert_eq!(parse_segment_name(Path::new("/wal/LOCK")), None);
         assert_eq!(parse_segment_name(Path::new("/wal/1.wal")), None);
+        assert_eq!(parse_segment_name(&segment_path(dir, 0)), None);
         assert_eq!(
             parse_segment_name(Path::new("/wal/00000000000000000001.wal.corrupt")),
             None

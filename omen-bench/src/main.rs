@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         records_per_thread: u64,
         /// Most seconds one configuration runs.
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 5.0)]
         seconds: f64,
         /// Writer thread counts.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 16])]

@@ -115,13 +115,15 @@ const LINE_COLORS: [RGBColor; 4] = [
     RGBColor(0xd6, 0x27, 0x28),
 ];
 
-/// Writes a line chart with logarithmic x and y axes to `path`. Solid lines take the colours
-/// in order; dashed lines (baselines) are grey, told apart by their markers' size.
+const BASELINE_COLORS: [RGBColor; 2] = [RGBColor(0x22, 0x22, 0x22), RGBColor(0x94, 0x67, 0xbd)];
+
+/// Writes a line chart with logarithmic x and y axes to `path`. Solid lines and dashed lines
+/// (baselines) take their own colours in order. The x axis runs on past the last point to
+/// leave room for the legend, which would otherwise hide points.
 pub fn log_lines(
     path: &Path,
     title: &str,
-    x_desc: &str,
-    y_desc: &str,
+    (x_desc, y_desc): (&str, &str),
     lines: &[Line],
 ) -> Result<(), String> {
     let points = || lines.iter().flat_map(|l| l.points.iter().copied());
@@ -136,7 +138,7 @@ pub fn log_lines(
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(
-            (x_min / 1.3..x_max * 1.3).log_scale(),
+            (x_min / 1.3..x_max * 4.0).log_scale(),
             (y_min / 2.0..y_max * 2.0).log_scale(),
         )
         .map_err(|e| e.to_string())?;
@@ -144,6 +146,7 @@ pub fn log_lines(
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .light_line_style(WHITE)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| si(*y))
         .draw()
@@ -156,14 +159,15 @@ pub fn log_lines(
             .copied()
             .filter(|(x, y)| positive(x) && positive(y))
             .collect();
-        let (color, marker) = if line.dashed {
+        let color = if line.dashed {
             dashed += 1;
-            (RGBColor(0x55, 0x55, 0x55), 2 + 2 * dashed)
+            BASELINE_COLORS[(dashed - 1) % BASELINE_COLORS.len()]
         } else {
             solid += 1;
-            (LINE_COLORS[(solid - 1) % LINE_COLORS.len()], 4)
+            LINE_COLORS[(solid - 1) % LINE_COLORS.len()]
         };
         let style = color.stroke_width(2);
+        let dashed_line = line.dashed;
         if line.dashed {
             chart
                 .draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))
@@ -174,20 +178,20 @@ pub fn log_lines(
                 .map_err(|e| e.to_string())?;
         }
         chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, marker, color.filled())),
-            )
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(|e| e.to_string())?
             .label(line.label.as_str())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                // Two dashes for a dashed line, one stroke for a solid one.
+                let gap = if dashed_line { 4 } else { 0 };
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (10 - gap / 2, 0)], color.stroke_width(2))
+                    + PathElement::new(vec![(10 + gap / 2, 0), (20, 0)], color.stroke_width(2))
             });
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering, PoisonError};
+use super::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering, PoisonError, SPINS, yield_now};
 
 /// Where committed bytes go: the segment files, or a model of them in tests.
 pub(crate) trait Sink {
@@ -63,6 +63,9 @@ struct State {
     io_busy: bool,
     poison: Option<String>,
     closed: bool,
+    /// `Wait::OwnSync` appenders take the I/O in ticket order, so that none starves.
+    own_sync_tickets: u64,
+    own_sync_serving: u64,
 }
 
 impl State {
@@ -100,6 +103,8 @@ impl<S: Sink> Committer<S> {
                 io_busy: false,
                 poison: None,
                 closed: false,
+                own_sync_tickets: 0,
+                own_sync_serving: 0,
             }),
             changed: Condvar::new(),
             sink: Mutex::new(sink),
@@ -149,8 +154,13 @@ impl<S: Sink> Committer<S> {
         assert!(records > 0, "an append holds at least one record");
         let mut state = self.lock();
         if wait == Wait::OwnSync {
-            // Wait for the I/O to be ours, so that our sync is ours alone.
-            while state.io_busy && state.poison.is_none() && !state.closed {
+            // Wait for the I/O to be ours, in turn, so that our sync is ours alone.
+            let ticket = state.own_sync_tickets;
+            state.own_sync_tickets += 1;
+            while (state.io_busy || state.own_sync_serving != ticket)
+                && state.poison.is_none()
+                && !state.closed
+            {
                 state = self.wait(state);
             }
         }
@@ -164,7 +174,11 @@ impl<S: Sink> Committer<S> {
         match wait {
             Wait::OwnSync => {
                 debug_assert!(!state.io_busy);
-                self.lead(state, true).map(|_| first)
+                let mut state = self.lead(state, true)?;
+                state.own_sync_serving += 1;
+                drop(state);
+                self.changed.notify_all();
+                Ok(first)
             }
             Wait::SharedSync => self.wait_until(state, last, true).map(|()| first),
             Wait::Written => self.wait_until(state, last, false).map(|()| first),
@@ -230,6 +244,7 @@ impl<S: Sink> Committer<S> {
         lsn: u64,
         synced: bool,
     ) -> Result<(), CommitError<S::Error>> {
+        let mut spun = false;
         loop {
             let reached = if synced { state.durable } else { state.written };
             if reached >= lsn {
@@ -238,11 +253,23 @@ impl<S: Sink> Committer<S> {
             if let Some(cause) = &state.poison {
                 return Err(CommitError::Poisoned(cause.clone()));
             }
-            state = if state.io_busy {
-                self.wait(state)
+            if !state.io_busy {
+                state = self.lead(state, synced)?;
+            } else if !synced && !spun {
+                // A write takes microseconds: yield a few times before sleeping, so that
+                // many appenders on few cores do not pay a futex sleep and wake-up each.
+                spun = true;
+                drop(state);
+                for _ in 0..SPINS {
+                    yield_now();
+                    if self.written.load(Ordering::Acquire) >= lsn {
+                        return Ok(());
+                    }
+                }
+                state = self.lock();
             } else {
-                self.lead(state, synced)?
-            };
+                state = self.wait(state);
+            }
         }
     }
 

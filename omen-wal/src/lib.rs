@@ -60,6 +60,9 @@ pub use wal::{SyncMode, Wal, WalOptions};
 mod sync {
     pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+    pub(crate) use std::thread::yield_now;
+    /// Yields before an appender waiting for a write goes to sleep.
+    pub(crate) const SPINS: usize = 16;
 }
 
 /// A log sequence number: the position of a record in the log. The first record is LSN 1;

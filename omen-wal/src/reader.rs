@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::Lsn;
 use crate::error::{Result, WalError};
-use crate::format::{FRAME_HEADER_LEN, FrameError, SEGMENT_HEADER_LEN, decode_frame};
+use crate::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, decode_frame};
 use crate::fs::WalFile;
 use crate::segment::SegmentMeta;
 use crate::wal::Shared;
@@ -97,6 +97,9 @@ impl WalReader {
 
     /// The next record if it is visible now, `None` if the reader is caught up.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
+        // Buffered bytes may predate the write of the record we want (a write in progress, or
+        // zeroes the writer preallocated): on a decode failure, re-read once before judging.
+        let mut refreshed = false;
         loop {
             if self.next > self.limit() {
                 return Ok(None);
@@ -110,20 +113,17 @@ impl WalReader {
                     self.segment.insert(segment)
                 }
             };
-            match decode_frame(&segment.buf[segment.pos..], max) {
+            let offset = segment.buf_offset + segment.pos as u64;
+            let error = match decode_frame(&segment.buf[segment.pos..], max) {
                 Ok(frame) => {
-                    let offset = segment.buf_offset + segment.pos as u64;
                     segment.pos += frame.encoded_len();
+                    refreshed = false;
                     if frame.lsn < next {
                         continue; // skipping to the starting LSN
                     }
                     if frame.lsn != next {
-                        return Err(corruption(
-                            segment,
-                            offset,
-                            next,
-                            format!("found LSN {} where LSN {next} belongs", frame.lsn),
-                        ));
+                        let reason = format!("found LSN {} where LSN {next} belongs", frame.lsn);
+                        return Err(corruption(segment, offset, next, reason));
                     }
                     self.next += 1;
                     return Ok(Some(Record {
@@ -131,33 +131,31 @@ impl WalReader {
                         payload: frame.payload.to_vec(),
                     }));
                 }
-                Err(FrameError::Incomplete) => {
-                    if read_more(segment)? == 0 {
-                        // This segment holds no more: the record is in the next one.
-                        match self.shared.segments.starting_at(next) {
-                            Some(meta) => self.segment = Some(self.open_segment(meta)?),
-                            None => {
-                                let offset = segment.buf_offset + segment.pos as u64;
-                                return Err(corruption(
-                                    segment,
-                                    offset,
-                                    next,
-                                    "segment ends before a visible record".into(),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Err(error) => {
-                    let offset = segment.buf_offset + segment.pos as u64;
-                    return Err(corruption(
-                        segment,
-                        offset,
-                        next,
-                        format!("record does not decode ({error:?})"),
-                    ));
-                }
+                Err(error) => error,
+            };
+            if !refreshed {
+                refreshed = true;
+                segment.buf.truncate(segment.pos);
+                read_more(segment)?;
+                continue;
             }
+            // Fresh bytes that end, or turn to zeroes, mean the segment holds no more: the
+            // record is in the next one.
+            let rest = &segment.buf[segment.pos..];
+            if rest[..rest.len().min(FRAME_HEADER_LEN)]
+                .iter()
+                .all(|&b| b == 0)
+            {
+                if let Some(meta) = self.shared.segments.starting_at(next) {
+                    self.segment = Some(self.open_segment(meta)?);
+                    refreshed = false;
+                    continue;
+                }
+                let reason = "segment ends before a visible record".to_string();
+                return Err(corruption(segment, offset, next, reason));
+            }
+            let reason = format!("record does not decode ({error:?})");
+            return Err(corruption(segment, offset, next, reason));
         }
     }
 

@@ -75,6 +75,7 @@ pub(crate) struct Recovered {
     pub(crate) tail_file: Box<dyn WalFile>,
     pub(crate) tail_path: PathBuf,
     pub(crate) tail_offset: u64,
+    pub(crate) tail_allocated: u64,
     pub(crate) report: RecoveryReport,
 }
 
@@ -125,7 +126,8 @@ pub(crate) fn recover(
     found.sort();
 
     let mut segments: Vec<SegmentMeta> = Vec::new();
-    let mut tail: Option<(Box<dyn WalFile>, PathBuf, u64)> = None;
+    // The segment to append to: file, path, end of data, file length.
+    let mut tail: Option<(Box<dyn WalFile>, PathBuf, u64, u64)> = None;
     let mut report = RecoveryReport {
         segments: 0,
         records: 0,
@@ -190,7 +192,8 @@ pub(crate) fn recover(
                         first_lsn,
                         path: path.clone(),
                     });
-                    tail = Some((file, path, SEGMENT_HEADER_LEN as u64));
+                    let header = SEGMENT_HEADER_LEN as u64;
+                    tail = Some((file, path, header, header));
                     next_lsn = first_lsn;
                     continue;
                 }
@@ -211,7 +214,12 @@ pub(crate) fn recover(
 
         let scan = scan_segment(&bytes, first_lsn, max_payload);
         let mut valid_end = bytes.len();
-        if let Some(stop) = scan.stop {
+        let mut allocated = bytes.len();
+        // Zeroes after the data of the last segment are space the writer preallocated.
+        let preallocated = is_last && bytes[scan.valid_end..].iter().all(|&b| b == 0);
+        if preallocated {
+            valid_end = scan.valid_end;
+        } else if let Some(stop) = scan.stop {
             let resumes =
                 find_frame_after(&bytes, scan.stop_offset + 1, scan.stop_lsn, max_payload);
             let in_middle = !is_last || resumes.is_some();
@@ -225,6 +233,7 @@ pub(crate) fn recover(
                 return Err(damage.into_error());
             }
             valid_end = scan.valid_end;
+            allocated = valid_end;
             file.set_len(valid_end as u64)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| WalError::io("truncate damaged tail", path, e))?;
@@ -244,13 +253,13 @@ pub(crate) fn recover(
             first_lsn,
             path: path.clone(),
         });
-        tail = Some((file, path.clone(), valid_end as u64));
+        tail = Some((file, path.clone(), valid_end as u64, allocated as u64));
         if scan.stop.is_some() {
             break;
         }
     }
 
-    let (tail_file, tail_path, tail_offset) = match tail {
+    let (tail_file, tail_path, tail_offset, tail_allocated) = match tail {
         Some(tail) => tail,
         None => {
             // No segment (a new WAL), or PointInTime set aside even the first one.
@@ -259,7 +268,8 @@ pub(crate) fn recover(
                 first_lsn: next_lsn,
                 path: path.clone(),
             });
-            (file, path, SEGMENT_HEADER_LEN as u64)
+            let header = SEGMENT_HEADER_LEN as u64;
+            (file, path, header, header)
         }
     };
     report.segments = segments.len();
@@ -272,6 +282,7 @@ pub(crate) fn recover(
         tail_file,
         tail_path,
         tail_offset,
+        tail_allocated,
         report,
     })
 }

@@ -154,6 +154,7 @@ impl Wal {
             file: recovered.tail_file,
             path: recovered.tail_path,
             offset: recovered.tail_offset,
+            allocated: recovered.tail_allocated,
             segment_size: options.segment_size,
         };
         let shared = Arc::new(Shared {

@@ -44,9 +44,11 @@ fn build(dir: &Path, count: u64) -> Layout {
     let mut records = Vec::new();
     let mut lsn = 1;
     for file in segment_files(dir) {
-        let len = std::fs::metadata(&file).expect("metadata").len() as usize;
+        let bytes = std::fs::read(&file).expect("read");
         let mut offset = SEGMENT_HEADER_LEN;
-        while offset < len {
+        // Records until the end of the file or the zeroes preallocated after them.
+        while let Ok(frame) = omen_wal::format::decode_frame(&bytes[offset..], 1 << 20) {
+            assert_eq!(frame.lsn, lsn);
             let end = offset + FRAME_HEADER_LEN + payload(lsn - 1).len();
             records.push((file.clone(), offset, end, lsn));
             offset = end;
@@ -124,7 +126,10 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
             .expect("open");
         handle.set_len(cut as u64).expect("cut");
         drop(handle);
+        // A cut on a record boundary, or in the preallocated zeroes after the last record.
+        let last_end = layout.records.last().expect("records").2;
         let on_boundary = cut == SEGMENT_HEADER_LEN
+            || cut >= last_end
             || layout
                 .records
                 .iter()
@@ -141,7 +146,7 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
 }
 
 #[test]
-fn trailing_zeroes_are_a_torn_tail() {
+fn trailing_zeroes_are_preallocated_space() {
     let dir = TempDir::new("zeroes");
     build(dir.path(), 30);
     let last = segment_files(dir.path()).pop().expect("segment");
@@ -152,6 +157,18 @@ fn trailing_zeroes_are_a_torn_tail() {
         .expect("open");
     handle.set_len(len + 8192).expect("extend with zeroes");
     drop(handle);
+    for mode in [
+        RecoveryMode::AbsoluteConsistency,
+        RecoveryMode::TolerateCorruptedTail,
+    ] {
+        let wal = Wal::open(dir.path(), options(mode)).expect("open");
+        assert_eq!(
+            wal.recovery_report().truncated,
+            None,
+            "zeroes are not damage"
+        );
+        assert_eq!(wal.recovery_report().records, 30);
+    }
     assert_eq!(
         open_and_check(dir.path(), RecoveryMode::TolerateCorruptedTail).expect("open"),
         30
@@ -194,9 +211,21 @@ fn flip_and_check(
             }
             other => panic!("{what}: expected corruption, got {other:?}"),
         },
+        None if offset >= SEGMENT_HEADER_LEN => {
+            // The zeroes preallocated after the last record: garbage there is a torn tail.
+            assert!(
+                is_last_file,
+                "{what}: only the last segment has preallocated space"
+            );
+            let all = layout.records.len() as u64;
+            assert_eq!(
+                result.unwrap_or_else(|e| panic!("{what}: {e}")),
+                all,
+                "{what}"
+            );
+        }
         None => {
             // The segment header.
-            assert!(offset < SEGMENT_HEADER_LEN);
             assert!(
                 matches!(result, Err(WalError::Corruption { .. })),
                 "{what}: {result:?}"
@@ -211,6 +240,9 @@ fn flip_and_check(
         open_and_check(work, RecoveryMode::PointInTime).unwrap_or_else(|e| panic!("{what}: {e}"));
     let damaged_lsn = layout.record_at(&original_file, offset).map_or_else(
         || {
+            if offset >= SEGMENT_HEADER_LEN {
+                return layout.records.len() as u64 + 1; // preallocated zeroes
+            }
             layout
                 .records
                 .iter()

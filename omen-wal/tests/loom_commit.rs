@@ -10,7 +10,9 @@
 mod sync {
     pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
     pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub(crate) use loom::thread::yield_now;
     pub(crate) use std::sync::PoisonError;
+    pub(crate) const SPINS: usize = 2;
 }
 
 #[allow(dead_code)]
@@ -141,6 +143,18 @@ fn mixed_sync_modes_keep_order_and_durability() {
         assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
         let disk = disk.lock().expect("disk");
         assert_eq!(disk.written, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn own_sync_appenders_take_turns() {
+    model(|| {
+        let waits = [Wait::OwnSync, Wait::OwnSync, Wait::SharedSync];
+        let (outcomes, disk) = run(None, &waits);
+        assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
+        let disk = disk.lock().expect("disk");
+        assert_eq!(disk.written, [1, 2, 3]);
+        assert_eq!(disk.synced, 3);
     });
 }
 

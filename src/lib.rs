@@ -11,3 +11,6 @@
 
 /// The learned index: [`AlexMap`](alex::AlexMap), an ordered map from integer keys to values.
 pub use omen_alex as alex;
+
+/// The write-ahead log: [`Wal`](wal::Wal), durable appends with group commit and recovery.
+pub use omen_wal as wal;

@@ -1,0 +1,912 @@
+//! `WalReplicator`: the tail thread decodes WAL records into per-table Arrow buffers and seals
+//! them by size or age; the writer thread turns sealed batches into Parquet files and commits
+//! them through the manifest. A bounded channel between them is the backpressure.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use crossbeam_channel::{Receiver, Sender};
+use omen_wal::{Lsn, Wal, WalReader};
+
+use crate::buffer::TableBuffer;
+use crate::change::{self, Entry, RowChange, TableSchema};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ReplicatorError, Result};
+use crate::manifest::{Manifest, TableManifest, sync_dir};
+use crate::storage;
+
+/// Options of [`WalReplicator::start`].
+#[derive(Clone)]
+pub struct ReplicatorOptions {
+    /// Seal a table's buffer when it holds this many rows. Default 1000.
+    pub max_batch_rows: usize,
+    /// Seal a table's buffer when its oldest row arrived this long ago. Default 5 s.
+    pub max_batch_age: Duration,
+    /// Sealed batches that may wait for the writer before the tail blocks. Default 64.
+    pub queue_batches: usize,
+    /// The writer merges waiting batches of a table into one file up to this many rows.
+    /// Default 131072.
+    pub max_file_rows: usize,
+    /// `throttle` refuses writers when the replicator is this many records behind the WAL.
+    /// Default 1,000,000.
+    pub lag_budget: u64,
+    /// Compact a table once it has this many files smaller than `compaction_target_rows`.
+    /// Default 8.
+    pub compaction_trigger_files: usize,
+    /// Compaction merges small files into files of about this many rows. Default 131072.
+    pub compaction_target_rows: usize,
+    /// The clock that ages buffers (tests inject a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for ReplicatorOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_rows: 1000,
+            max_batch_age: Duration::from_secs(5),
+            queue_batches: 64,
+            max_file_rows: 128 << 10,
+            lag_budget: 1_000_000,
+            compaction_trigger_files: 8,
+            compaction_target_rows: 128 << 10,
+            clock: Arc::new(SystemClock::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplicatorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatorOptions")
+            .field("max_batch_rows", &self.max_batch_rows)
+            .field("max_batch_age", &self.max_batch_age)
+            .field("queue_batches", &self.queue_batches)
+            .field("max_file_rows", &self.max_file_rows)
+            .field("lag_budget", &self.lag_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sealed batch waiting for the writer (rows in LSN order).
+struct Sealed {
+    batch: RecordBatch,
+    min_lsn: u64,
+}
+
+/// A table as the tail thread knows it.
+struct LiveTable {
+    created_lsn: u64,
+    schema_lsn: u64,
+    dir: String,
+    buffer: TableBuffer,
+    sealed: VecDeque<Sealed>,
+}
+
+impl LiveTable {
+    /// The LSN of the oldest row not yet in a file, skipping the first `skip` sealed
+    /// batches (the ones being published).
+    fn first_pending_lsn(&self, skip: usize) -> Option<u64> {
+        let sealed = self.sealed.get(skip).map(|s| s.min_lsn);
+        match (sealed, self.buffer.first_lsn) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+struct State {
+    manifest: Arc<Manifest>,
+    tables: BTreeMap<String, LiveTable>,
+    /// Last WAL LSN applied to the buffers.
+    read_lsn: u64,
+    /// Why replication stopped, if it did.
+    failure: Option<String>,
+    /// Files replaced by compaction or dropped, deleted once no snapshot can read them.
+    obsolete: Vec<(Arc<Manifest>, PathBuf)>,
+}
+
+enum Msg {
+    /// A batch was sealed.
+    Sealed,
+    /// Write everything sealed so far, commit the manifest, then answer.
+    Barrier(Sender<Result<(), String>>),
+    /// Commit the manifest (after a schema change).
+    Commit,
+}
+
+struct Shared {
+    root: PathBuf,
+    options: ReplicatorOptions,
+    wal: Arc<Wal>,
+    state: Mutex<State>,
+    progress: Condvar,
+    stop: AtomicBool,
+    rows_replicated: AtomicU64,
+    files_written: AtomicU64,
+    bytes_written: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fail(&self, error: &ReplicatorError) {
+        let mut state = self.lock();
+        state.failure.get_or_insert_with(|| error.to_string());
+        drop(state);
+        self.progress.notify_all();
+    }
+}
+
+/// What the replicator has done and how far behind it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicatorStats {
+    /// Last WAL LSN applied to the buffers.
+    pub read_lsn: u64,
+    /// The manifest's checkpoint: everything at or below is in Parquet.
+    pub checkpoint_lsn: u64,
+    /// WAL records not yet read (`wal.last_lsn() - read_lsn`).
+    pub lag_records: u64,
+    /// WAL records not yet in Parquet (`wal.last_lsn() - checkpoint_lsn`).
+    pub unflushed_records: u64,
+    /// How long the oldest buffered row has waited (zero if none).
+    pub oldest_unflushed_age: Duration,
+    /// Rows written to Parquet since start.
+    pub rows_replicated: u64,
+    /// Rows per second since start.
+    pub rows_per_second: f64,
+    /// Files written since start.
+    pub files_written: u64,
+    /// Bytes written since start.
+    pub bytes_written: u64,
+    /// Files currently visible, over all tables.
+    pub files: usize,
+    /// Why replication stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// A consistent view of one table at a snapshot LSN: the Parquet files the manifest lists and
+/// the rows above its watermark, which together hold every change at or below the snapshot.
+#[derive(Clone, Debug)]
+pub struct TableSnapshot {
+    /// The snapshot LSN.
+    pub lsn: u64,
+    /// The table's schema at the snapshot.
+    pub schema: TableSchema,
+    /// Arrow schema of the stored form (columns, `_lsn`, `_op`).
+    pub stored_schema: SchemaRef,
+    /// The manifest the files belong to (keeps them from being deleted while in use).
+    pub manifest: Arc<Manifest>,
+    /// The table's files, paths included.
+    pub files: Vec<(PathBuf, crate::manifest::FileMeta)>,
+    /// Rows not in `files`, with `_lsn <= lsn`, in stored form.
+    pub delta: Vec<RecordBatch>,
+}
+
+impl TableSnapshot {
+    /// Reads the files (checksums verified) and merges them with the delta: the live rows at
+    /// the snapshot, sorted by key, without hidden columns.
+    pub fn read(&self) -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        for (path, meta) in &self.files {
+            batches.extend(storage::read_file(path, meta, &self.stored_schema)?);
+        }
+        batches.extend(self.delta.iter().cloned());
+        let live = storage::resolve(
+            &batches,
+            &self.stored_schema,
+            self.schema.key,
+            self.lsn,
+            false,
+        )?;
+        storage::without_hidden_columns(&live)
+    }
+}
+
+/// The background replicator from the WAL to Parquet.
+pub struct WalReplicator {
+    shared: Arc<Shared>,
+    sender: Sender<Msg>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WalReplicator {
+    /// Recovers from the manifest in `root` and starts tailing `wal` after its checkpoint.
+    pub fn start(
+        wal: Arc<Wal>,
+        root: impl AsRef<Path>,
+        options: ReplicatorOptions,
+    ) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| ReplicatorError::io("create directory", &root, e))?;
+        let manifest = Manifest::load(&root)?;
+        remove_orphans(&root, &manifest)?;
+        let checkpoint = manifest.checkpoint_lsn;
+        let wal_first = wal.first_lsn().0;
+        if checkpoint + 1 < wal_first {
+            return Err(ReplicatorError::WalTruncated {
+                checkpoint,
+                wal_first,
+            });
+        }
+        let reader = wal.reader_of_written(Lsn(checkpoint + 1))?;
+        let tables = manifest
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let live = LiveTable {
+                    created_lsn: t.created_lsn,
+                    schema_lsn: t.schema_lsn,
+                    dir: t.dir.clone(),
+                    buffer: TableBuffer::new(t.schema.clone()),
+                    sealed: VecDeque::new(),
+                };
+                (name.clone(), live)
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            root,
+            options: options.clone(),
+            wal,
+            state: Mutex::new(State {
+                manifest: Arc::new(manifest),
+                tables,
+                read_lsn: checkpoint,
+                failure: None,
+                obsolete: Vec::new(),
+            }),
+            progress: Condvar::new(),
+            stop: AtomicBool::new(false),
+            rows_replicated: AtomicU64::new(0),
+            files_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        let (sender, receiver) = crossbeam_channel::bounded(options.queue_batches.max(1));
+        let tail = {
+            let (shared, sender) = (Arc::clone(&shared), sender.clone());
+            std::thread::Builder::new()
+                .name("omen-replicator-tail".into())
+                .spawn(move || {
+                    if let Err(error) = tail_loop(&shared, reader, &sender) {
+                        shared.fail(&error);
+                    }
+                })
+                .map_err(|e| ReplicatorError::io("start thread", PathBuf::new(), e))?
+        };
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("omen-replicator-writer".into())
+                .spawn(move || {
+                    if let Err(error) = writer_loop(&shared, &receiver) {
+                        shared.fail(&error);
+                    }
+                })
+                .map_err(|e| ReplicatorError::io("start thread", PathBuf::new(), e))?
+        };
+        Ok(Self {
+            shared,
+            sender,
+            threads: vec![tail, writer],
+        })
+    }
+
+    fn check_running(&self, state: &State) -> Result<()> {
+        match &state.failure {
+            Some(failure) => Err(ReplicatorError::Stopped(failure.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the tail has read the WAL up to `lsn` (or `timeout` passes).
+    fn wait_read(&self, lsn: u64, timeout: Duration) -> Result<MutexGuard<'_, State>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            self.check_running(&state)?;
+            if state.read_lsn >= lsn {
+                return Ok(state);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ReplicatorError::Timeout(lsn));
+            }
+            state = self
+                .shared
+                .progress
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Seals every buffer up to what the WAL holds now, writes it to Parquet and commits the
+    /// manifest. For tests and shutdown.
+    pub fn flush_now(&self) -> Result<()> {
+        let target = self.shared.wal.written_lsn().0;
+        let mut state = self.wait_read(target, Duration::from_secs(60))?;
+        let sealed = seal_all(&mut state, |_| true)?;
+        drop(state);
+        for _ in 0..sealed {
+            self.send(Msg::Sealed)?;
+        }
+        let (ack, done) = crossbeam_channel::bounded(1);
+        self.send(Msg::Barrier(ack))?;
+        match done.recv() {
+            Ok(result) => result.map_err(ReplicatorError::Stopped),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
+        self.sender.send(msg).map_err(|_| self.stopped())
+    }
+
+    fn stopped(&self) -> ReplicatorError {
+        let state = self.shared.lock();
+        ReplicatorError::Stopped(state.failure.clone().unwrap_or_else(|| "shut down".into()))
+    }
+
+    /// A consistent view of `table` at `lsn` (waits for the tail to read that far). With the
+    /// WAL's durable LSN as `lsn`, a query over it sees every committed write: zero staleness.
+    pub fn snapshot(&self, table: &str, lsn: Lsn) -> Result<TableSnapshot> {
+        let mut state = self.wait_read(lsn.0, Duration::from_secs(60))?;
+        let manifest = Arc::clone(&state.manifest);
+        let live = state
+            .tables
+            .get_mut(table)
+            .ok_or_else(|| ReplicatorError::NoTable(table.to_string()))?;
+        let schema = live.buffer.schema().clone();
+        let stored_schema = Arc::clone(live.buffer.arrow_schema());
+        let mut delta = Vec::new();
+        for sealed in &live.sealed {
+            delta.push(storage::adapt(
+                &storage::up_to(&sealed.batch, lsn.0)?,
+                &stored_schema,
+            )?);
+        }
+        delta.push(storage::up_to(&live.buffer.snapshot()?, lsn.0)?);
+        let files = manifest
+            .tables
+            .get(table)
+            .filter(|t| t.dir == live.dir)
+            .map(|t| {
+                t.files
+                    .iter()
+                    .map(|f| (Manifest::file_path(&self.shared.root, t, f), f.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(state);
+        Ok(TableSnapshot {
+            lsn: lsn.0,
+            schema,
+            stored_schema,
+            manifest,
+            files,
+            delta,
+        })
+    }
+
+    /// The rows of `table` above the manifest's watermark with `_lsn <= up_to`, in stored
+    /// form: what SQL merges with the Parquet files for a zero-staleness read.
+    pub fn delta(&self, table: &str, up_to: Lsn) -> Result<Vec<RecordBatch>> {
+        Ok(self.snapshot(table, up_to)?.delta)
+    }
+
+    /// Waits up to `timeout` for the replicator to be within its lag budget; otherwise
+    /// [`ReplicatorError::Behind`]. Writers call it before appending to the WAL.
+    pub fn throttle(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let budget = self.shared.options.lag_budget;
+        let mut state = self.shared.lock();
+        loop {
+            self.check_running(&state)?;
+            let lag = self.shared.wal.last_lsn().0.saturating_sub(state.read_lsn);
+            if lag <= budget {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ReplicatorError::Behind { lag, budget });
+            }
+            state = self
+                .shared
+                .progress
+                .wait_timeout(state, left.min(Duration::from_millis(10)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Counters and lag.
+    pub fn stats(&self) -> ReplicatorStats {
+        let shared = &self.shared;
+        let state = shared.lock();
+        let last = shared.wal.last_lsn().0;
+        let now = shared.options.clock.now_nanos();
+        let oldest = state
+            .tables
+            .values()
+            .filter_map(|t| t.buffer.first_arrival)
+            .min()
+            .map_or(Duration::ZERO, |t| {
+                Duration::from_nanos(now.saturating_sub(t))
+            });
+        let rows = shared.rows_replicated.load(Ordering::Relaxed);
+        ReplicatorStats {
+            read_lsn: state.read_lsn,
+            checkpoint_lsn: state.manifest.checkpoint_lsn,
+            lag_records: last.saturating_sub(state.read_lsn),
+            unflushed_records: last.saturating_sub(state.manifest.checkpoint_lsn),
+            oldest_unflushed_age: oldest,
+            rows_replicated: rows,
+            rows_per_second: rows as f64 / shared.started.elapsed().as_secs_f64().max(1e-9),
+            files_written: shared.files_written.load(Ordering::Relaxed),
+            bytes_written: shared.bytes_written.load(Ordering::Relaxed),
+            files: state.manifest.tables.values().map(|t| t.files.len()).sum(),
+            failure: state.failure.clone(),
+        }
+    }
+
+    /// The manifest as last committed.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        Arc::clone(&self.shared.lock().manifest)
+    }
+
+    /// The directory holding the manifest and the table directories.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// Flushes everything and stops the threads.
+    pub fn shutdown(mut self) -> Result<()> {
+        let flushed = self.flush_now();
+        self.stop_threads();
+        flushed
+    }
+
+    fn stop_threads(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.progress.notify_all();
+        // Dropping our sender lets the writer's channel close once the tail exits.
+        let (dummy, _) = crossbeam_channel::bounded(1);
+        drop(std::mem::replace(&mut self.sender, dummy));
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WalReplicator {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// Seals the buffers `which` selects; returns how many batches were sealed.
+fn seal_all(state: &mut State, which: impl Fn(&TableBuffer) -> bool) -> Result<usize> {
+    let mut sealed = 0;
+    for table in state.tables.values_mut() {
+        if table.buffer.len() > 0 && which(&table.buffer) {
+            seal(table)?;
+            sealed += 1;
+        }
+    }
+    Ok(sealed)
+}
+
+fn seal(table: &mut LiveTable) -> Result<()> {
+    let min_lsn = table.buffer.first_lsn.unwrap_or(0);
+    let batch = table.buffer.seal()?;
+    table.sealed.push_back(Sealed { batch, min_lsn });
+    Ok(())
+}
+
+/// Removes Parquet files the manifest does not list (a flush or compaction that crashed
+/// before its commit) and directories of tables it no longer has.
+fn remove_orphans(root: &Path, manifest: &Manifest) -> Result<()> {
+    let entries =
+        std::fs::read_dir(root).map_err(|e| ReplicatorError::io("list directory", root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ReplicatorError::io("list directory", root, e))?;
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(table) = manifest.tables.values().find(|t| t.dir == name) else {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| ReplicatorError::io("remove directory", &path, e))?;
+            continue;
+        };
+        let files = std::fs::read_dir(&path)
+            .map_err(|e| ReplicatorError::io("list directory", &path, e))?;
+        for file in files {
+            let file = file.map_err(|e| ReplicatorError::io("list directory", &path, e))?;
+            let file_name = file.file_name().to_string_lossy().into_owned();
+            let listed = table.files.iter().any(|f| f.name == file_name);
+            if !listed && file_name.ends_with(".parquet") {
+                std::fs::remove_file(file.path())
+                    .map_err(|e| ReplicatorError::io("remove orphan file", file.path(), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one WAL record to the buffers. Returns the batches sealed and whether the schema
+/// changed (so the manifest should be committed).
+fn apply(
+    state: &mut State,
+    lsn: u64,
+    payload: &[u8],
+    options: &ReplicatorOptions,
+) -> Result<(usize, bool)> {
+    let entries =
+        change::decode(payload).map_err(|source| ReplicatorError::BadRecord { lsn, source })?;
+    let now = options.clock.now_nanos();
+    let mut sealed = 0;
+    let mut ddl = false;
+    let flushed = |state: &State, table: &str| {
+        state
+            .manifest
+            .tables
+            .get(table)
+            .map_or(0, |t| t.flushed_lsn)
+    };
+    for entry in entries {
+        match entry {
+            Entry::CreateTable { table, schema } => {
+                if state
+                    .tables
+                    .get(table)
+                    .is_some_and(|t| t.created_lsn >= lsn)
+                {
+                    continue; // already applied before a restart
+                }
+                schema
+                    .validate()
+                    .map_err(|reason| ReplicatorError::SchemaMismatch {
+                        table: table.to_string(),
+                        lsn,
+                        reason,
+                    })?;
+                let live = LiveTable {
+                    created_lsn: lsn,
+                    schema_lsn: lsn,
+                    dir: format!("t{lsn}"),
+                    buffer: TableBuffer::new(schema),
+                    sealed: VecDeque::new(),
+                };
+                state.tables.insert(table.to_string(), live);
+                ddl = true;
+            }
+            Entry::AddColumn { table, column } => {
+                let live = known(state, table, lsn)?;
+                if live.schema_lsn >= lsn {
+                    continue;
+                }
+                if live.buffer.len() > 0 {
+                    seal(live)?;
+                    sealed += 1;
+                }
+                let mut schema = live.buffer.schema().clone();
+                schema.columns.push(column);
+                live.buffer = TableBuffer::new(schema);
+                live.schema_lsn = lsn;
+                ddl = true;
+            }
+            Entry::DropTable { table } => {
+                if state.tables.get(table).is_some_and(|t| t.created_lsn < lsn) {
+                    state.tables.remove(table);
+                    ddl = true;
+                }
+            }
+            Entry::Rows { table, rows } => {
+                if lsn <= flushed(state, table) {
+                    continue; // in Parquet already: exactly once across restarts
+                }
+                let live = known(state, table, lsn)?;
+                for row in rows {
+                    match row.map_err(|source| ReplicatorError::BadRecord { lsn, source })? {
+                        RowChange::Upsert(values) => live.buffer.upsert(table, lsn, now, values)?,
+                        RowChange::Delete(key) => live.buffer.delete(lsn, now, key),
+                    }
+                }
+            }
+        }
+    }
+    Ok((sealed, ddl))
+}
+
+fn known<'a>(state: &'a mut State, table: &str, lsn: u64) -> Result<&'a mut LiveTable> {
+    state
+        .tables
+        .get_mut(table)
+        .ok_or_else(|| ReplicatorError::SchemaMismatch {
+            table: table.to_string(),
+            lsn,
+            reason: "no such table".into(),
+        })
+}
+
+/// The tail thread: WAL records into buffers; seals by size and age.
+fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Result<()> {
+    let options = &shared.options;
+    let max_age = options.max_batch_age.as_nanos() as u64;
+    let poll = options.max_batch_age.min(Duration::from_millis(20));
+    while !shared.stop.load(Ordering::SeqCst) {
+        let record = reader.wait_next(poll)?;
+        let mut state = shared.lock();
+        let (mut sealed, mut ddl) = (0, false);
+        if let Some(record) = &record {
+            let applied = apply(&mut state, record.lsn.0, &record.payload, options)?;
+            sealed += applied.0;
+            ddl = applied.1;
+            state.read_lsn = record.lsn.0;
+        }
+        let now = options.clock.now_nanos();
+        let max_rows = options.max_batch_rows;
+        sealed += seal_all(&mut state, |b| {
+            b.len() >= max_rows
+                || b.first_arrival
+                    .is_some_and(|t| now.saturating_sub(t) >= max_age)
+        })?;
+        drop(state);
+        shared.progress.notify_all();
+        for _ in 0..sealed {
+            if sender.send(Msg::Sealed).is_err() {
+                return Ok(());
+            }
+        }
+        if ddl && sender.send(Msg::Commit).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The writer thread: sealed batches into Parquet files, committed through the manifest.
+fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
+    loop {
+        let msg = match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                crate::compaction::maybe_compact(shared_view(shared))?;
+                delete_obsolete(shared)?;
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        match msg {
+            Msg::Sealed => write_sealed(shared)?,
+            Msg::Commit => {
+                write_sealed(shared)?;
+                commit(shared)?;
+            }
+            Msg::Barrier(ack) => {
+                let result = write_sealed(shared).and_then(|()| commit(shared));
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = ack.send(result.map_err(|e| e.to_string()));
+                if let Some(failure) = failed {
+                    return Err(ReplicatorError::Stopped(failure));
+                }
+            }
+        }
+    }
+}
+
+/// What compaction needs of the replicator.
+pub(crate) struct SharedView<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) options: &'a ReplicatorOptions,
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) commit: Box<dyn Fn(Manifest, Vec<PathBuf>) -> Result<()> + 'a>,
+}
+
+fn shared_view(shared: &Shared) -> SharedView<'_> {
+    SharedView {
+        root: &shared.root,
+        options: &shared.options,
+        manifest: Arc::clone(&shared.lock().manifest),
+        commit: Box::new(|manifest, obsolete| publish(shared, manifest, obsolete, |_| {})),
+    }
+}
+
+/// Writes every sealed batch: per table, runs of same-schema batches merged up to
+/// `max_file_rows`, each run one file, committed before the next.
+fn write_sealed(shared: &Shared) -> Result<()> {
+    loop {
+        // Pick the first table with sealed batches and take a run from the front.
+        let job = {
+            let state = shared.lock();
+            state.tables.iter().find_map(|(name, t)| {
+                let first = t.sealed.front()?;
+                let schema = first.batch.schema();
+                let mut rows = 0;
+                let mut run = Vec::new();
+                for s in &t.sealed {
+                    let too_big =
+                        rows > 0 && rows + s.batch.num_rows() > shared.options.max_file_rows;
+                    if s.batch.schema() != schema || too_big {
+                        break;
+                    }
+                    rows += s.batch.num_rows();
+                    run.push(s.batch.clone());
+                }
+                let key = key_of(&schema)?;
+                Some((name.clone(), t.dir.clone(), key, schema, run))
+            })
+        };
+        let Some((table, dir, key, schema, run)) = job else {
+            return Ok(());
+        };
+        let merged = arrow::compute::concat_batches(&schema, &run)?;
+        let sorted = storage::sort_by_key(&merged, key)?;
+        let file_id = shared.lock().manifest.next_file_id;
+        let name = format!("{file_id:012}.parquet");
+        let table_dir = shared.root.join(&dir);
+        std::fs::create_dir_all(&table_dir)
+            .map_err(|e| ReplicatorError::io("create directory", &table_dir, e))?;
+        let meta = storage::write_file(&table_dir.join(&name), &name, &sorted, key)?;
+        shared.files_written.fetch_add(1, Ordering::Relaxed);
+        shared
+            .bytes_written
+            .fetch_add(meta.bytes, Ordering::Relaxed);
+        shared
+            .rows_replicated
+            .fetch_add(meta.rows, Ordering::Relaxed);
+        let count = run.len();
+        publish_flush(shared, &table, &dir, meta, count, file_id)?;
+    }
+}
+
+/// The key column of a stored-form schema: the first non-nullable column but `_lsn`/`_op`.
+fn key_of(schema: &SchemaRef) -> Option<usize> {
+    let n = schema.fields().len().checked_sub(2)?;
+    schema.fields()[..n].iter().position(|f| !f.is_nullable())
+}
+
+/// Commits a flushed file: the manifest gains it and the table's flushed LSN moves to
+/// `covers`; the sealed batches it holds leave the delta, atomically for readers.
+fn publish_flush(
+    shared: &Shared,
+    table: &str,
+    dir: &str,
+    meta: crate::manifest::FileMeta,
+    sealed_count: usize,
+    file_id: u64,
+) -> Result<()> {
+    let (mut manifest, obsolete) = build_manifest(shared, Some((table, sealed_count)));
+    manifest.next_file_id = manifest.next_file_id.max(file_id + 1);
+    if let Some(t) = manifest.tables.get_mut(table).filter(|t| t.dir == dir) {
+        t.files.push(meta);
+    }
+    publish(shared, manifest, obsolete, |state| {
+        if let Some(t) = state.tables.get_mut(table).filter(|t| t.dir == dir) {
+            for _ in 0..sealed_count {
+                t.sealed.pop_front();
+            }
+        }
+    })
+}
+
+/// Commits the manifest with the current tables and checkpoint.
+fn commit(shared: &Shared) -> Result<()> {
+    let (manifest, obsolete) = build_manifest(shared, None);
+    publish(shared, manifest, obsolete, |_| {})
+}
+
+/// The manifest for the current state: tables (schemas, files), flushed LSNs, checkpoint,
+/// computed under the lock from the published manifest and the live tables, treating the
+/// first `publishing.1` sealed batches of table `publishing.0` as flushed. Also returns the
+/// directories of tables dropped since the published manifest.
+fn build_manifest(shared: &Shared, publishing: Option<(&str, usize)>) -> (Manifest, Vec<PathBuf>) {
+    let state = shared.lock();
+    let mut manifest = (*state.manifest).clone();
+    let read_lsn = state.read_lsn;
+    let mut tables = BTreeMap::new();
+    let mut checkpoint = read_lsn;
+    for (name, live) in &state.tables {
+        let files = manifest
+            .tables
+            .remove(name)
+            .filter(|t| t.dir == live.dir)
+            .map(|t| t.files)
+            .unwrap_or_default();
+        let skip = match publishing {
+            Some((table, count)) if table == name => count,
+            _ => 0,
+        };
+        let flushed = live
+            .first_pending_lsn(skip)
+            .map_or(read_lsn, |first| first - 1);
+        checkpoint = checkpoint.min(flushed);
+        tables.insert(
+            name.clone(),
+            TableManifest {
+                schema: live.buffer.schema().clone(),
+                created_lsn: live.created_lsn,
+                schema_lsn: live.schema_lsn,
+                flushed_lsn: flushed,
+                dir: live.dir.clone(),
+                files,
+            },
+        );
+    }
+    // Whatever remains of the old tables was dropped (or dropped and created anew).
+    let dropped = manifest
+        .tables
+        .values()
+        .map(|t| shared.root.join(&t.dir))
+        .collect();
+    manifest.tables = tables;
+    debug_assert!(
+        checkpoint >= state.manifest.checkpoint_lsn,
+        "the checkpoint never moves back"
+    );
+    manifest.checkpoint_lsn = checkpoint;
+    (manifest, dropped)
+}
+
+/// Stores `manifest` durably, then publishes it and applies `update` under one lock, so
+/// readers see either the old files and the old delta or the new ones.
+fn publish(
+    shared: &Shared,
+    manifest: Manifest,
+    obsolete: Vec<PathBuf>,
+    update: impl FnOnce(&mut State),
+) -> Result<()> {
+    manifest.store(&shared.root)?;
+    let mut state = shared.lock();
+    let old = std::mem::replace(&mut state.manifest, Arc::new(manifest));
+    for path in obsolete {
+        state.obsolete.push((Arc::clone(&old), path));
+    }
+    update(&mut state);
+    drop(state);
+    shared.progress.notify_all();
+    Ok(())
+}
+
+/// Deletes files replaced by compaction once no snapshot holds a manifest that lists them.
+fn delete_obsolete(shared: &Shared) -> Result<()> {
+    let ready: Vec<PathBuf> = {
+        let mut state = shared.lock();
+        let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.obsolete)
+            .into_iter()
+            .partition(|(manifest, _)| Arc::strong_count(manifest) == 1);
+        state.obsolete = keep;
+        ready.into_iter().map(|(_, path)| path).collect()
+    };
+    for path in &ready {
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ReplicatorError::io("delete replaced file", path, e));
+            }
+            _ => {}
+        }
+    }
+    if !ready.is_empty() {
+        sync_dir(&shared.root)?;
+    }
+    Ok(())
+}

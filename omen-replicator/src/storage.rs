@@ -1,0 +1,225 @@
+//! Parquet files: sort, write with a checksum, verify and read back, adapt old files to a
+//! newer schema, and resolve row versions.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, new_null_array};
+use arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use arrow::datatypes::{Int64Type, SchemaRef, UInt8Type, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::change::{LSN_COLUMN, OP_COLUMN, OP_UPSERT};
+use crate::error::{ReplicatorError, Result};
+use crate::manifest::FileMeta;
+
+/// Sorts a stored-form batch by key, then LSN.
+pub(crate) fn sort_by_key(batch: &RecordBatch, key: usize) -> Result<RecordBatch> {
+    let lsn = batch.num_columns() - 2;
+    let columns = [
+        SortColumn {
+            values: Arc::clone(batch.column(key)),
+            options: None,
+        },
+        SortColumn {
+            values: Arc::clone(batch.column(lsn)),
+            options: None,
+        },
+    ];
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Counts bytes and their CRC32C on the way to the file.
+struct ChecksumWriter {
+    file: File,
+    crc: u32,
+    bytes: u64,
+}
+
+impl Write for ChecksumWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build()
+}
+
+/// Writes a sorted stored-form batch to a new file at `path` and fsyncs it.
+pub(crate) fn write_file(
+    path: &Path,
+    name: &str,
+    batch: &RecordBatch,
+    key: usize,
+) -> Result<FileMeta> {
+    let parquet_error = |source| ReplicatorError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file =
+        File::create(path).map_err(|e| ReplicatorError::io("create Parquet file", path, e))?;
+    let sink = ChecksumWriter {
+        file,
+        crc: 0,
+        bytes: 0,
+    };
+    let mut writer =
+        ArrowWriter::try_new(sink, batch.schema(), Some(properties())).map_err(parquet_error)?;
+    writer.write(batch).map_err(parquet_error)?;
+    let sink = writer.into_inner().map_err(parquet_error)?;
+    sink.file
+        .sync_all()
+        .map_err(|e| ReplicatorError::io("fsync Parquet file", path, e))?;
+    let keys = batch.column(key).as_primitive::<Int64Type>();
+    let lsns = batch
+        .column(batch.num_columns() - 2)
+        .as_primitive::<UInt64Type>();
+    let (min_key, max_key) = (keys.value(0), keys.value(keys.len() - 1));
+    let min_lsn = arrow::compute::min(lsns).unwrap_or(0);
+    let max_lsn = arrow::compute::max(lsns).unwrap_or(0);
+    Ok(FileMeta {
+        name: name.to_string(),
+        rows: batch.num_rows() as u64,
+        bytes: sink.bytes,
+        crc32c: sink.crc,
+        min_key,
+        max_key,
+        min_lsn,
+        max_lsn,
+    })
+}
+
+/// Reads a file after checking its size and checksum against the manifest, and adapts it to
+/// `schema` (columns added since it was written read as NULL).
+pub(crate) fn read_file(
+    path: &Path,
+    meta: &FileMeta,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ReplicatorError::io("read Parquet file", path, e))?;
+    if bytes.len() as u64 != meta.bytes {
+        return Err(ReplicatorError::FileCorrupt {
+            path: path.to_path_buf(),
+            reason: format!("{} bytes, the manifest says {}", bytes.len(), meta.bytes),
+        });
+    }
+    let crc = crc32c::crc32c(&bytes);
+    if crc != meta.crc32c {
+        return Err(ReplicatorError::FileCorrupt {
+            path: path.to_path_buf(),
+            reason: format!("CRC32C {crc:08x}, the manifest says {:08x}", meta.crc32c),
+        });
+    }
+    let parquet_error = |source| ReplicatorError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(parquet_error)?
+        .with_batch_size(64 << 10)
+        .build()
+        .map_err(parquet_error)?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        batches.push(adapt(&batch?, schema)?);
+    }
+    Ok(batches)
+}
+
+/// Reorders a batch's columns to `schema` by name, filling missing ones with NULL.
+pub(crate) fn adapt(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.schema().index_of(field.name()) {
+            Ok(i) => Arc::clone(batch.column(i)),
+            Err(_) => new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// Resolves row versions: of each key's versions with `_lsn <= snapshot`, keeps the latest,
+/// and drops it if it is a delete (unless `keep_deletes`, for compactions that must keep
+/// shadowing older files). Returns the rows sorted by key, still in stored form.
+pub(crate) fn resolve(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    key: usize,
+    snapshot: u64,
+    keep_deletes: bool,
+) -> Result<RecordBatch> {
+    let all = concat_batches(schema, batches)?;
+    let sorted = sort_by_key(&all, key)?;
+    let keys = sorted.column(key).as_primitive::<Int64Type>();
+    let lsns = sorted
+        .column(sorted.num_columns() - 2)
+        .as_primitive::<UInt64Type>();
+    let ops = sorted
+        .column(sorted.num_columns() - 1)
+        .as_primitive::<UInt8Type>();
+    let n = sorted.num_rows();
+    let mut keep = vec![false; n];
+    // Walk backwards: the first visible version met for each key is its latest.
+    let mut last_key: Option<i64> = None;
+    for i in (0..n).rev() {
+        if lsns.value(i) > snapshot {
+            continue;
+        }
+        let k = keys.value(i);
+        if last_key == Some(k) {
+            continue;
+        }
+        last_key = Some(k);
+        keep[i] = keep_deletes || ops.value(i) == OP_UPSERT;
+    }
+    Ok(filter_record_batch(&sorted, &BooleanArray::from(keep))?)
+}
+
+/// Drops the hidden `_lsn` and `_op` columns.
+pub fn without_hidden_columns(batch: &RecordBatch) -> Result<RecordBatch> {
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| {
+            let name = batch.schema().field(i).name().clone();
+            name != LSN_COLUMN && name != OP_COLUMN
+        })
+        .collect();
+    Ok(batch.project(&keep)?)
+}
+
+/// Keeps the rows with `_lsn <= lsn`.
+pub(crate) fn up_to(batch: &RecordBatch, lsn: u64) -> Result<RecordBatch> {
+    let lsns = batch
+        .column(batch.num_columns() - 2)
+        .as_primitive::<UInt64Type>();
+    if lsns.is_empty() || arrow::compute::max(lsns).unwrap_or(0) <= lsn {
+        return Ok(batch.clone());
+    }
+    let mask: BooleanArray = lsns.iter().map(|v| Some(v.unwrap_or(0) <= lsn)).collect();
+    Ok(filter_record_batch(batch, &mask)?)
+}

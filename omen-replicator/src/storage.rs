@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, new_null_array};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, UInt64Array, new_null_array};
 use arrow::compute::{
     SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
@@ -21,9 +21,11 @@ use crate::change::{LSN_COLUMN, OP_COLUMN, OP_UPSERT};
 use crate::error::{ReplicatorError, Result};
 use crate::manifest::FileMeta;
 
-/// Sorts a stored-form batch by key, then LSN.
+/// Sorts a stored-form batch by key, then LSN, keeping the order of the batch among equal
+/// pairs (one record may change a key twice: the later change wins).
 pub(crate) fn sort_by_key(batch: &RecordBatch, key: usize) -> Result<RecordBatch> {
     let lsn = batch.num_columns() - 2;
+    let position: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64));
     let columns = [
         SortColumn {
             values: Arc::clone(batch.column(key)),
@@ -31,6 +33,10 @@ pub(crate) fn sort_by_key(batch: &RecordBatch, key: usize) -> Result<RecordBatch
         },
         SortColumn {
             values: Arc::clone(batch.column(lsn)),
+            options: None,
+        },
+        SortColumn {
+            values: position,
             options: None,
         },
     ];

@@ -57,9 +57,12 @@ pub enum ReplicatorError {
     },
 
     /// A Parquet file does not match the checksum or size its manifest recorded (bit rot,
-    /// truncation). It was moved aside as `*.corrupt`; see the message for whether its rows
-    /// could be rebuilt.
-    #[error("replicator: Parquet file {path} is damaged ({reason}); it was quarantined")]
+    /// truncation). Nothing of it was decoded. `WalReplicator::repair` quarantines it and
+    /// rebuilds it from the WAL where the WAL still holds its rows.
+    #[error(
+        "replicator: Parquet file {path} is damaged ({reason}); run WalReplicator::repair to \
+         quarantine it and rebuild it from the WAL"
+    )]
     FileCorrupt {
         /// The damaged file.
         path: PathBuf,

@@ -25,10 +25,12 @@ pub mod clock;
 mod compaction;
 mod error;
 pub mod manifest;
+mod repair;
 mod replicator;
 mod storage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ReplicatorError, Result};
+pub use repair::RepairReport;
 pub use replicator::{ReplicatorOptions, ReplicatorStats, TableSnapshot, WalReplicator};
 pub use storage::without_hidden_columns;

@@ -117,6 +117,8 @@ enum Msg {
     Barrier(Sender<Result<(), String>>),
     /// Commit the manifest (after a schema change).
     Commit,
+    /// Verify every file and rebuild damaged ones, then answer.
+    Repair(Sender<Result<crate::repair::RepairReport, String>>),
 }
 
 struct Shared {
@@ -458,6 +460,18 @@ impl WalReplicator {
         }
     }
 
+    /// Verifies every Parquet file against the manifest's checksums. A damaged file is moved
+    /// aside as `*.corrupt` and rebuilt from the WAL if the WAL still holds its LSN range;
+    /// otherwise it is reported as unrecoverable (and left in place).
+    pub fn repair(&self) -> Result<crate::repair::RepairReport> {
+        let (ack, done) = crossbeam_channel::bounded(1);
+        self.send(Msg::Repair(ack))?;
+        match done.recv() {
+            Ok(result) => result.map_err(ReplicatorError::Stopped),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
     /// The manifest as last committed.
     pub fn manifest(&self) -> Arc<Manifest> {
         Arc::clone(&self.shared.lock().manifest)
@@ -696,6 +710,10 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
             Msg::Commit => {
                 write_sealed(shared)?;
                 commit(shared)?;
+            }
+            Msg::Repair(ack) => {
+                let result = crate::repair::repair(shared_view(shared), &shared.wal);
+                let _ = ack.send(result.map_err(|e| e.to_string()));
             }
             Msg::Barrier(ack) => {
                 let result = write_sealed(shared).and_then(|()| commit(shared));

@@ -101,7 +101,8 @@ pub(crate) fn write_file(
     let lsns = batch
         .column(batch.num_columns() - 2)
         .as_primitive::<UInt64Type>();
-    let (min_key, max_key) = (keys.value(0), keys.value(keys.len() - 1));
+    let min_key = arrow::compute::min(keys).unwrap_or(0);
+    let max_key = arrow::compute::max(keys).unwrap_or(0);
     let min_lsn = arrow::compute::min(lsns).unwrap_or(0);
     let max_lsn = arrow::compute::max(lsns).unwrap_or(0);
     Ok(FileMeta {
@@ -116,13 +117,8 @@ pub(crate) fn write_file(
     })
 }
 
-/// Reads a file after checking its size and checksum against the manifest, and adapts it to
-/// `schema` (columns added since it was written read as NULL).
-pub(crate) fn read_file(
-    path: &Path,
-    meta: &FileMeta,
-    schema: &SchemaRef,
-) -> Result<Vec<RecordBatch>> {
+/// Reads a file and checks its size and CRC32C against the manifest.
+pub(crate) fn verify_file(path: &Path, meta: &FileMeta) -> Result<Vec<u8>> {
     let bytes =
         std::fs::read(path).map_err(|e| ReplicatorError::io("read Parquet file", path, e))?;
     if bytes.len() as u64 != meta.bytes {
@@ -138,6 +134,17 @@ pub(crate) fn read_file(
             reason: format!("CRC32C {crc:08x}, the manifest says {:08x}", meta.crc32c),
         });
     }
+    Ok(bytes)
+}
+
+/// Reads a file after checking its size and checksum against the manifest, and adapts it to
+/// `schema` (columns added since it was written read as NULL).
+pub(crate) fn read_file(
+    path: &Path,
+    meta: &FileMeta,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let bytes = verify_file(path, meta)?;
     let parquet_error = |source| ReplicatorError::Parquet {
         path: path.to_path_buf(),
         source,

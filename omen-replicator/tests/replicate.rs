@@ -407,6 +407,21 @@ fn a_damaged_file_is_reported_with_its_path() {
         snapshot.read(),
         Err(ReplicatorError::FileCorrupt { .. })
     ));
+
+    // Repair: the WAL still holds the rows, so the file is set aside and rebuilt.
+    drop(snapshot);
+    let report = replicator.repair().expect("repair");
+    assert_eq!(report.rebuilt, [path.clone()], "{report:?}");
+    assert!(report.unrecoverable.is_empty());
+    let mut aside = path.clone().into_os_string();
+    aside.push(".corrupt");
+    assert!(
+        PathBuf::from(aside).exists(),
+        "the damaged bytes are kept aside"
+    );
+    let snapshot = replicator.snapshot("t", wal.last_lsn()).expect("snapshot");
+    assert!(live_rows(&snapshot.read().expect("read after repair")) == model);
+    assert_eq!(replicator.repair().expect("second repair").rebuilt.len(), 0);
 }
 
 #[test]

@@ -411,7 +411,7 @@ fn a_damaged_file_is_reported_with_its_path() {
     // Repair: the WAL still holds the rows, so the file is set aside and rebuilt.
     drop(snapshot);
     let report = replicator.repair().expect("repair");
-    assert_eq!(report.rebuilt, [path.clone()], "{report:?}");
+    assert_eq!(report.rebuilt, std::slice::from_ref(&path), "{report:?}");
     assert!(report.unrecoverable.is_empty());
     let mut aside = path.clone().into_os_string();
     aside.push(".corrupt");

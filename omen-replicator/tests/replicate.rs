@@ -441,3 +441,36 @@ fn rows_that_do_not_fit_the_schema_stop_replication_with_a_clear_error() {
         "{message}"
     );
 }
+
+#[test]
+fn writers_are_refused_beyond_the_lag_budget_until_the_replicator_catches_up() {
+    let dir = TempDir::new("throttle");
+    let wal = open_wal(&dir.wal());
+    create(&wal, "t");
+    // A backlog of 20,000 records before the replicator starts.
+    for id in 0..20_000 {
+        let mut encoder = ChangeEncoder::new();
+        encoder.upsert("t", &row(id, 1));
+        wal.append(&encoder.finish()).expect("append");
+    }
+    let options = ReplicatorOptions {
+        lag_budget: 10,
+        ..ReplicatorOptions::default()
+    };
+    let replicator = WalReplicator::start(Arc::clone(&wal), dir.parquet(), options).expect("start");
+    match replicator.throttle(Duration::ZERO) {
+        Err(ReplicatorError::Behind { lag, budget }) => {
+            assert!(lag > budget, "{lag} > {budget}");
+            let message = ReplicatorError::Behind { lag, budget }.to_string();
+            assert!(
+                message.contains("behind") && message.contains("budget 10"),
+                "{message}"
+            );
+        }
+        other => panic!("a 20,000-record backlog is beyond a budget of 10: {other:?}"),
+    }
+    replicator
+        .throttle(Duration::from_secs(60))
+        .expect("caught up within a minute");
+    assert!(replicator.stats().lag_records <= 10);
+}

@@ -151,11 +151,10 @@ impl TableBuffer {
                 self.columns.len()
             )));
         }
-        // Validate first so that a bad row leaves the builders aligned.
-        let decoded: Vec<ValueRef<'_>> = values
-            .collect::<Result<_, _>>()
-            .map_err(|e| mismatch(e.to_string()))?;
-        for (i, (value, column)) in decoded.iter().zip(&self.schema.columns).enumerate() {
+        // Validate in a first pass (the values decode lazily, without allocating), so that
+        // a bad row leaves the builders aligned; then append in a second.
+        for (i, (value, column)) in values.clone().zip(&self.schema.columns).enumerate() {
+            let value = value.map_err(|e| mismatch(e.to_string()))?;
             let fits = match value {
                 ValueRef::Null => column.nullable && i != self.schema.key,
                 ValueRef::Boolean(_) => column.data_type == DataType::Boolean,
@@ -175,8 +174,8 @@ impl TableBuffer {
                 )));
             }
         }
-        for (builder, value) in self.columns.iter_mut().zip(decoded) {
-            let appended = builder.append(value);
+        for (builder, value) in self.columns.iter_mut().zip(values) {
+            let appended = value.is_ok_and(|value| builder.append(value));
             debug_assert!(appended, "validated above");
         }
         self.lsns.append_value(lsn);

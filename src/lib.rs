@@ -14,3 +14,6 @@ pub use omen_alex as alex;
 
 /// The write-ahead log: [`Wal`](wal::Wal), durable appends with group commit and recovery.
 pub use omen_wal as wal;
+
+/// The replicator: [`WalReplicator`](replicator::WalReplicator), WAL rows to Parquet.
+pub use omen_replicator as replicator;

@@ -91,6 +91,20 @@ pub enum ReplicatorError {
         wal_first: u64,
     },
 
+    /// The manifest's checkpoint is past the end of the WAL: the WAL lost records that were
+    /// already replicated (it was replaced, or recovered with `RecoveryMode::PointInTime`).
+    #[error(
+        "replicator: its checkpoint is LSN {checkpoint} but the WAL ends at LSN {wal_last}: \
+         the WAL lost records that are already in Parquet; restore the WAL or start a new \
+         replica directory"
+    )]
+    WalBehind {
+        /// The replicator's checkpoint.
+        checkpoint: u64,
+        /// The WAL's last LSN.
+        wal_last: u64,
+    },
+
     /// Writers are further ahead of the replicator than the configured budget.
     #[error(
         "replicator is {lag} records behind the WAL (budget {budget}); writes are refused until \

@@ -239,7 +239,15 @@ impl WalReplicator {
                 wal_first,
             });
         }
-        let reader = wal.reader_of_written(Lsn(checkpoint + 1))?;
+        // Durable records only: Parquet never holds a row the WAL could still lose.
+        let next = wal.last_lsn().0 + 1;
+        if checkpoint + 1 > next {
+            return Err(ReplicatorError::WalBehind {
+                checkpoint,
+                wal_last: next - 1,
+            });
+        }
+        let reader = wal.reader(Lsn(checkpoint + 1))?;
         let tables = manifest
             .tables
             .iter()
@@ -334,7 +342,8 @@ impl WalReplicator {
     /// Seals every buffer up to what the WAL holds now, writes it to Parquet and commits the
     /// manifest. For tests and shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        let target = self.shared.wal.written_lsn().0;
+        // Make everything appended so far durable, hence readable by the tail.
+        let target = self.shared.wal.sync()?.0;
         let mut state = self.wait_read(target, Duration::from_secs(60))?;
         let sealed = seal_all(&mut state, |_| true)?;
         drop(state);
@@ -360,7 +369,12 @@ impl WalReplicator {
 
     /// A consistent view of `table` at `lsn` (waits for the tail to read that far). With the
     /// WAL's durable LSN as `lsn`, a query over it sees every committed write: zero staleness.
+    /// An `lsn` above the WAL's durable LSN makes the WAL sync first (the tail reads only
+    /// durable records).
     pub fn snapshot(&self, table: &str, lsn: Lsn) -> Result<TableSnapshot> {
+        if lsn > self.shared.wal.durable_lsn() {
+            self.shared.wal.sync()?;
+        }
         let mut state = self.wait_read(lsn.0, Duration::from_secs(60))?;
         let manifest = Arc::clone(&state.manifest);
         let live = state

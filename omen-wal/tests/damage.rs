@@ -67,6 +67,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies the log from `original` to `work` and cuts `file` (in `work`) to `len` bytes.
+fn copy_and_cut(original: &Path, work: &Path, file: &Path, len: usize) {
+    copy_dir(original, work);
+    let handle = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .expect("open");
+    handle.set_len(len as u64).expect("cut");
+}
+
 /// Opens a damaged copy; on success checks that the records are exactly the first ones.
 fn open_and_check(dir: &Path, mode: RecoveryMode) -> Result<u64, WalError> {
     let wal = Wal::open(dir, options(mode))?;
@@ -101,14 +111,8 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
     assert!(in_earlier_segments > 0, "the log spans several segments");
     let work = TempDir::new("cut-work");
     for cut in 0..=last_len {
-        copy_dir(original.path(), work.path());
         let file = work.path().join(last_file.file_name().expect("name"));
-        let handle = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .expect("open");
-        handle.set_len(cut as u64).expect("cut");
-        drop(handle);
+        copy_and_cut(original.path(), work.path(), &file, cut);
         let intact = layout
             .records
             .iter()
@@ -119,13 +123,7 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
         assert_eq!(recovered, intact, "cut at {cut}");
 
         // AbsoluteConsistency refuses any torn tail, and accepts a cut on a record boundary.
-        copy_dir(original.path(), work.path());
-        let handle = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .expect("open");
-        handle.set_len(cut as u64).expect("cut");
-        drop(handle);
+        copy_and_cut(original.path(), work.path(), &file, cut);
         // A cut on a record boundary, or in the preallocated zeroes after the last record.
         let last_end = layout.records.last().expect("records").2;
         let on_boundary = cut == SEGMENT_HEADER_LEN

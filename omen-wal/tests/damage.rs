@@ -110,7 +110,12 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
     let in_earlier_segments = layout.records.iter().filter(|r| r.0 != last_file).count() as u64;
     assert!(in_earlier_segments > 0, "the log spans several segments");
     let work = TempDir::new("cut-work");
-    for cut in 0..=last_len {
+    // Every offset up to a little past the last record; the preallocated zeroes after that
+    // are all alike, so every 97th offset of them.
+    let last_end = layout.records.last().expect("records").2;
+    let cuts =
+        (0..=last_len).filter(|&cut| cut <= last_end + 64 || cut % 97 == 0 || cut == last_len);
+    for cut in cuts {
         let file = work.path().join(last_file.file_name().expect("name"));
         copy_and_cut(original.path(), work.path(), &file, cut);
         let intact = layout
@@ -125,7 +130,6 @@ fn the_last_segment_cut_at_every_byte_offset_recovers_the_intact_prefix() {
         // AbsoluteConsistency refuses any torn tail, and accepts a cut on a record boundary.
         copy_and_cut(original.path(), work.path(), &file, cut);
         // A cut on a record boundary, or in the preallocated zeroes after the last record.
-        let last_end = layout.records.last().expect("records").2;
         let on_boundary = cut == SEGMENT_HEADER_LEN
             || cut >= last_end
             || layout

@@ -107,7 +107,11 @@ struct State {
     /// Why replication stopped, if it did.
     failure: Option<String>,
     /// Files replaced by compaction or dropped, deleted once no snapshot can read them.
-    obsolete: Vec<(Arc<Manifest>, PathBuf)>,
+    obsolete: Vec<(u64, Vec<PathBuf>)>,
+    /// Manifests replaced so far that a snapshot may still hold, by generation.
+    replaced: Vec<(u64, std::sync::Weak<Manifest>)>,
+    /// Generation of the current manifest (counts publishes).
+    generation: u64,
 }
 
 enum Msg {
@@ -272,6 +276,8 @@ impl WalReplicator {
                 read_lsn: checkpoint,
                 failure: None,
                 obsolete: Vec::new(),
+                replaced: Vec::new(),
+                generation: 0,
             }),
             progress: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -905,8 +911,12 @@ fn publish(
     manifest.store(&shared.root)?;
     let mut state = shared.lock();
     let old = std::mem::replace(&mut state.manifest, Arc::new(manifest));
-    for path in obsolete {
-        state.obsolete.push((Arc::clone(&old), path));
+    let old_generation = state.generation;
+    state.generation += 1;
+    state.replaced.push((old_generation, Arc::downgrade(&old)));
+    if !obsolete.is_empty() {
+        // Listed up to the old generation: deletable once no snapshot holds a manifest that old.
+        state.obsolete.push((old_generation, obsolete));
     }
     update(&mut state);
     drop(state);
@@ -918,11 +928,20 @@ fn publish(
 fn delete_obsolete(shared: &Shared) -> Result<()> {
     let ready: Vec<PathBuf> = {
         let mut state = shared.lock();
+        state
+            .replaced
+            .retain(|(_, manifest)| manifest.strong_count() > 0);
+        let oldest_held = state
+            .replaced
+            .iter()
+            .map(|(g, _)| *g)
+            .min()
+            .unwrap_or(u64::MAX);
         let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.obsolete)
             .into_iter()
-            .partition(|(manifest, _)| Arc::strong_count(manifest) == 1);
+            .partition(|(generation, _)| *generation < oldest_held);
         state.obsolete = keep;
-        ready.into_iter().map(|(_, path)| path).collect()
+        ready.into_iter().flat_map(|(_, paths)| paths).collect()
     };
     for path in &ready {
         let removed = if path.is_dir() {

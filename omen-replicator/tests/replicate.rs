@@ -385,6 +385,27 @@ fn compaction_keeps_the_latest_versions_and_drops_deletes() {
         live_rows(&batch) == model,
         "compacted table differs from the model"
     );
+    // The replaced files are deleted once no snapshot can read them.
+    let manifest = replicator.manifest();
+    let table_dir = dir.parquet().join(&manifest.tables["t"].dir);
+    drop(manifest);
+    let parquet_files = || {
+        std::fs::read_dir(&table_dir)
+            .expect("table dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while parquet_files() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replaced files never deleted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

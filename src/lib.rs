@@ -1,13 +1,40 @@
-//! `omendb`: the OmenDB facade. Today it re-exports the engine crates that exist, so users
-//! depend on one crate and get matching versions; `Db::open`, tables, transactions and SQL
-//! arrive with the WAL, replicator and SQL crates (see `docs/ARCHITECTURE.md`).
+//! `omendb`: the OmenDB facade. [`Db`] is the database: tables with an Arrow-typed schema and
+//! an `Int64` primary key, atomic durable write batches through the WAL, point reads and
+//! scans served by the learned index, and the replicator keeping a Parquet copy fresh for
+//! analytics. It also re-exports the engine crates, so users depend on one crate and get
+//! matching versions.
 //!
 //! ```
-//! use omendb::alex::AlexMap;
-//! let map = AlexMap::from_sorted((0..100u64).map(|k| (k, k * 2)))?;
-//! assert_eq!(map.get(21), Some(&42));
-//! # Ok::<(), omendb::alex::AlexError>(())
+//! # fn main() -> Result<(), omendb::Error> {
+//! # let dir = std::env::temp_dir().join(format!("omendb-doc-{}", std::process::id()));
+//! use omendb::{Db, DbOptions, Value, WriteBatch};
+//! use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
+//! let db = Db::open(&dir, DbOptions::default())?;
+//! db.create_table("users", TableSchema {
+//!     columns: vec![
+//!         ColumnDef::new("id", DataType::Int64, false),
+//!         ColumnDef::new("name", DataType::Utf8, true),
+//!     ],
+//!     key: 0,
+//! })?;
+//! let mut batch = WriteBatch::new();
+//! batch.insert("users", vec![Value::Int64(1), Value::Utf8("ada".into())]);
+//! db.write(&batch)?;
+//! assert_eq!(db.get("users", 1)?.map(|row| row[1].clone()), Some(Value::Utf8("ada".into())));
+//! # db.close()?; std::fs::remove_dir_all(&dir).ok();
+//! # Ok(()) }
 //! ```
+//!
+//! What is not built yet (see `docs/ARCHITECTURE.md`): SQL (`omen-sql`), the RocksDB and
+//! tiering layers, and a checkpoint of the in-memory tables (today the whole log is kept and
+//! replayed on open).
+
+mod db;
+mod error;
+
+pub use db::{Db, DbOptions, Row, WriteBatch};
+pub use error::{Error, Result};
+pub use omen_replicator::change::Value;
 
 /// The learned index: [`AlexMap`](alex::AlexMap), an ordered map from integer keys to values.
 pub use omen_alex as alex;

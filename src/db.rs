@@ -1,0 +1,491 @@
+//! `Db`: tables, atomic durable write batches, point reads from the learned index, and the
+//! replicator feeding Parquet.
+//!
+//! Every change goes through one path: it is encoded as a change record, appended to the WAL
+//! (durable per the sync mode), then applied to the in-memory tables by the same function
+//! that replays the log on open. So what recovery rebuilds is exactly what was served.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use omen_alex::AlexMap;
+use omen_replicator::change::{
+    self, ChangeEncoder, ColumnDef, DataType, Entry, RowChange, TableSchema, Value,
+};
+use omen_replicator::{ReplicatorOptions, WalReplicator};
+use omen_wal::{Lsn, Wal, WalOptions};
+
+use crate::error::{Error, Result};
+
+/// A row: its values in column order. Cheap to clone.
+pub type Row = Arc<[Value]>;
+
+/// Options of [`Db::open`].
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// The write-ahead log's options (sync mode, segment size, recovery mode).
+    pub wal: WalOptions,
+    /// The replicator's options (batch rows and age, compaction, lag budget).
+    pub replicator: ReplicatorOptions,
+    /// How long a write waits for a lagging replicator before failing with
+    /// `ReplicatorError::Behind`.
+    pub throttle_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            replicator: ReplicatorOptions::default(),
+            throttle_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+enum Op {
+    Insert { table: String, row: Vec<Value> },
+    Upsert { table: String, row: Vec<Value> },
+    Delete { table: String, key: i64 },
+}
+
+/// Changes to commit atomically: all of them or none.
+#[derive(Default)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts a row; its key must not exist.
+    pub fn insert(&mut self, table: &str, row: Vec<Value>) -> &mut Self {
+        self.ops.push(Op::Insert {
+            table: table.to_string(),
+            row,
+        });
+        self
+    }
+
+    /// Inserts or replaces a row.
+    pub fn upsert(&mut self, table: &str, row: Vec<Value>) -> &mut Self {
+        self.ops.push(Op::Upsert {
+            table: table.to_string(),
+            row,
+        });
+        self
+    }
+
+    /// Deletes the row with `key`, if any.
+    pub fn delete(&mut self, table: &str, key: i64) -> &mut Self {
+        self.ops.push(Op::Delete {
+            table: table.to_string(),
+            key,
+        });
+        self
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A table in memory: its schema and its rows in the learned index.
+struct Table {
+    schema: TableSchema,
+    rows: RwLock<AlexMap<i64, Row>>,
+}
+
+impl Table {
+    fn new(schema: TableSchema) -> Self {
+        Self {
+            schema,
+            rows: RwLock::new(AlexMap::new()),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, Row>> {
+        self.rows.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, Row>> {
+        self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+type Catalog = BTreeMap<String, Arc<Table>>;
+
+/// An OmenDB database in a directory: `wal/` holds the log, `parquet/` the analytics tier.
+///
+/// Concurrency: one writer at a time (writes serialize on a mutex; the WAL shares fsyncs
+/// underneath), any number of readers. A reader holds a table's read lock only for the
+/// lookup itself; a writer holds it only while applying an already durable batch. `Db` is
+/// `Send + Sync`.
+pub struct Db {
+    dir: PathBuf,
+    wal: Arc<Wal>,
+    replicator: WalReplicator,
+    catalog: RwLock<Catalog>,
+    writer: Mutex<()>,
+    throttle_timeout: Duration,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir`: recovers the WAL, replays it into the
+    /// tables, and starts the replicator.
+    pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let wal = Arc::new(Wal::open(dir.join("wal"), options.wal.clone())?);
+        let catalog = RwLock::new(Catalog::new());
+        // The log is the checkpoint: it is kept whole, so replay starts at its first record.
+        for record in wal.reader(Lsn(1))? {
+            let record = record?;
+            apply(&catalog, record.lsn.0, &record.payload)?;
+        }
+        let replicator =
+            WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), options.replicator)?;
+        Ok(Self {
+            dir,
+            wal,
+            replicator,
+            catalog,
+            writer: Mutex::new(()),
+            throttle_timeout: options.throttle_timeout,
+        })
+    }
+
+    fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn table(&self, name: &str) -> Result<Arc<Table>> {
+        self.catalog()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchTable(name.to_string()))
+    }
+
+    /// The tables and their schemas.
+    pub fn tables(&self) -> Vec<(String, TableSchema)> {
+        self.catalog()
+            .iter()
+            .map(|(name, t)| (name.clone(), t.schema.clone()))
+            .collect()
+    }
+
+    /// A table's schema.
+    pub fn schema(&self, table: &str) -> Result<TableSchema> {
+        Ok(self.table(table)?.schema.clone())
+    }
+
+    /// Appends a change record to the WAL and applies it: the one write path.
+    fn commit(&self, record: ChangeEncoder) -> Result<Lsn> {
+        self.replicator.throttle(self.throttle_timeout)?;
+        let bytes = record.finish();
+        let lsn = self.wal.append(&bytes)?;
+        apply(&self.catalog, lsn.0, &bytes)?;
+        Ok(lsn)
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `CREATE TABLE`: columns of the given types and an `Int64` primary key.
+    pub fn create_table(&self, name: &str, schema: TableSchema) -> Result<Lsn> {
+        let invalid = |reason: String| Error::InvalidSchema {
+            table: name.to_string(),
+            reason,
+        };
+        if !valid_name(name) {
+            return Err(invalid(
+                "a table name is letters, digits and '_', starting with a letter or '_'".into(),
+            ));
+        }
+        if let Some(bad) = schema.columns.iter().find(|c| !valid_name(&c.name)) {
+            return Err(invalid(format!(
+                "column name {:?}: letters, digits and '_', starting with a letter or '_'",
+                bad.name
+            )));
+        }
+        schema.validate().map_err(invalid)?;
+        let _writer = self.lock_writer();
+        if self.catalog().contains_key(name) {
+            return Err(Error::TableExists(name.to_string()));
+        }
+        let mut record = ChangeEncoder::new();
+        record.create_table(name, &schema);
+        self.commit(record)
+    }
+
+    /// `DROP TABLE`.
+    pub fn drop_table(&self, name: &str) -> Result<Lsn> {
+        let _writer = self.lock_writer();
+        self.table(name)?;
+        let mut record = ChangeEncoder::new();
+        record.drop_table(name);
+        self.commit(record)
+    }
+
+    /// `ALTER TABLE ... ADD COLUMN` (nullable; existing rows read NULL there).
+    pub fn alter_table_add_column(&self, table: &str, column: ColumnDef) -> Result<Lsn> {
+        let _writer = self.lock_writer();
+        let current = self.table(table)?;
+        let invalid = |reason: String| Error::InvalidSchema {
+            table: table.to_string(),
+            reason,
+        };
+        if !column.nullable {
+            return Err(invalid(format!(
+                "added column {:?} must be nullable: existing rows have no value for it",
+                column.name
+            )));
+        }
+        let mut schema = current.schema.clone();
+        schema.columns.push(column.clone());
+        if !valid_name(&column.name) {
+            return Err(invalid(format!(
+                "column name {:?} is not valid",
+                column.name
+            )));
+        }
+        schema.validate().map_err(invalid)?;
+        let mut record = ChangeEncoder::new();
+        record.add_column(table, &column);
+        self.commit(record)
+    }
+
+    /// Commits a batch atomically and durably (per the WAL's sync mode). Rows are checked
+    /// against their schemas first; a duplicate key on insert or a bad value fails the whole
+    /// batch with an error naming the table and column, and nothing is applied.
+    pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
+        let _writer = self.lock_writer();
+        let catalog = self.catalog();
+        let mut record = ChangeEncoder::new();
+        // Keys this batch has made present (true) or absent (false) so far.
+        let mut present: HashMap<(&str, i64), bool> = HashMap::new();
+        for op in &batch.ops {
+            match op {
+                Op::Insert { table, row } | Op::Upsert { table, row } => {
+                    let t = catalog
+                        .get(table.as_str())
+                        .ok_or_else(|| Error::NoSuchTable(table.clone()))?;
+                    let key = check_row(table, &t.schema, row)?;
+                    if matches!(op, Op::Insert { .. }) {
+                        let exists = present
+                            .get(&(table.as_str(), key))
+                            .copied()
+                            .unwrap_or_else(|| t.read().contains_key(key));
+                        if exists {
+                            return Err(Error::DuplicateKey {
+                                table: table.clone(),
+                                key,
+                            });
+                        }
+                    }
+                    present.insert((table.as_str(), key), true);
+                    record.upsert(table, row);
+                }
+                Op::Delete { table, key } => {
+                    if !catalog.contains_key(table.as_str()) {
+                        return Err(Error::NoSuchTable(table.clone()));
+                    }
+                    present.insert((table.as_str(), *key), false);
+                    record.delete(table, *key);
+                }
+            }
+        }
+        drop(catalog);
+        if record.is_empty() {
+            return Ok(self.wal.last_lsn());
+        }
+        self.commit(record)
+    }
+
+    /// The row with `key`, from the learned index.
+    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
+        let table = self.table(table)?;
+        let rows = table.read();
+        Ok(rows.get(key).cloned())
+    }
+
+    /// The rows with `keys`, in order (batched lookups overlap their cache misses).
+    pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
+        let table = self.table(table)?;
+        let rows = table.read();
+        Ok(rows
+            .get_many(keys)
+            .into_iter()
+            .map(|r| r.cloned())
+            .collect())
+    }
+
+    /// The rows with keys in `range`, by key.
+    pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<(i64, Row)>> {
+        let table = self.table(table)?;
+        let rows = table.read();
+        Ok(rows.range(range).map(|(k, v)| (k, v.clone())).collect())
+    }
+
+    /// Number of rows in a table.
+    pub fn len(&self, table: &str) -> Result<usize> {
+        Ok(self.table(table)?.read().len())
+    }
+
+    /// The replicator (snapshots for analytics, lag, flushes).
+    pub fn replicator(&self) -> &WalReplicator {
+        &self.replicator
+    }
+
+    /// The write-ahead log.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes the replicator, syncs the log and stops, reporting any failure.
+    pub fn close(self) -> Result<()> {
+        self.replicator.shutdown()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+/// Checks a row against its schema; returns its key.
+fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
+    let bad = |column: &str, reason: String| Error::BadRow {
+        table: table.to_string(),
+        column: column.to_string(),
+        reason,
+    };
+    if row.len() != schema.columns.len() {
+        return Err(bad(
+            "",
+            format!(
+                "the row has {} values, the table has {} columns",
+                row.len(),
+                schema.columns.len()
+            ),
+        ));
+    }
+    for (column, value) in schema.columns.iter().zip(row) {
+        let fits = match value {
+            Value::Null => column.nullable,
+            Value::Boolean(_) => column.data_type == DataType::Boolean,
+            Value::Int32(_) => column.data_type == DataType::Int32,
+            Value::Int64(_) => column.data_type == DataType::Int64,
+            Value::Float64(_) => column.data_type == DataType::Float64,
+            Value::Utf8(_) => column.data_type == DataType::Utf8,
+            Value::TimestampMicros(_) => column.data_type == DataType::TimestampMicros,
+            Value::Date32(_) => column.data_type == DataType::Date32,
+        };
+        if !fits {
+            let reason = match value {
+                Value::Null => "is NOT NULL".to_string(),
+                other => format!("expects {:?}, got {other:?}", column.data_type),
+            };
+            return Err(bad(&column.name, reason));
+        }
+    }
+    match row.get(schema.key) {
+        Some(Value::Int64(key)) => Ok(*key),
+        _ => Err(bad(
+            &schema.columns[schema.key].name,
+            "the primary key must be a BIGINT".into(),
+        )),
+    }
+}
+
+/// Applies one change record to the tables: used by writes and by replay alike. Schema
+/// changes hold the catalog's write lock; row changes only the table's.
+fn apply(catalog: &RwLock<Catalog>, lsn: u64, bytes: &[u8]) -> Result<()> {
+    let bad = |reason: String| Error::BadLog { lsn, reason };
+    let entries = change::decode(bytes).map_err(|e| bad(e.to_string()))?;
+    let write = || catalog.write().unwrap_or_else(PoisonError::into_inner);
+    for entry in entries {
+        match entry {
+            Entry::CreateTable { table, schema } => {
+                write().insert(table.to_string(), Arc::new(Table::new(schema)));
+            }
+            Entry::DropTable { table } => {
+                write().remove(table);
+            }
+            Entry::AddColumn { table, column } => {
+                let mut catalog = write();
+                let old = catalog
+                    .get(table)
+                    .ok_or_else(|| bad(format!("no table {table:?}")))?;
+                let mut schema = old.schema.clone();
+                schema.columns.push(column);
+                let padded: Vec<(i64, Row)> = old
+                    .read()
+                    .iter()
+                    .map(|(k, row)| {
+                        let mut values = row.to_vec();
+                        values.push(Value::Null);
+                        (k, Row::from(values))
+                    })
+                    .collect();
+                let rows = AlexMap::from_sorted(padded).map_err(|e| bad(e.to_string()))?;
+                let table_now = Table {
+                    schema,
+                    rows: RwLock::new(rows),
+                };
+                catalog.insert(table.to_string(), Arc::new(table_now));
+            }
+            Entry::Rows { table, rows } => {
+                let t = catalog
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(table)
+                    .cloned()
+                    .ok_or_else(|| bad(format!("no table {table:?}")))?;
+                let key_index = t.schema.key;
+                let mut map = t.write();
+                for row in rows {
+                    match row.map_err(|e| bad(e.to_string()))? {
+                        RowChange::Upsert(values) => {
+                            let values: Vec<Value> = values
+                                .map(|v| v.map(|v| v.to_owned()))
+                                .collect::<Result<_, _>>()
+                                .map_err(|e| bad(e.to_string()))?;
+                            let Some(Value::Int64(key)) = values.get(key_index) else {
+                                return Err(bad(format!("a row of {table:?} has no BIGINT key")));
+                            };
+                            let key = *key;
+                            map.insert(key, Row::from(values));
+                        }
+                        RowChange::Delete(key) => {
+                            map.remove(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `omendb::Error`: each engine crate's error, plus the database's own. Messages say what
+//! happened and what to do.
+
+/// Errors of [`crate::Db`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The write-ahead log failed (see its message; an I/O failure poisons it: reopen).
+    #[error(transparent)]
+    Wal(#[from] omen_wal::WalError),
+
+    /// The replicator failed or refused (backpressure).
+    #[error(transparent)]
+    Replicator(#[from] omen_replicator::ReplicatorError),
+
+    /// No table of that name.
+    #[error("no table named {0:?}; list them with Db::tables")]
+    NoSuchTable(String),
+
+    /// A table of that name exists.
+    #[error("a table named {0:?} already exists")]
+    TableExists(String),
+
+    /// A name or schema is not acceptable.
+    #[error("invalid schema for table {table:?}: {reason}")]
+    InvalidSchema {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A row does not fit its table; nothing of the batch was applied.
+    #[error("table {table:?}, column {column:?}: {reason}; nothing of the batch was applied")]
+    BadRow {
+        /// The table.
+        table: String,
+        /// The column (empty when the row's length is wrong).
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An insert hit an existing key; nothing of the batch was applied.
+    #[error(
+        "duplicate primary key {key} in table {table:?}: use upsert to replace the row; nothing \
+         of the batch was applied"
+    )]
+    DuplicateKey {
+        /// The table.
+        table: String,
+        /// The key.
+        key: i64,
+    },
+
+    /// The log holds something this database cannot apply (a bug or a foreign log).
+    #[error("the log record at LSN {lsn} cannot be applied: {reason}")]
+    BadLog {
+        /// The record's LSN.
+        lsn: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Results of the database.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,7 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use omen_sql::{OmenTableProvider, RouteLog};
 use std::time::Duration;
 
 use omen_alex::AlexMap;
@@ -19,6 +24,7 @@ use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
+use crate::sql::{APPLYING, SnapshotTable};
 
 /// A row: its values in column order. Cheap to clone.
 pub type Row = Arc<[Value]>;
@@ -102,8 +108,8 @@ impl WriteBatch {
 }
 
 /// A table in memory: its schema and its rows in the learned index.
-struct Table {
-    schema: TableSchema,
+pub(crate) struct Table {
+    pub(crate) schema: TableSchema,
     rows: RwLock<AlexMap<i64, Row>>,
 }
 
@@ -115,12 +121,21 @@ impl Table {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, Row>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, Row>> {
         self.rows.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, Row>> {
         self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("columns", &self.schema.columns.len())
+            .field("rows", &self.read().len())
+            .finish()
     }
 }
 
@@ -135,10 +150,24 @@ type Catalog = BTreeMap<String, Arc<Table>>;
 pub struct Db {
     dir: PathBuf,
     wal: Arc<Wal>,
-    replicator: WalReplicator,
+    replicator: Arc<WalReplicator>,
     catalog: RwLock<Catalog>,
     writer: Mutex<()>,
     throttle_timeout: Duration,
+    /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
+    applied: Arc<AtomicU64>,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// The result of [`Db::sql`].
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// The snapshot LSN the query saw: every write at or below it, nothing above.
+    pub snapshot_lsn: Lsn,
+    /// How each table scan was served (index or Parquet + delta), in order.
+    pub routes: Vec<String>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -164,13 +193,23 @@ impl Db {
         }
         let replicator =
             WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), options.replicator)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("omendb-sql")
+            .build()
+            .map_err(|e| Error::Io {
+                op: "start the SQL runtime",
+                source: e,
+            })?;
         Ok(Self {
+            applied: Arc::new(AtomicU64::new(wal.last_lsn().0)),
             dir,
             wal,
-            replicator,
+            replicator: Arc::new(replicator),
             catalog,
             writer: Mutex::new(()),
             throttle_timeout: options.throttle_timeout,
+            runtime,
         })
     }
 
@@ -203,7 +242,10 @@ impl Db {
         self.replicator.throttle(self.throttle_timeout)?;
         let bytes = record.finish();
         let lsn = self.wal.append(&bytes)?;
-        apply(&self.catalog, lsn.0, &bytes)?;
+        self.applied.store(APPLYING, Ordering::SeqCst);
+        let applied = apply(&self.catalog, lsn.0, &bytes);
+        self.applied.store(lsn.0, Ordering::SeqCst);
+        applied?;
         Ok(lsn)
     }
 
@@ -367,9 +409,44 @@ impl Db {
         &self.dir
     }
 
+    /// Runs a SQL query at a snapshot of every write acknowledged before it started. Key
+    /// filters are served by the learned index; everything else by Parquet plus the rows not
+    /// yet flushed. Errors (bad SQL, unknown tables or columns) leave the database usable.
+    pub fn sql(&self, query: &str) -> Result<QueryResult> {
+        let lsn = loop {
+            match self.applied.load(Ordering::SeqCst) {
+                APPLYING => std::thread::yield_now(),
+                lsn => break lsn,
+            }
+        };
+        let routes = RouteLog::default();
+        let config = SessionConfig::new().with_target_partitions(1);
+        let context = SessionContext::new_with_config(config);
+        for (name, table) in self.catalog().iter() {
+            let snapshot = SnapshotTable {
+                name: name.clone(),
+                table: Arc::clone(table),
+                lsn,
+                applied: Arc::clone(&self.applied),
+                replicator: Arc::clone(&self.replicator),
+            };
+            let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
+            context.register_table(name.as_str(), Arc::new(provider))?;
+        }
+        let batches = self.runtime.block_on(async {
+            let frame = context.sql(query).await?;
+            frame.collect().await
+        })?;
+        Ok(QueryResult {
+            batches,
+            snapshot_lsn: Lsn(lsn),
+            routes: routes.routes(),
+        })
+    }
+
     /// Flushes the replicator, syncs the log and stops, reporting any failure.
     pub fn close(self) -> Result<()> {
-        self.replicator.shutdown()?;
+        self.replicator.flush_now()?;
         self.wal.sync()?;
         Ok(())
     }

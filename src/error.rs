@@ -12,6 +12,21 @@ pub enum Error {
     #[error(transparent)]
     Replicator(#[from] omen_replicator::ReplicatorError),
 
+    /// A SQL statement failed: bad syntax, unknown tables or columns, type errors. The
+    /// database is unaffected.
+    #[error("SQL error: {0}")]
+    Sql(#[from] datafusion::error::DataFusionError),
+
+    /// An operating-system resource could not be set up.
+    #[error("could not {op}: {source}")]
+    Io {
+        /// What failed.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// No table of that name.
     #[error("no table named {0:?}; list them with Db::tables")]
     NoSuchTable(String),

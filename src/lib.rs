@@ -25,14 +25,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What is not built yet (see `docs/ARCHITECTURE.md`): SQL (`omen-sql`), the RocksDB and
-//! tiering layers, and a checkpoint of the in-memory tables (today the whole log is kept and
-//! replayed on open).
+//! [`Db::sql`] runs SELECT queries through DataFusion (`omen-sql`) at a snapshot of every
+//! acknowledged write. What is not built yet (see `docs/ARCHITECTURE.md`): SQL statements
+//! that write (DDL and DML go through the Rust API for now), the RocksDB and tiering layers,
+//! and a checkpoint of the in-memory tables (today the whole log is kept and replayed on open).
 
 mod db;
 mod error;
+mod sql;
 
-pub use db::{Db, DbOptions, Row, WriteBatch};
+pub use db::{Db, DbOptions, QueryResult, Row, WriteBatch};
 pub use error::{Error, Result};
 pub use omen_replicator::change::Value;
 

@@ -433,10 +433,23 @@ impl Db {
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
             context.register_table(name.as_str(), Arc::new(provider))?;
         }
-        let batches = self.runtime.block_on(async {
+        let mut batches = self.runtime.block_on(async {
             let frame = context.sql(query).await?;
             frame.collect().await
         })?;
+        let explain = query
+            .trim_start()
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case("explain"));
+        if explain && let Some(first) = batches.first() {
+            // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
+            let routes = routes.routes();
+            let kinds = arrow::array::StringArray::from(vec!["omendb_route"; routes.len()]);
+            let plans = arrow::array::StringArray::from(routes);
+            let extra =
+                RecordBatch::try_new(first.schema(), vec![Arc::new(kinds), Arc::new(plans)]);
+            batches.push(extra.map_err(datafusion::error::DataFusionError::from)?);
+        }
         Ok(QueryResult {
             batches,
             snapshot_lsn: Lsn(lsn),

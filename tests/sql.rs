@@ -231,3 +231,35 @@ fn bad_sql_is_an_error_and_the_database_stays_usable() {
     let result = db.sql("SELECT count(*) FROM orders").expect("still usable");
     assert_eq!(single_i64(&result.batches), 10);
 }
+
+#[test]
+fn explain_shows_the_route() {
+    let dir = TempDir::new("explain");
+    let db = open(&dir, 100);
+    orders(&db, 50);
+    let explain = |query: &str| -> String {
+        let result = db.sql(query).expect("explain");
+        result
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let kinds = b.column(0).as_string::<i32>();
+                let plans = b.column(1).as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| format!("{}: {}", kinds.value(i), plans.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let point = explain("EXPLAIN SELECT * FROM orders WHERE id = 7");
+    assert!(
+        point.contains("omendb_route: orders: index point lookup"),
+        "{point}"
+    );
+    let scan = explain("explain SELECT sum(amount) FROM orders");
+    assert!(
+        scan.contains("omendb_route: orders: Parquet + delta snapshot scan"),
+        "{scan}"
+    );
+}

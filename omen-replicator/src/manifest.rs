@@ -49,7 +49,7 @@ pub struct TableManifest {
     pub schema_lsn: u64,
     /// Every row change of this table with an LSN at or below this is in `files`.
     pub flushed_lsn: u64,
-    /// Subdirectory holding the files.
+    /// Subdirectory holding the files: `t<create LSN>-<entry index>`.
     pub dir: String,
     /// Files in LSN order (each file's LSNs are above the previous file's).
     pub files: Vec<FileMeta>,

@@ -598,7 +598,7 @@ fn apply(
             .get(table)
             .map_or(0, |t| t.flushed_lsn)
     };
-    for entry in entries {
+    for (index, entry) in entries.into_iter().enumerate() {
         match entry {
             Entry::CreateTable { table, schema } => {
                 if state
@@ -618,7 +618,8 @@ fn apply(
                 let live = LiveTable {
                     created_lsn: lsn,
                     schema_lsn: lsn,
-                    dir: format!("t{lsn}"),
+                    // Unique even when one record creates several tables.
+                    dir: format!("t{lsn}-{index}"),
                     buffer: TableBuffer::new(schema),
                     sealed: VecDeque::new(),
                 };
@@ -726,7 +727,12 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
         };
         match msg {
-            Msg::Sealed => write_sealed(shared)?,
+            Msg::Sealed => {
+                write_sealed(shared)?;
+                // Under a steady stream of flushes the writer never idles: compact here too.
+                crate::compaction::maybe_compact(shared_view(shared))?;
+                delete_obsolete(shared)?;
+            }
             Msg::Commit => {
                 write_sealed(shared)?;
                 commit(shared)?;

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust: the Python modules duckdb and pyarrow, which
+# scripts/check_parquet.py uses to read our Parquet files with readers that share no code
+# with ours (omen-replicator/tests/independent_reader.rs runs it).
+#
+# Idempotent: does nothing when `python3 -c 'import duckdb, pyarrow'` already works. Works on
+# a fresh Debian 12 machine, where the system Python refuses `pip install` (PEP 668,
+# "externally-managed-environment"): it tries, in order, a plain install (a virtualenv or a
+# pyenv Python), a user install, and a user install with --break-system-packages (which
+# touches only ~/.local, not Debian's packages). Installs python3 and pip with apt-get if
+# they are missing (as root, or through sudo).
+set -euo pipefail
+
+modules=(duckdb pyarrow)
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: installing system packages needs root or sudo; run as root or install: $*" >&2
+        exit 1
+    fi
+}
+
+apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+have_modules() {
+    python3 -c 'import duckdb, pyarrow' >/dev/null 2>&1
+}
+
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3 and pip (python3 not found)"
+    apt_install python3 python3-pip
+fi
+
+if have_modules; then
+    echo "python test dependencies present: $(python3 -c 'import duckdb, pyarrow; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)')"
+    exit 0
+fi
+
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing pip (python3 -m pip not found)"
+    apt_install python3-pip
+fi
+
+pip_install() {
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        --no-warn-script-location "$@" "${modules[@]}"
+}
+
+echo "installing python modules: ${modules[*]}"
+if ! pip_install 2>/dev/null && ! pip_install --user 2>/dev/null; then
+    # Last try with its errors shown: what a Debian 12 system Python needs.
+    pip_install --user --break-system-packages
+fi
+
+if ! have_modules; then
+    echo "error: installed ${modules[*]} but python3 cannot import them" >&2
+    python3 -c 'import duckdb, pyarrow'
+    exit 1
+fi
+echo "python test dependencies installed: $(python3 -c 'import duckdb, pyarrow; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)')"

@@ -925,14 +925,10 @@ fn every_acknowledged_change_is_in_parquet_exactly_once_after_sigkill() {
     );
 }
 
-/// Tables created by one record must keep their files across a restart. They do not: both
-/// get the directory `t{lsn}` (replicator.rs, `apply`, `CreateTable`), and at start
-/// `remove_orphans` matches the directory to the first table that has it and deletes the
-/// other table's files, which the manifest still lists. The crash test above found it; it
-/// now creates its tables in separate records.
+/// Tables created by one record must keep their files across a restart: each gets its own
+/// directory (they once shared `t{lsn}`, and `remove_orphans` deleted one table's listed
+/// files at start; the crash test above found it).
 #[test]
-#[ignore = "bug: tables created in one WAL record share the directory t{lsn} (src/replicator.rs \
-            apply/CreateTable) and remove_orphans deletes the other table's listed files at start"]
 fn tables_created_in_one_record_keep_their_files_across_a_restart() {
     let dir = TempDir::new("one-record-creates");
     let wal_options = WalOptions {

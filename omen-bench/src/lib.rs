@@ -1,5 +1,5 @@
 //! `omen-bench`: OmenDB's benchmarks and the reports that reproduce its headline figures
-//! (`alex`: the learned index; `wal`: the write-ahead log).
+//! (`alex`: the learned index; `wal`: the write-ahead log; `replicator`: WAL to Parquet).
 //!
 //! Baselines (RocksDB, `BTreeMap`) live here and nowhere else, so library users never build
 //! them. Every report compares structures within one run on one machine, as ratios, because
@@ -9,7 +9,11 @@ pub mod alloc_counter;
 pub mod datasets;
 pub mod measure;
 pub mod plot;
+pub mod replicator_bench;
+pub mod replicator_report;
+pub mod replicator_workload;
 pub mod report;
 pub mod rocks;
+pub mod usage;
 pub mod wal_bench;
 pub mod wal_report;

@@ -1,6 +1,8 @@
 //! `omen-bench`: runs a benchmark report. `omen-bench alex` compares the learned index with
 //! `BTreeMap` and RocksDB and writes `bench-report/alex.md` with SVG plots; `omen-bench wal`
-//! compares the write-ahead log with RocksDB's and writes `bench-report/wal.md`.
+//! compares the write-ahead log with RocksDB's and writes `bench-report/wal.md`;
+//! `omen-bench replicator` measures WAL-to-Parquet replication and writes
+//! `bench-report/replicator.md`.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use omen_bench::alloc_counter::CountingAllocator;
 use omen_bench::datasets::Distribution;
+use omen_bench::replicator_report::{self, ReplicatorReportOptions};
 use omen_bench::report::{self, AlexReportOptions};
 use omen_bench::wal_report::{self, WalReportOptions};
 
@@ -68,6 +71,45 @@ enum Command {
         /// Directory for the report (scratch directories go below it, on the same disk).
         #[arg(long, default_value = "bench-report")]
         out: PathBuf,
+    },
+    /// omen-replicator: rows/s draining a WAL backlog into Parquet, durable writers with and
+    /// without a replicator running, commit-to-Parquet lag and snapshot staleness at a steady
+    /// rate.
+    Replicator {
+        /// Rows of the backlog drained (the catch-up target is for 10,000,000).
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Rows per WAL record of the backlog.
+        #[arg(long, default_value_t = 1000)]
+        record_rows: usize,
+        /// Durable (group-commit) writer threads of the overhead runs.
+        #[arg(long, default_value_t = 4)]
+        overhead_threads: usize,
+        /// Rows per record of the overhead runs.
+        #[arg(long, default_value_t = 100)]
+        overhead_record_rows: usize,
+        /// Seconds of one overhead run.
+        #[arg(long, default_value_t = 8.0)]
+        overhead_seconds: f64,
+        /// Pairs of overhead runs (without and with a replicator, order alternating).
+        #[arg(long, default_value_t = 2)]
+        overhead_rounds: usize,
+        /// Rows per second of the lag run.
+        #[arg(long, default_value_t = 50_000)]
+        lag_rows_per_s: u64,
+        /// Rows per record of the lag run.
+        #[arg(long, default_value_t = 100)]
+        lag_record_rows: usize,
+        /// Seconds of the lag run.
+        #[arg(long, default_value_t = 30.0)]
+        lag_seconds: f64,
+        /// Directory for the report (scratch directories go below it, on the same disk).
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+        /// Directory for the replicator's Parquet files (default: next to the WAL, on the
+        /// report's disk); a tmpfs here tells the disk's share of a cost from the CPU's.
+        #[arg(long)]
+        parquet_dir: Option<PathBuf>,
     },
 }
 
@@ -152,6 +194,54 @@ fn main() -> ExitCode {
                 out,
             };
             finish(wal_report::run(&options))
+        }
+        Command::Replicator {
+            rows,
+            record_rows,
+            overhead_threads,
+            overhead_record_rows,
+            overhead_seconds,
+            overhead_rounds,
+            lag_rows_per_s,
+            lag_record_rows,
+            lag_seconds,
+            out,
+            parquet_dir,
+        } => {
+            let (Ok(overhead_duration), Ok(lag_duration)) = (
+                Duration::try_from_secs_f64(overhead_seconds),
+                Duration::try_from_secs_f64(lag_seconds),
+            ) else {
+                eprintln!("error: --overhead-seconds and --lag-seconds must be non-negative");
+                return ExitCode::FAILURE;
+            };
+            let counts = [
+                rows,
+                record_rows as u64,
+                overhead_threads as u64,
+                overhead_record_rows as u64,
+                overhead_rounds as u64,
+                lag_rows_per_s,
+                lag_record_rows as u64,
+            ];
+            if counts.contains(&0) {
+                eprintln!("error: row, record, thread, round and rate counts must be positive");
+                return ExitCode::FAILURE;
+            }
+            let options = ReplicatorReportOptions {
+                rows,
+                record_rows,
+                overhead_threads,
+                overhead_record_rows,
+                overhead_duration,
+                overhead_rounds,
+                lag_rows_per_s,
+                lag_record_rows,
+                lag_duration,
+                out,
+                parquet_dir,
+            };
+            finish(replicator_report::run(&options))
         }
     }
 }

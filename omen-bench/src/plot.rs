@@ -1,5 +1,5 @@
 //! SVG plots of the reports: grouped bars, one group per distribution, one bar per structure
-//! (ALEX); lines on log-log axes, one per writer (WAL).
+//! (ALEX); lines on log-log axes, one per writer (WAL); lines over time (replicator).
 
 use std::path::Path;
 
@@ -223,4 +223,64 @@ fn si(value: f64) -> String {
     } else {
         format!("{scaled:.1}{suffix}")
     }
+}
+
+/// Writes a line chart with linear axes from zero to `path`, one solid line per entry (no
+/// markers: the lines may have thousands of points). For series over time.
+pub fn linear_lines(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    lines: &[Line],
+) -> Result<(), String> {
+    let points = || lines.iter().flat_map(|l| l.points.iter().copied());
+    let finite = |v: &f64| v.is_finite();
+    let x_max = points().map(|p| p.0).filter(finite).fold(0.0f64, f64::max);
+    let y_max = points().map(|p| p.1).filter(finite).fold(0.0f64, f64::max);
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max.max(1e-9) * 1.02, 0.0..y_max.max(1e-9) * 1.15)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .light_line_style(WHITE)
+        .y_label_formatter(&|y| si(*y))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, line) in lines.iter().enumerate() {
+        let color = LINE_COLORS[i % LINE_COLORS.len()];
+        let points: Vec<(f64, f64)> = line
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| finite(x) && finite(y))
+            .collect();
+        let style = color.stroke_width(2);
+        let series = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(points, 8, 5, style))
+        } else {
+            chart.draw_series(LineSeries::new(points, style))
+        };
+        series
+            .map_err(|e| e.to_string())?
+            .label(line.label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }

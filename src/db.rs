@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use omen_alex::AlexMap;
 use omen_replicator::change::{
-    self, ChangeEncoder, ColumnDef, DataType, Entry, RowChange, TableSchema, Value,
+    self, ChangeEncoder, ColumnDef, Entry, RowChange, TableSchema, Value,
 };
 use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_wal::{Lsn, Wal, WalOptions};
@@ -483,15 +483,9 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
         ));
     }
     for (column, value) in schema.columns.iter().zip(row) {
-        let fits = match value {
-            Value::Null => column.nullable,
-            Value::Boolean(_) => column.data_type == DataType::Boolean,
-            Value::Int32(_) => column.data_type == DataType::Int32,
-            Value::Int64(_) => column.data_type == DataType::Int64,
-            Value::Float64(_) => column.data_type == DataType::Float64,
-            Value::Utf8(_) => column.data_type == DataType::Utf8,
-            Value::TimestampMicros(_) => column.data_type == DataType::TimestampMicros,
-            Value::Date32(_) => column.data_type == DataType::Date32,
+        let fits = match value.as_ref().data_type() {
+            None => column.nullable,
+            Some(data_type) => data_type == column.data_type,
         };
         if !fits {
             let reason = match value {

@@ -155,15 +155,9 @@ impl TableBuffer {
         // a bad row leaves the builders aligned; then append in a second.
         for (i, (value, column)) in values.clone().zip(&self.schema.columns).enumerate() {
             let value = value.map_err(|e| mismatch(e.to_string()))?;
-            let fits = match value {
-                ValueRef::Null => column.nullable && i != self.schema.key,
-                ValueRef::Boolean(_) => column.data_type == DataType::Boolean,
-                ValueRef::Int32(_) => column.data_type == DataType::Int32,
-                ValueRef::Int64(_) => column.data_type == DataType::Int64,
-                ValueRef::Float64(_) => column.data_type == DataType::Float64,
-                ValueRef::Utf8(_) => column.data_type == DataType::Utf8,
-                ValueRef::TimestampMicros(_) => column.data_type == DataType::TimestampMicros,
-                ValueRef::Date32(_) => column.data_type == DataType::Date32,
+            let fits = match value.data_type() {
+                None => column.nullable && i != self.schema.key,
+                Some(data_type) => data_type == column.data_type,
             };
             if !fits {
                 return Err(mismatch(format!(

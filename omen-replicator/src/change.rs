@@ -206,7 +206,37 @@ pub enum ValueRef<'a> {
     Date32(i32),
 }
 
+impl Value {
+    /// The borrowed form.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Self::Null => ValueRef::Null,
+            Self::Boolean(v) => ValueRef::Boolean(*v),
+            Self::Int32(v) => ValueRef::Int32(*v),
+            Self::Int64(v) => ValueRef::Int64(*v),
+            Self::Float64(v) => ValueRef::Float64(*v),
+            Self::Utf8(v) => ValueRef::Utf8(v),
+            Self::TimestampMicros(v) => ValueRef::TimestampMicros(*v),
+            Self::Date32(v) => ValueRef::Date32(*v),
+        }
+    }
+}
+
 impl ValueRef<'_> {
+    /// The column type this value belongs to; `None` for NULL, which fits any nullable column.
+    pub fn data_type(self) -> Option<DataType> {
+        Some(match self {
+            Self::Null => return None,
+            Self::Boolean(_) => DataType::Boolean,
+            Self::Int32(_) => DataType::Int32,
+            Self::Int64(_) => DataType::Int64,
+            Self::Float64(_) => DataType::Float64,
+            Self::Utf8(_) => DataType::Utf8,
+            Self::TimestampMicros(_) => DataType::TimestampMicros,
+            Self::Date32(_) => DataType::Date32,
+        })
+    }
+
     /// The owned form.
     pub fn to_owned(self) -> Value {
         match self {

@@ -1,8 +1,11 @@
 //! The facade: tables, atomic validated batches, point reads, recovery, concurrency, and the
 //! replicator's snapshot agreeing with the learned index.
 
+mod common;
+
+use common::TempDir;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,28 +14,6 @@ use arrow::datatypes::Int64Type;
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 use omendb::wal::{SyncMode, WalOptions};
 use omendb::{Db, DbOptions, Error, Value, WriteBatch};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "omendb-test-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn options() -> DbOptions {
     DbOptions {

@@ -1,7 +1,10 @@
 //! SQL queries: routes (index vs Parquet + delta), zero staleness, results against the Rust
 //! API, bad SQL.
 
-use std::path::PathBuf;
+mod common;
+
+use common::TempDir;
+
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -10,28 +13,6 @@ use omendb::replicator::ReplicatorOptions;
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 use omendb::wal::{SyncMode, WalOptions};
 use omendb::{Db, DbOptions, Error, Value, WriteBatch};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "omendb-sql-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn open(dir: &TempDir, max_batch_rows: usize) -> Db {
     let options = DbOptions {

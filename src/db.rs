@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use arrow::record_batch::RecordBatch;
-use datafusion::prelude::{SessionConfig, SessionContext};
-use omen_sql::{OmenTableProvider, RouteLog};
 use std::time::Duration;
 
 use omen_alex::AlexMap;
@@ -24,7 +22,7 @@ use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
-use crate::sql::{APPLYING, SnapshotTable};
+use crate::sql::APPLYING;
 
 /// A row: its values in column order. Cheap to clone.
 pub type Row = Arc<[Value]>;
@@ -139,7 +137,7 @@ impl std::fmt::Debug for Table {
     }
 }
 
-type Catalog = BTreeMap<String, Arc<Table>>;
+pub(crate) type Catalog = BTreeMap<String, Arc<Table>>;
 
 /// An OmenDB database in a directory: `wal/` holds the log, `parquet/` the analytics tier.
 ///
@@ -149,14 +147,14 @@ type Catalog = BTreeMap<String, Arc<Table>>;
 /// `Send + Sync`.
 pub struct Db {
     dir: PathBuf,
-    wal: Arc<Wal>,
-    replicator: Arc<WalReplicator>,
-    catalog: RwLock<Catalog>,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) replicator: Arc<WalReplicator>,
+    pub(crate) catalog: RwLock<Catalog>,
     writer: Mutex<()>,
     throttle_timeout: Duration,
     /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
-    applied: Arc<AtomicU64>,
-    runtime: tokio::runtime::Runtime,
+    pub(crate) applied: Arc<AtomicU64>,
+    pub(crate) runtime: tokio::runtime::Runtime,
 }
 
 /// The result of [`Db::sql`].
@@ -213,7 +211,7 @@ impl Db {
         })
     }
 
-    fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+    pub(crate) fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -413,48 +411,7 @@ impl Db {
     /// filters are served by the learned index; everything else by Parquet plus the rows not
     /// yet flushed. Errors (bad SQL, unknown tables or columns) leave the database usable.
     pub fn sql(&self, query: &str) -> Result<QueryResult> {
-        let lsn = loop {
-            match self.applied.load(Ordering::SeqCst) {
-                APPLYING => std::thread::yield_now(),
-                lsn => break lsn,
-            }
-        };
-        let routes = RouteLog::default();
-        let config = SessionConfig::new().with_target_partitions(1);
-        let context = SessionContext::new_with_config(config);
-        for (name, table) in self.catalog().iter() {
-            let snapshot = SnapshotTable {
-                name: name.clone(),
-                table: Arc::clone(table),
-                lsn,
-                applied: Arc::clone(&self.applied),
-                replicator: Arc::clone(&self.replicator),
-            };
-            let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
-            context.register_table(name.as_str(), Arc::new(provider))?;
-        }
-        let mut batches = self.runtime.block_on(async {
-            let frame = context.sql(query).await?;
-            frame.collect().await
-        })?;
-        let explain = query
-            .trim_start()
-            .get(..7)
-            .is_some_and(|w| w.eq_ignore_ascii_case("explain"));
-        if explain && let Some(first) = batches.first() {
-            // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
-            let routes = routes.routes();
-            let kinds = arrow::array::StringArray::from(vec!["omendb_route"; routes.len()]);
-            let plans = arrow::array::StringArray::from(routes);
-            let extra =
-                RecordBatch::try_new(first.schema(), vec![Arc::new(kinds), Arc::new(plans)]);
-            batches.push(extra.map_err(datafusion::error::DataFusionError::from)?);
-        }
-        Ok(QueryResult {
-            batches,
-            snapshot_lsn: Lsn(lsn),
-            routes: routes.routes(),
-        })
+        self.run_query(query)
     }
 
     /// Flushes the replicator, syncs the log and stops, reporting any failure.

@@ -16,7 +16,10 @@ use omen_replicator::change::{DataType, TableSchema, Value};
 use omen_sql::{KeyLookup, OmenTable};
 use omen_wal::Lsn;
 
-use crate::db::{Row, Table};
+use crate::db::{Db, QueryResult, Row, Table};
+use crate::error::Result;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use omen_sql::{OmenTableProvider, RouteLog};
 
 /// `applied` while a batch is being applied to the in-memory tables.
 pub(crate) const APPLYING: u64 = u64::MAX;
@@ -142,5 +145,55 @@ impl OmenTable for SnapshotTable {
         let batch = RecordBatch::try_new(self.schema(), batch.columns().to_vec())
             .map_err(|e| e.to_string())?;
         Ok((batch, detail))
+    }
+}
+
+impl Db {
+    /// Runs a SQL query at a snapshot of every write acknowledged before it started. Key
+    /// filters are served by the learned index; everything else by Parquet plus the rows not
+    /// yet flushed. Errors (bad SQL, unknown tables or columns) leave the database usable.
+    pub(crate) fn run_query(&self, query: &str) -> Result<QueryResult> {
+        let lsn = loop {
+            match self.applied.load(Ordering::SeqCst) {
+                APPLYING => std::thread::yield_now(),
+                lsn => break lsn,
+            }
+        };
+        let routes = RouteLog::default();
+        let config = SessionConfig::new().with_target_partitions(1);
+        let context = SessionContext::new_with_config(config);
+        for (name, table) in self.catalog().iter() {
+            let snapshot = SnapshotTable {
+                name: name.clone(),
+                table: Arc::clone(table),
+                lsn,
+                applied: Arc::clone(&self.applied),
+                replicator: Arc::clone(&self.replicator),
+            };
+            let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
+            context.register_table(name.as_str(), Arc::new(provider))?;
+        }
+        let mut batches = self.runtime.block_on(async {
+            let frame = context.sql(query).await?;
+            frame.collect().await
+        })?;
+        let explain = query
+            .trim_start()
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case("explain"));
+        if explain && let Some(first) = batches.first() {
+            // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
+            let routes = routes.routes();
+            let kinds = arrow::array::StringArray::from(vec!["omendb_route"; routes.len()]);
+            let plans = arrow::array::StringArray::from(routes);
+            let extra =
+                RecordBatch::try_new(first.schema(), vec![Arc::new(kinds), Arc::new(plans)]);
+            batches.push(extra.map_err(datafusion::error::DataFusionError::from)?);
+        }
+        Ok(QueryResult {
+            batches,
+            snapshot_lsn: Lsn(lsn),
+            routes: routes.routes(),
+        })
     }
 }

@@ -37,6 +37,9 @@ pub struct DbOptions {
     /// How long a write waits for a lagging replicator before failing with
     /// `ReplicatorError::Behind`.
     pub throttle_timeout: Duration,
+    /// Threads (and DataFusion partitions) for SQL queries. Default: the available cores, at
+    /// least 1.
+    pub sql_threads: usize,
 }
 
 impl Default for DbOptions {
@@ -45,6 +48,7 @@ impl Default for DbOptions {
             wal: WalOptions::default(),
             replicator: ReplicatorOptions::default(),
             throttle_timeout: Duration::from_secs(1),
+            sql_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -192,7 +196,7 @@ impl Db {
         let replicator =
             WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), options.replicator)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(options.sql_threads.max(1))
             .thread_name("omendb-sql")
             .build()
             .map_err(|e| Error::Io {

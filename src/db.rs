@@ -251,7 +251,7 @@ impl Db {
         Ok(lsn)
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -324,6 +324,11 @@ impl Db {
     /// batch with an error naming the table and column, and nothing is applied.
     pub fn write(&self, batch: &WriteBatch) -> Result<Lsn> {
         let _writer = self.lock_writer();
+        self.write_locked(batch)
+    }
+
+    /// [`Db::write`] with the writer lock already held.
+    pub(crate) fn write_locked(&self, batch: &WriteBatch) -> Result<Lsn> {
         let catalog = self.catalog();
         let mut record = ChangeEncoder::new();
         // Keys this batch has made present (true) or absent (false) so far.
@@ -409,13 +414,6 @@ impl Db {
     /// The database directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Runs a SQL query at a snapshot of every write acknowledged before it started. Key
-    /// filters are served by the learned index; everything else by Parquet plus the rows not
-    /// yet flushed. Errors (bad SQL, unknown tables or columns) leave the database usable.
-    pub fn sql(&self, query: &str) -> Result<QueryResult> {
-        self.run_query(query)
     }
 
     /// Flushes the replicator, syncs the log and stops, reporting any failure.

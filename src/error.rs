@@ -17,6 +17,10 @@ pub enum Error {
     #[error("SQL error: {0}")]
     Sql(#[from] datafusion::error::DataFusionError),
 
+    /// A SQL statement OmenDB does not run (yet); the message says what to use instead.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// An operating-system resource could not be set up.
     #[error("could not {op}: {source}")]
     Io {

@@ -33,6 +33,7 @@
 mod db;
 mod error;
 mod sql;
+mod statement;
 
 pub use db::{Db, DbOptions, QueryResult, Row, WriteBatch};
 pub use error::{Error, Result};

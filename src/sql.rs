@@ -11,13 +11,16 @@ use arrow::array::{
 };
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use omen_replicator::TableSnapshot;
 use omen_replicator::WalReplicator;
+use omen_replicator::change::OP_UPSERT;
 use omen_replicator::change::{DataType, TableSchema, Value};
-use omen_sql::{KeyLookup, OmenTable};
+use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource};
 use omen_wal::Lsn;
 
 use crate::db::{Db, QueryResult, Row, Table};
 use crate::error::Result;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use omen_sql::{OmenTableProvider, RouteLog};
 
@@ -128,31 +131,45 @@ impl OmenTable for SnapshotTable {
         rows_to_batch(&self.table.schema, &rows).map(Some)
     }
 
-    fn snapshot_rows(&self) -> Result<(RecordBatch, String), String> {
+    fn snapshot_source(&self) -> Result<SnapshotSource, String> {
         let snapshot = self
             .replicator
             .snapshot(&self.name, Lsn(self.lsn))
             .map_err(|e| e.to_string())?;
-        let delta_rows: usize = snapshot.delta.iter().map(|b| b.num_rows()).sum();
-        let detail = format!(
-            "{} file(s), {} unflushed row version(s), snapshot LSN {}",
-            snapshot.files.len(),
-            delta_rows,
-            self.lsn
-        );
-        let batch = snapshot.read().map_err(|e| e.to_string())?;
-        // Same columns; take the SQL schema's field definitions.
-        let batch = RecordBatch::try_new(self.schema(), batch.columns().to_vec())
-            .map_err(|e| e.to_string())?;
-        Ok((batch, detail))
+        Ok(snapshot_source(snapshot))
+    }
+}
+
+/// The scan's view of a replicator snapshot; the plan holds the snapshot's manifest.
+pub(crate) fn snapshot_source(snapshot: TableSnapshot) -> SnapshotSource {
+    let files = snapshot
+        .files
+        .iter()
+        .map(|(path, meta)| SnapshotFile {
+            path: path.clone(),
+            rows: meta.rows,
+            bytes: meta.bytes,
+            crc32c: meta.crc32c,
+            min_key: meta.min_key,
+            max_key: meta.max_key,
+            min_lsn: meta.min_lsn,
+            max_lsn: meta.max_lsn,
+        })
+        .collect();
+    SnapshotSource {
+        lsn: snapshot.lsn,
+        stored_schema: Arc::clone(&snapshot.stored_schema),
+        key: snapshot.schema.key,
+        op_upsert: OP_UPSERT,
+        files,
+        delta: snapshot.delta,
+        keep_alive: snapshot.manifest,
     }
 }
 
 impl Db {
-    /// Runs a SQL query at a snapshot of every write acknowledged before it started. Key
-    /// filters are served by the learned index; everything else by Parquet plus the rows not
-    /// yet flushed. Errors (bad SQL, unknown tables or columns) leave the database usable.
-    pub(crate) fn run_query(&self, query: &str) -> Result<QueryResult> {
+    /// A session over every table at a snapshot of every write applied so far.
+    pub(crate) fn sql_session(&self) -> Result<SqlSession> {
         let lsn = loop {
             match self.applied.load(Ordering::SeqCst) {
                 APPLYING => std::thread::yield_now(),
@@ -173,14 +190,26 @@ impl Db {
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
             context.register_table(name.as_str(), Arc::new(provider))?;
         }
+        Ok(SqlSession {
+            context,
+            lsn,
+            routes,
+        })
+    }
+
+    /// Runs a planned query in its session and collects the rows. `EXPLAIN` output gets one
+    /// `omendb_route` row per table scan, saying how it was served.
+    pub(crate) fn run_plan(&self, session: SqlSession, plan: LogicalPlan) -> Result<QueryResult> {
+        let explain = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+        let SqlSession {
+            context,
+            lsn,
+            routes,
+        } = session;
         let mut batches = self.runtime.block_on(async {
-            let frame = context.sql(query).await?;
+            let frame = context.execute_logical_plan(plan).await?;
             frame.collect().await
         })?;
-        let explain = query
-            .trim_start()
-            .get(..7)
-            .is_some_and(|w| w.eq_ignore_ascii_case("explain"));
         if explain && let Some(first) = batches.first() {
             // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
             let routes = routes.routes();

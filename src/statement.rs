@@ -1,0 +1,415 @@
+//! SQL statements that change the database: `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE ...
+//! ADD COLUMN`, `INSERT` (`VALUES` or `SELECT`), `UPDATE` and `DELETE`.
+//!
+//! DataFusion parses and plans every statement. For a write, its plan's input is the rows to
+//! write (`INSERT`: the new rows cast to the table's types; `UPDATE`: each matching row with
+//! its new values; `DELETE`: the matching rows). We run that input as a query at a snapshot
+//! taken while holding the writer lock, so nothing commits between the read and the write
+//! (no lost updates), and commit the result as one [`WriteBatch`]: the statement applies
+//! whole or not at all. `ALTER TABLE` is not planned by DataFusion; its column definition is
+//! planned as a one-column `CREATE TABLE` to get the same type mapping.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, UInt64Array,
+};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::Constraint;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{AlterTableOperation, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use omen_replicator::change::{ColumnDef, DataType, TableSchema, Value};
+use omen_wal::Lsn;
+
+use crate::db::{Db, QueryResult, WriteBatch};
+use crate::error::{Error, Result};
+
+/// What a statement does, as far as locking is concerned.
+enum Kind {
+    /// Reads only.
+    Query,
+    /// Changes the schema (each Db call takes the writer lock itself).
+    Ddl,
+    /// Reads rows, then writes: runs under the writer lock.
+    Dml,
+}
+
+fn kind(statement: &DfStatement) -> Kind {
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) => {
+                Kind::Dml
+            }
+            SqlStatement::CreateTable(_)
+            | SqlStatement::Drop { .. }
+            | SqlStatement::AlterTable(_) => Kind::Ddl,
+            _ => Kind::Query,
+        },
+        _ => Kind::Query,
+    }
+}
+
+fn unsupported(what: impl Into<String>) -> Error {
+    Error::Unsupported(what.into())
+}
+
+impl Db {
+    /// Runs SQL: a query (any `SELECT` DataFusion supports, `EXPLAIN`), or a statement that
+    /// changes the database (`CREATE TABLE`, `DROP TABLE`, `ALTER TABLE ... ADD COLUMN`,
+    /// `INSERT`, `UPDATE`, `DELETE`). Several statements separated by `;` run in order; the
+    /// result is the last one's. A query sees a snapshot of every write acknowledged before it
+    /// started. A write statement applies whole or not at all and returns one row with its
+    /// `count` of rows. Errors (bad SQL, unknown tables or columns, bad values) leave the
+    /// database usable and unchanged by the failed statement.
+    pub fn sql(&self, text: &str) -> Result<QueryResult> {
+        let statements = DFParser::parse_sql_with_dialect(text, &GenericDialect {})
+            .map_err(datafusion::error::DataFusionError::from)?;
+        if statements.is_empty() {
+            return Err(unsupported("an empty statement: write a SQL statement"));
+        }
+        let mut result = None;
+        for statement in statements {
+            result = Some(self.run_statement(statement)?);
+        }
+        result.ok_or_else(|| unsupported("an empty statement"))
+    }
+
+    fn run_statement(&self, statement: DfStatement) -> Result<QueryResult> {
+        match kind(&statement) {
+            Kind::Query => {
+                let session = self.sql_session()?;
+                let plan = self
+                    .runtime
+                    .block_on(session.context.state().statement_to_plan(statement))?;
+                match plan {
+                    LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
+                        unsupported("this statement; see docs/sql.md for what OmenDB runs"),
+                    ),
+                    LogicalPlan::Statement(_) => Err(unsupported(
+                        "transaction and session statements; each statement commits on its own",
+                    )),
+                    plan => self.run_plan(session, plan),
+                }
+            }
+            Kind::Ddl => self.run_ddl(statement),
+            Kind::Dml => {
+                let _writer = self.lock_writer();
+                let session = self.sql_session()?;
+                let lsn = session.lsn;
+                let plan = self
+                    .runtime
+                    .block_on(session.context.state().statement_to_plan(statement))?;
+                let LogicalPlan::Dml(dml) = plan else {
+                    return Err(unsupported("this write statement"));
+                };
+                let count = self.run_dml(session, dml)?;
+                count_result(count, lsn)
+            }
+        }
+    }
+
+    fn run_ddl(&self, statement: DfStatement) -> Result<QueryResult> {
+        if let DfStatement::Statement(s) = &statement
+            && let SqlStatement::AlterTable(alter) = s.as_ref()
+        {
+            let table = alter.name.to_string();
+            let mut lsn = Lsn(0);
+            for operation in &alter.operations {
+                let AlterTableOperation::AddColumn {
+                    if_not_exists,
+                    column_def,
+                    ..
+                } = operation
+                else {
+                    return Err(unsupported(format!(
+                        "ALTER TABLE {operation}: only ADD COLUMN is supported"
+                    )));
+                };
+                let schema = self.schema(&table)?;
+                let name = column_def.name.value.clone();
+                if *if_not_exists && schema.columns.iter().any(|c| c.name == name) {
+                    continue;
+                }
+                let field = self.plan_column(&column_def.to_string())?;
+                let column = ColumnDef::new(name, omen_type(&table, &field)?, field.is_nullable());
+                lsn = self.alter_table_add_column(&table, column)?;
+            }
+            return count_result(0, lsn.0);
+        }
+        let session = self.sql_session()?;
+        let plan = self
+            .runtime
+            .block_on(session.context.state().statement_to_plan(statement))?;
+        let LogicalPlan::Ddl(ddl) = plan else {
+            return Err(unsupported("this statement"));
+        };
+        let lsn = match ddl {
+            DdlStatement::CreateMemoryTable(create) => {
+                let name = create.name.table().to_string();
+                if !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(_)) {
+                    return Err(unsupported(
+                        "CREATE TABLE ... AS SELECT: create the table with a PRIMARY KEY, \
+                         then INSERT ... SELECT",
+                    ));
+                }
+                if !create.column_defaults.is_empty() {
+                    return Err(unsupported("DEFAULT values for columns"));
+                }
+                if create.or_replace || create.temporary {
+                    return Err(unsupported("CREATE OR REPLACE / TEMPORARY tables"));
+                }
+                if create.if_not_exists && self.schema(&name).is_ok() {
+                    return count_result(0, self.wal.last_lsn().0);
+                }
+                let schema = table_schema(&name, create.input.schema().as_arrow(), &create)?;
+                self.create_table(&name, schema)?
+            }
+            DdlStatement::DropTable(drop) => {
+                let name = drop.name.table().to_string();
+                if drop.if_exists && self.schema(&name).is_err() {
+                    return count_result(0, self.wal.last_lsn().0);
+                }
+                self.drop_table(&name)?
+            }
+            _ => return Err(unsupported("this kind of CREATE or DROP; tables only")),
+        };
+        count_result(0, lsn.0)
+    }
+
+    /// The Arrow field DataFusion gives a column definition such as `qty BIGINT NOT NULL`.
+    fn plan_column(&self, definition: &str) -> Result<Field> {
+        let sql = format!("CREATE TABLE omendb_column_probe ({definition})");
+        let mut statements = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let statement = statements
+            .pop_front()
+            .ok_or_else(|| unsupported(format!("column definition {definition:?}")))?;
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .build();
+        let plan = self.runtime.block_on(state.statement_to_plan(statement))?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => create
+                .input
+                .schema()
+                .fields()
+                .first()
+                .map(|f| f.as_ref().clone())
+                .ok_or_else(|| unsupported(format!("column definition {definition:?}"))),
+            _ => Err(unsupported(format!("column definition {definition:?}"))),
+        }
+    }
+
+    /// Runs a planned `INSERT`, `UPDATE` or `DELETE` (the writer lock is held) and commits
+    /// its rows as one batch. Returns the number of rows written.
+    fn run_dml(&self, session: crate::sql::SqlSession, dml: DmlStatement) -> Result<u64> {
+        let table = dml.table_name.table().to_string();
+        let schema = self.schema(&table)?;
+        if matches!(dml.op, WriteOp::Update) && !update_keeps_key(&dml.input, &schema) {
+            // DataFusion plans an UPDATE as every column of the matching rows with the new
+            // values: a changed key would leave the old row behind.
+            return Err(unsupported(
+                "UPDATE of the primary key: DELETE the row and INSERT it with the new key",
+            ));
+        }
+        let input = Arc::unwrap_or_clone(dml.input);
+        let rows = self.run_plan(session, input)?;
+        let mut batch = WriteBatch::new();
+        let mut count = 0u64;
+        for part in &rows.batches {
+            let values = batch_values(&table, &schema, part)?;
+            for row in values {
+                count += 1;
+                match &dml.op {
+                    WriteOp::Insert(InsertOp::Append) => {
+                        batch.insert(&table, row);
+                    }
+                    WriteOp::Insert(InsertOp::Replace) | WriteOp::Update => {
+                        batch.upsert(&table, row);
+                    }
+                    WriteOp::Delete => match row.get(schema.key) {
+                        Some(Value::Int64(key)) => {
+                            batch.delete(&table, *key);
+                        }
+                        _ => return Err(unsupported("a DELETE of a row without a key")),
+                    },
+                    other => return Err(unsupported(format!("{other} statements"))),
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.write_locked(&batch)?;
+        }
+        Ok(count)
+    }
+}
+
+/// Whether an UPDATE's planned rows take the key column unchanged (DataFusion projects an
+/// unassigned column as itself).
+fn update_keeps_key(input: &LogicalPlan, schema: &TableSchema) -> bool {
+    let LogicalPlan::Projection(projection) = input else {
+        return false;
+    };
+    let key = &schema.columns[schema.key].name;
+    projection
+        .expr
+        .get(schema.key)
+        .is_some_and(|e| matches!(e.clone().unalias(), Expr::Column(c) if &c.name == key))
+}
+
+fn count_result(count: u64, lsn: u64) -> Result<QueryResult> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        ArrowType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![count]))])
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(QueryResult {
+        batches: vec![batch],
+        snapshot_lsn: Lsn(lsn),
+        routes: Vec::new(),
+    })
+}
+
+/// The OmenDB type for a column DataFusion typed as `field`. Narrower types widen to ours
+/// (`SMALLINT` to `INT`, `REAL` to `DOUBLE`, any string to `TEXT`).
+fn omen_type(table: &str, field: &Field) -> Result<DataType> {
+    Ok(match field.data_type() {
+        ArrowType::Boolean => DataType::Boolean,
+        ArrowType::Int8 | ArrowType::Int16 | ArrowType::Int32 => DataType::Int32,
+        ArrowType::Int64 => DataType::Int64,
+        ArrowType::Float16 | ArrowType::Float32 | ArrowType::Float64 => DataType::Float64,
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => DataType::Utf8,
+        ArrowType::Timestamp(_, None) => DataType::TimestampMicros,
+        ArrowType::Date32 => DataType::Date32,
+        other => {
+            return Err(Error::InvalidSchema {
+                table: table.to_string(),
+                reason: format!(
+                    "column {:?} has type {other}, which OmenDB does not store; use BOOLEAN, \
+                     INT, BIGINT, DOUBLE, TEXT, TIMESTAMP or DATE",
+                    field.name()
+                ),
+            });
+        }
+    })
+}
+
+/// The table schema of a `CREATE TABLE`: its columns and its one `BIGINT` primary key.
+fn table_schema(
+    name: &str,
+    columns: &Schema,
+    create: &datafusion::logical_expr::CreateMemoryTable,
+) -> Result<TableSchema> {
+    let invalid = |reason: String| Error::InvalidSchema {
+        table: name.to_string(),
+        reason,
+    };
+    let keys: Vec<&Vec<usize>> = create
+        .constraints
+        .iter()
+        .filter_map(|c| match c {
+            Constraint::PrimaryKey(columns) => Some(columns),
+            Constraint::Unique(_) => None,
+        })
+        .collect();
+    let key = match keys.as_slice() {
+        [columns] if columns.len() == 1 => columns[0],
+        [] => {
+            return Err(invalid(
+                "a table needs a PRIMARY KEY: one BIGINT column, e.g. `id BIGINT PRIMARY KEY`"
+                    .into(),
+            ));
+        }
+        _ => return Err(invalid("the PRIMARY KEY must be one BIGINT column".into())),
+    };
+    if create
+        .constraints
+        .iter()
+        .any(|c| matches!(c, Constraint::Unique(_)))
+    {
+        return Err(invalid(
+            "UNIQUE constraints other than the primary key are not supported".into(),
+        ));
+    }
+    let mut defs = Vec::with_capacity(columns.fields().len());
+    for (i, field) in columns.fields().iter().enumerate() {
+        let data_type = omen_type(name, field)?;
+        if i == key && data_type != DataType::Int64 {
+            return Err(invalid(format!(
+                "the primary key {:?} must be BIGINT, not {}",
+                field.name(),
+                field.data_type()
+            )));
+        }
+        defs.push(ColumnDef::new(
+            field.name().clone(),
+            data_type,
+            i != key && field.is_nullable(),
+        ));
+    }
+    Ok(TableSchema { columns: defs, key })
+}
+
+/// The rows of `batch` as values of `schema`'s columns (cast from DataFusion's types).
+fn batch_values(table: &str, schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
+    if batch.num_columns() != schema.columns.len() {
+        return Err(Error::BadRow {
+            table: table.to_string(),
+            column: String::new(),
+            reason: format!(
+                "the statement gives {} columns, the table has {}",
+                batch.num_columns(),
+                schema.columns.len()
+            ),
+        });
+    }
+    let mut rows: Vec<Vec<Value>> = (0..batch.num_rows())
+        .map(|_| Vec::with_capacity(schema.columns.len()))
+        .collect();
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    for (column, array) in schema.columns.iter().zip(batch.columns()) {
+        let bad = |reason: String| Error::BadRow {
+            table: table.to_string(),
+            column: column.name.clone(),
+            reason,
+        };
+        let array = cast_with_options(array, &column.data_type.to_arrow(), &options)
+            .map_err(|e| bad(e.to_string()))?;
+        macro_rules! push {
+            ($array:ty, $variant:ident, $convert:expr) => {{
+                let typed = array
+                    .as_any()
+                    .downcast_ref::<$array>()
+                    .ok_or_else(|| bad("cannot read the cast values".into()))?;
+                for (row, i) in rows.iter_mut().zip(0..) {
+                    row.push(if typed.is_null(i) {
+                        Value::Null
+                    } else {
+                        Value::$variant($convert(typed.value(i)))
+                    });
+                }
+            }};
+        }
+        match column.data_type {
+            DataType::Boolean => push!(BooleanArray, Boolean, |v| v),
+            DataType::Int32 => push!(Int32Array, Int32, |v| v),
+            DataType::Int64 => push!(Int64Array, Int64, |v| v),
+            DataType::Float64 => push!(Float64Array, Float64, |v| v),
+            DataType::Utf8 => push!(StringArray, Utf8, |v: &str| v.to_string()),
+            DataType::TimestampMicros => push!(TimestampMicrosecondArray, TimestampMicros, |v| v),
+            DataType::Date32 => push!(Date32Array, Date32, |v| v),
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,217 @@
+//! SQL statements that change the database: DDL and DML through `Db::sql`, checked against
+//! the Rust API, across reopening, and for bad input.
+
+mod common;
+
+use common::{TempDir, rows_text};
+
+use omendb::replicator::change::DataType;
+use omendb::{Db, DbOptions, Error, Value};
+
+fn open(dir: &TempDir) -> Db {
+    Db::open(&dir.0, DbOptions::default()).expect("open")
+}
+
+fn run(db: &Db, sql: &str) -> Vec<Vec<String>> {
+    match db.sql(sql) {
+        Ok(result) => rows_text(&result.batches),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+fn count(db: &Db, sql: &str) -> String {
+    let rows = run(db, sql);
+    assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
+    rows[0][0].clone()
+}
+
+#[test]
+fn create_insert_update_delete_round_trip_and_replay() {
+    let dir = TempDir::new("sql-dml");
+    {
+        let db = open(&dir);
+        run(
+            &db,
+            "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner VARCHAR NOT NULL, \
+             balance DOUBLE, opened DATE, vip BOOLEAN, n INT, at TIMESTAMP)",
+        );
+        let schema = db.schema("accounts").expect("schema");
+        let types: Vec<DataType> = schema.columns.iter().map(|c| c.data_type).collect();
+        assert_eq!(
+            types,
+            [
+                DataType::Int64,
+                DataType::Utf8,
+                DataType::Float64,
+                DataType::Date32,
+                DataType::Boolean,
+                DataType::Int32,
+                DataType::TimestampMicros
+            ]
+        );
+        assert_eq!(schema.key, 0);
+        assert!(!schema.columns[1].nullable);
+        assert!(schema.columns[2].nullable);
+
+        let inserted = count(
+            &db,
+            "INSERT INTO accounts VALUES \
+             (1, 'ada', 100, '2024-01-02', true, 7, '2024-01-02 03:04:05'), \
+             (2, 'bob', 50.5, NULL, false, NULL, NULL), \
+             (3, 'cy', NULL, NULL, NULL, 3, NULL)",
+        );
+        assert_eq!(inserted, "3");
+        // A column list: the others are NULL.
+        assert_eq!(
+            count(&db, "INSERT INTO accounts (owner, id) VALUES ('dee', 4)"),
+            "1"
+        );
+        assert_eq!(
+            db.get("accounts", 4).expect("get").expect("row")[1],
+            Value::Utf8("dee".into())
+        );
+        assert_eq!(
+            count(
+                &db,
+                "UPDATE accounts SET balance = COALESCE(balance, 0) + 10 WHERE id >= 2"
+            ),
+            "3"
+        );
+        assert_eq!(count(&db, "DELETE FROM accounts WHERE owner = 'cy'"), "1");
+        assert_eq!(
+            run(&db, "SELECT id, owner, balance FROM accounts ORDER BY id"),
+            [
+                ["1", "ada", "100.0"],
+                ["2", "bob", "60.5"],
+                ["4", "dee", "10.0"]
+            ]
+        );
+        // INSERT ... SELECT, and the index sees SQL's writes.
+        run(
+            &db,
+            "CREATE TABLE copy (id BIGINT PRIMARY KEY, owner TEXT, balance DOUBLE)",
+        );
+        assert_eq!(
+            count(
+                &db,
+                "INSERT INTO copy SELECT id + 100, owner, balance * 2 FROM accounts"
+            ),
+            "3"
+        );
+        assert_eq!(
+            db.get("copy", 102).expect("get").expect("row")[2],
+            Value::Float64(121.0)
+        );
+        run(&db, "ALTER TABLE copy ADD COLUMN note TEXT");
+        run(&db, "UPDATE copy SET note = 'x' WHERE id = 101");
+        db.close().expect("close");
+    }
+    let db = open(&dir);
+    assert_eq!(
+        run(&db, "SELECT id, owner, balance, note FROM copy ORDER BY id"),
+        [
+            ["101", "ada", "200.0", "x"],
+            ["102", "bob", "121.0", "NULL"],
+            ["104", "dee", "20.0", "NULL"]
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT opened, vip, n, CAST(at AS VARCHAR) FROM accounts WHERE id = 1"
+        ),
+        [["2024-01-02", "true", "7", "2024-01-02T03:04:05"]]
+    );
+    run(&db, "DROP TABLE copy");
+    run(&db, "DROP TABLE IF EXISTS copy");
+    assert!(matches!(db.sql("SELECT * FROM copy"), Err(Error::Sql(_))));
+    assert_eq!(db.tables().len(), 1);
+}
+
+#[test]
+fn a_failing_statement_applies_nothing_and_says_why() {
+    let dir = TempDir::new("sql-bad");
+    let db = open(&dir);
+    run(
+        &db,
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL, n INT)",
+    );
+    run(&db, "INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2)");
+    let cases: &[(&str, &str)] = &[
+        // A duplicate key anywhere in the statement fails all of it.
+        (
+            "INSERT INTO t VALUES (3, 'c', 3), (1, 'again', 1)",
+            "duplicate primary key 1",
+        ),
+        (
+            "INSERT INTO t VALUES (5, 'e', 5), (5, 'e', 5)",
+            "duplicate primary key 5",
+        ),
+        ("INSERT INTO t VALUES (6, NULL, 1)", "name"),
+        ("INSERT INTO t VALUES (7, 'g', 'not a number')", "n"),
+        ("INSERT INTO t (id) VALUES (8)", "name"),
+        ("UPDATE t SET id = 10 WHERE id = 1", "primary key"),
+        ("UPDATE t SET name = NULL", "name"),
+        ("UPDATE t SET nope = 1", "nope"),
+        ("DELETE FROM missing", "missing"),
+        ("CREATE TABLE t (id BIGINT PRIMARY KEY)", "already exists"),
+        ("CREATE TABLE u (id BIGINT, x INT)", "PRIMARY KEY"),
+        ("CREATE TABLE u (id INT PRIMARY KEY)", "BIGINT"),
+        (
+            "CREATE TABLE u (id BIGINT PRIMARY KEY, b BYTEA)",
+            "does not store",
+        ),
+        ("CREATE TABLE u AS SELECT 1 AS id", "PRIMARY KEY"),
+        ("ALTER TABLE t ADD COLUMN m INT NOT NULL", "nullable"),
+        ("ALTER TABLE t DROP COLUMN n", "ADD COLUMN"),
+        ("CREATE VIEW v AS SELECT * FROM t", "not supported"),
+        ("BEGIN", "Unsupported SQL statement: BEGIN"),
+        ("", "empty"),
+        ("SELEC 1", "SQL error"),
+    ];
+    for (sql, expected) in cases {
+        match db.sql(sql) {
+            Ok(result) => panic!("{sql:?} succeeded: {:?}", rows_text(&result.batches)),
+            Err(e) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(expected),
+                    "{sql:?}: {message:?} does not mention {expected:?}"
+                );
+            }
+        }
+        assert_eq!(
+            run(&db, "SELECT id, name, n FROM t ORDER BY id"),
+            [["1", "a", "1"], ["2", "b", "2"]],
+            "after {sql:?}"
+        );
+    }
+    assert_eq!(db.tables().len(), 1);
+}
+
+#[test]
+fn several_statements_run_in_order_and_if_exists_forms_are_quiet() {
+    let dir = TempDir::new("sql-multi");
+    let db = open(&dir);
+    let result = db
+        .sql(
+            "CREATE TABLE IF NOT EXISTS k (id BIGINT PRIMARY KEY, v DOUBLE); \
+             CREATE TABLE IF NOT EXISTS k (id BIGINT PRIMARY KEY, v DOUBLE); \
+             INSERT INTO k VALUES (1, 1.5), (2, 2.5); \
+             ALTER TABLE k ADD COLUMN IF NOT EXISTS w INT; \
+             ALTER TABLE k ADD COLUMN IF NOT EXISTS w INT; \
+             SELECT SUM(v) FROM k",
+        )
+        .expect("statements");
+    assert_eq!(rows_text(&result.batches), [["4.0"]]);
+    assert_eq!(db.schema("k").expect("schema").columns.len(), 3);
+    // A failure stops the sequence; the statements before it stay committed.
+    assert!(
+        db.sql("INSERT INTO k VALUES (3, 3, NULL); INSERT INTO k VALUES (1, 0, NULL); INSERT INTO k VALUES (4, 4, NULL)")
+            .is_err()
+    );
+    assert_eq!(
+        run(&db, "SELECT id FROM k ORDER BY id"),
+        [["1"], ["2"], ["3"]]
+    );
+}

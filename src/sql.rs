@@ -167,6 +167,13 @@ pub(crate) fn snapshot_source(snapshot: TableSnapshot) -> SnapshotSource {
     }
 }
 
+/// A DataFusion session over every table at one snapshot LSN, and the routes its scans take.
+pub(crate) struct SqlSession {
+    pub(crate) context: SessionContext,
+    pub(crate) lsn: u64,
+    pub(crate) routes: RouteLog,
+}
+
 impl Db {
     /// A session over every table at a snapshot of every write applied so far.
     pub(crate) fn sql_session(&self) -> Result<SqlSession> {
@@ -177,7 +184,9 @@ impl Db {
             }
         };
         let routes = RouteLog::default();
-        let config = SessionConfig::new().with_target_partitions(1);
+        // As many partitions as the runtime has workers (DbOptions::sql_threads).
+        let threads = self.runtime.metrics().num_workers().max(1);
+        let config = SessionConfig::new().with_target_partitions(threads);
         let context = SessionContext::new_with_config(config);
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {

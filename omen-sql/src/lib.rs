@@ -6,12 +6,22 @@
 //! - **index**: filters on the primary key (`pk = c`, `pk IN (...)`, `pk BETWEEN a AND b`,
 //!   `<`, `<=`, `>`, `>=`, and conjunctions of them) are answered by the learned index
 //!   without opening Parquet, when the index holds exactly the snapshot;
-//! - **snapshot**: otherwise the table's Parquet files plus the rows not yet flushed, merged
-//!   by key at the snapshot LSN (latest version wins, deletes hide rows).
+//! - **snapshot**: otherwise an [`OmenScanExec`] over the table's Parquet files plus the
+//!   rows not yet flushed, merged by key at the snapshot LSN (latest version wins, deletes
+//!   hide rows), in parallel partitions, decoding only the needed columns and row groups.
 //!
 //! Key filters are pushed down as `Inexact`: DataFusion still applies them, so a route only
 //! has to return a superset of the matching rows. Each scan records its route, which
 //! `EXPLAIN` output can show ([`RouteLog`]).
+
+mod error;
+mod merge;
+mod scan;
+mod source;
+
+pub use error::ScanError;
+pub use scan::OmenScanExec;
+pub use source::{SnapshotFile, SnapshotSource};
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -50,9 +60,9 @@ pub trait OmenTable: Send + Sync + Debug {
     /// (`None`: a write landed after the snapshot; use [`OmenTable::snapshot_rows`]).
     fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, String>;
 
-    /// Every live row at the snapshot, from Parquet and the unflushed rows, and a short
-    /// description of what was read (for `EXPLAIN`).
-    fn snapshot_rows(&self) -> Result<(RecordBatch, String), String>;
+    /// The table's Parquet files and unflushed rows at the snapshot, for a scan that
+    /// resolves versions itself.
+    fn snapshot_source(&self) -> Result<SnapshotSource, String>;
 }
 
 /// The routes the scans of one query took, in order.
@@ -275,7 +285,7 @@ impl TableProvider for OmenTableProvider {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
@@ -304,12 +314,22 @@ impl TableProvider for OmenTableProvider {
                 batch
             }
             _ => {
-                let (batch, detail) = self.table.snapshot_rows().map_err(external)?;
+                let source = self.table.snapshot_source().map_err(external)?;
+                let config = state.config();
+                let scan = OmenScanExec::try_new(
+                    source,
+                    self.table.schema(),
+                    projection,
+                    lookup,
+                    config.target_partitions(),
+                    config.batch_size(),
+                )?;
                 self.routes.push(format!(
-                    "{}: Parquet + delta snapshot scan ({detail})",
-                    self.name
+                    "{}: Parquet + delta snapshot scan ({})",
+                    self.name,
+                    scan.describe()
                 ));
-                batch
+                return Ok(Arc::new(scan));
             }
         };
         let plan = MemorySourceConfig::try_new_exec(

@@ -255,6 +255,13 @@ pub fn key_lookup(filters: &[Expr], key: &str) -> Option<KeyLookup> {
     }
 }
 
+/// The next batch of a query's stream (`None` at its end), for callers without `futures`.
+pub async fn next_batch(
+    stream: &mut datafusion::execution::SendableRecordBatchStream,
+) -> Option<Result<RecordBatch>> {
+    futures::StreamExt::next(stream).await
+}
+
 fn external(error: String) -> DataFusionError {
     DataFusionError::External(error.into())
 }

@@ -529,22 +529,13 @@ impl PartitionIter {
             return Ok(None);
         }
         let row_groups = metadata.row_groups();
-        // Keys are provably distinct when every group is dense (max - min + 1 = rows, sorted)
-        // and the groups do not touch; otherwise runs of versions must be resolved.
-        let mut distinct = true;
-        let mut previous_high: Option<i64> = None;
+        // Statistics cannot prove a file's keys distinct: a dense key range with the same
+        // number of rows can still hide a repeated key next to a missing one (key 4 inserted
+        // and deleted, key 9 never written). So runs of versions are always resolved.
+        let distinct = false;
         let mut all_upserts = true;
         for &g in &groups {
             let group = &row_groups[g];
-            match i64_range(group, key_leaf) {
-                Some((low, high))
-                    if i128::from(high) - i128::from(low) + 1 == i128::from(group.num_rows())
-                        && previous_high.is_none_or(|p| p < low) =>
-                {
-                    previous_high = Some(high);
-                }
-                _ => distinct = false,
-            }
             let upsert = i32::from(source.op_upsert);
             if i32_range(group, op_leaf) != Some((upsert, upsert)) {
                 all_upserts = false;

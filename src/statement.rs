@@ -68,8 +68,7 @@ impl Db {
     /// `count` of rows. Errors (bad SQL, unknown tables or columns, bad values) leave the
     /// database usable and unchanged by the failed statement.
     pub fn sql(&self, text: &str) -> Result<QueryResult> {
-        let statements = DFParser::parse_sql_with_dialect(text, &GenericDialect {})
-            .map_err(datafusion::error::DataFusionError::from)?;
+        let statements = DFParser::parse_sql_with_dialect(text, &GenericDialect {})?;
         if statements.is_empty() {
             return Err(unsupported("an empty statement: write a SQL statement"));
         }
@@ -185,8 +184,7 @@ impl Db {
     /// The Arrow field DataFusion gives a column definition such as `qty BIGINT NOT NULL`.
     fn plan_column(&self, definition: &str) -> Result<Field> {
         let sql = format!("CREATE TABLE omendb_column_probe ({definition})");
-        let mut statements = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})
-            .map_err(datafusion::error::DataFusionError::from)?;
+        let mut statements = DFParser::parse_sql_with_dialect(&sql, &GenericDialect {})?;
         let statement = statements
             .pop_front()
             .ok_or_else(|| unsupported(format!("column definition {definition:?}")))?;

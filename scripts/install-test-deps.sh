@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the tests need besides Rust: the Python modules duckdb and pyarrow, which
-# scripts/check_parquet.py uses to read our Parquet files with readers that share no code
-# with ours (omen-replicator/tests/independent_reader.rs runs it).
+# Installs what the tests need besides Rust: `psql` (Debian's postgresql-client), which
+# tests/cli_psql.rs runs against `omendb serve`; and the Python modules duckdb and pyarrow,
+# which scripts/check_parquet.py uses to read our Parquet files with readers that share no
+# code with ours (omen-replicator/tests/independent_reader.rs runs it).
 #
-# Idempotent: does nothing when `python3 -c 'import duckdb, pyarrow'` already works. Works on
+# Idempotent: installs psql only when it is missing, and the Python modules only when
+# `python3 -c 'import duckdb, pyarrow'` fails. Works on
 # a fresh Debian 12 machine, where the system Python refuses `pip install` (PEP 668,
 # "externally-managed-environment"): it tries, in order, a plain install (a virtualenv or a
 # pyenv Python), a user install, and a user install with --break-system-packages (which
@@ -33,6 +35,12 @@ apt_install() {
 have_modules() {
     python3 -c 'import duckdb, pyarrow' >/dev/null 2>&1
 }
+
+if ! command -v psql >/dev/null 2>&1; then
+    echo "installing postgresql-client (psql not found)"
+    apt_install postgresql-client
+fi
+echo "psql present: $(psql --version)"
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "installing python3 and pip (python3 not found)"

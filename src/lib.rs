@@ -25,17 +25,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`Db::sql`] runs SELECT queries through DataFusion (`omen-sql`) at a snapshot of every
-//! acknowledged write. What is not built yet (see `docs/ARCHITECTURE.md`): SQL statements
-//! that write (DDL and DML go through the Rust API for now), the RocksDB and tiering layers,
-//! and a checkpoint of the in-memory tables (today the whole log is kept and replayed on open).
+//! [`Db::sql`] runs SQL through DataFusion (`omen-sql`): queries at a snapshot of every
+//! acknowledged write, and the statements that change the database (`CREATE TABLE`,
+//! `DROP TABLE`, `ALTER TABLE ... ADD COLUMN`, `INSERT`, `UPDATE`, `DELETE`), each atomic;
+//! see `docs/sql.md`. What is not built yet (see `docs/ARCHITECTURE.md`): the RocksDB and
+//! tiering layers, and a checkpoint of the in-memory tables (today the whole log is kept and
+//! replayed on open).
 
 mod db;
 mod error;
 mod sql;
 mod statement;
 
-pub use db::{Db, DbOptions, QueryResult, Row, WriteBatch};
+pub use db::{Db, DbOptions, QueryResult, Row, SCAN_CHUNK, WriteBatch};
 pub use error::{Error, Result};
 pub use omen_replicator::change::Value;
 

@@ -215,3 +215,50 @@ fn several_statements_run_in_order_and_if_exists_forms_are_quiet() {
         [["1"], ["2"], ["3"]]
     );
 }
+
+#[test]
+fn replace_upserts_and_narrow_types_widen() {
+    let dir = TempDir::new("sql-replace");
+    let db = open(&dir);
+    run(
+        &db,
+        "CREATE TABLE r (id BIGINT PRIMARY KEY, f FLOAT, s SMALLINT, t TINYINT, c CHAR(3), x STRING)",
+    );
+    let types: Vec<DataType> = db
+        .schema("r")
+        .expect("schema")
+        .columns
+        .iter()
+        .map(|c| c.data_type)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            DataType::Int64,
+            DataType::Float64,
+            DataType::Int32,
+            DataType::Int32,
+            DataType::Utf8,
+            DataType::Utf8
+        ]
+    );
+    run(&db, "INSERT INTO r VALUES (1, 1.5, 2, 3, 'abc', 'x')");
+    assert_eq!(
+        count(
+            &db,
+            "REPLACE INTO r VALUES (1, 2.5, 2, 3, 'abc', 'y'), (2, 0, 0, 0, 'd', 'z')"
+        ),
+        "2"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "INSERT OR REPLACE INTO r VALUES (2, 9, 9, 9, 'e', 'w')"
+        ),
+        "1"
+    );
+    assert_eq!(
+        run(&db, "SELECT id, f, x FROM r ORDER BY id"),
+        [["1", "2.5", "y"], ["2", "9.0", "w"]]
+    );
+}

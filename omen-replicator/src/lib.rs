@@ -25,6 +25,7 @@ pub mod clock;
 mod compaction;
 mod error;
 pub mod manifest;
+mod priority;
 mod repair;
 mod replicator;
 mod storage;

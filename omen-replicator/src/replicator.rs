@@ -28,8 +28,12 @@ pub struct ReplicatorOptions {
     pub max_batch_rows: usize,
     /// Seal a table's buffer when its oldest row arrived this long ago. Default 5 s.
     pub max_batch_age: Duration,
-    /// Sealed batches that may wait for the writer before the tail blocks. Default 64.
+    /// Sealed batches that may wait for the writer before the tail blocks. Default 1024.
     pub queue_batches: usize,
+    /// Rows of sealed batches that may wait for the writer before the tail blocks (it blocks
+    /// at whichever bound comes first). At least `max_file_rows`, so that a writer that is
+    /// behind finds a full file's worth waiting. Default 262144 (two files).
+    pub queue_rows: usize,
     /// The writer merges waiting batches of a table into one file up to this many rows.
     /// Default 131072.
     pub max_file_rows: usize,
@@ -41,6 +45,11 @@ pub struct ReplicatorOptions {
     pub compaction_trigger_files: usize,
     /// Compaction merges small files into files of about this many rows. Default 131072.
     pub compaction_target_rows: usize,
+    /// Run the replicator's threads at the lowest CPU priority (`SCHED_IDLE` on Linux; a
+    /// no-op elsewhere), so they use only CPU time that writers leave idle. When writers keep
+    /// every core busy the replicator falls behind until the lag reaches `lag_budget`, where
+    /// `throttle` holds writers back until it catches up. Default true.
+    pub low_priority: bool,
     /// The clock that ages buffers (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
 }
@@ -50,11 +59,13 @@ impl Default for ReplicatorOptions {
         Self {
             max_batch_rows: 1000,
             max_batch_age: Duration::from_secs(5),
-            queue_batches: 64,
+            queue_batches: 1024,
+            queue_rows: 256 << 10,
             max_file_rows: 128 << 10,
             lag_budget: 1_000_000,
             compaction_trigger_files: 8,
             compaction_target_rows: 128 << 10,
+            low_priority: true,
             clock: Arc::new(SystemClock::default()),
         }
     }
@@ -66,8 +77,12 @@ impl std::fmt::Debug for ReplicatorOptions {
             .field("max_batch_rows", &self.max_batch_rows)
             .field("max_batch_age", &self.max_batch_age)
             .field("queue_batches", &self.queue_batches)
+            .field("queue_rows", &self.queue_rows)
             .field("max_file_rows", &self.max_file_rows)
             .field("lag_budget", &self.lag_budget)
+            .field("compaction_trigger_files", &self.compaction_trigger_files)
+            .field("compaction_target_rows", &self.compaction_target_rows)
+            .field("low_priority", &self.low_priority)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +100,18 @@ struct LiveTable {
     dir: String,
     buffer: TableBuffer,
     sealed: VecDeque<Sealed>,
+}
+
+impl ReplicatorOptions {
+    /// The tail blocks at this many sealed rows waiting.
+    fn queue_rows_max(&self) -> usize {
+        self.queue_rows.max(self.max_file_rows).max(1)
+    }
+
+    /// The tail blocks at this many sealed batches waiting.
+    fn queue_batches_max(&self) -> usize {
+        self.queue_batches.max(1)
+    }
 }
 
 impl LiveTable {
@@ -112,10 +139,23 @@ struct State {
     replaced: Vec<(u64, std::sync::Weak<Manifest>)>,
     /// Generation of the current manifest (counts publishes).
     generation: u64,
+    /// When the current manifest was published.
+    published: Instant,
+}
+
+impl State {
+    /// Sealed batches and their rows, over all tables.
+    fn sealed(&self) -> (usize, usize) {
+        self.tables.values().fold((0, 0), |(batches, rows), t| {
+            let table_rows: usize = t.sealed.iter().map(|s| s.batch.num_rows()).sum();
+            (batches + t.sealed.len(), rows + table_rows)
+        })
+    }
 }
 
 enum Msg {
-    /// A batch was sealed.
+    /// Batches were sealed (one token stands for any number: the writer writes every sealed
+    /// batch it finds, so a token that does not fit in the channel is not needed).
     Sealed,
     /// Write everything sealed so far, commit the manifest, then answer.
     Barrier(Sender<Result<(), String>>),
@@ -278,6 +318,7 @@ impl WalReplicator {
                 obsolete: Vec::new(),
                 replaced: Vec::new(),
                 generation: 0,
+                published: Instant::now(),
             }),
             progress: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -292,6 +333,9 @@ impl WalReplicator {
             std::thread::Builder::new()
                 .name("omen-replicator-tail".into())
                 .spawn(move || {
+                    if shared.options.low_priority {
+                        crate::priority::lower_current_thread();
+                    }
                     if let Err(error) = tail_loop(&shared, reader, &sender) {
                         shared.fail(&error);
                     }
@@ -303,6 +347,9 @@ impl WalReplicator {
             std::thread::Builder::new()
                 .name("omen-replicator-writer".into())
                 .spawn(move || {
+                    if shared.options.low_priority {
+                        crate::priority::lower_current_thread();
+                    }
                     if let Err(error) = writer_loop(&shared, &receiver) {
                         shared.fail(&error);
                     }
@@ -351,11 +398,8 @@ impl WalReplicator {
         // Make everything appended so far durable, hence readable by the tail.
         let target = self.shared.wal.sync()?.0;
         let mut state = self.wait_read(target, Duration::from_secs(60))?;
-        let sealed = seal_all(&mut state, |_| true)?;
+        seal_all(&mut state, |_| true)?;
         drop(state);
-        for _ in 0..sealed {
-            self.send(Msg::Sealed)?;
-        }
         let (ack, done) = crossbeam_channel::bounded(1);
         self.send(Msg::Barrier(ack))?;
         match done.recv() {
@@ -681,6 +725,9 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
     let max_age = options.max_batch_age.as_nanos() as u64;
     let poll = options.max_batch_age.min(Duration::from_millis(20));
     while !shared.stop.load(Ordering::SeqCst) {
+        if !wait_for_room(shared) {
+            return Ok(());
+        }
         let record = reader.wait_next(poll)?;
         let mut state = shared.lock();
         let (mut sealed, mut ddl) = (0, false);
@@ -699,10 +746,13 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
         })?;
         drop(state);
         shared.progress.notify_all();
-        for _ in 0..sealed {
-            if sender.send(Msg::Sealed).is_err() {
-                return Ok(());
-            }
+        // One token wakes the writer for every batch sealed so far; when the channel is
+        // full, the tokens in it will.
+        if sealed > 0
+            && let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                sender.try_send(Msg::Sealed)
+        {
+            return Ok(());
         }
         if ddl && sender.send(Msg::Commit).is_err() {
             return Ok(());
@@ -711,46 +761,113 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
     Ok(())
 }
 
-/// The writer thread: sealed batches into Parquet files, committed through the manifest.
-fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
+/// Backpressure: blocks the tail while the sealed batches waiting for the writer reach
+/// `queue_batches` or `queue_rows`. The tail then stops reading, so memory stays bounded and
+/// the WAL lag grows until `throttle` holds writers back. `false` once stopping or failed.
+fn wait_for_room(shared: &Shared) -> bool {
+    let options = &shared.options;
+    let mut state = shared.lock();
     loop {
-        let msg = match receiver.recv_timeout(Duration::from_millis(50)) {
+        if shared.stop.load(Ordering::SeqCst) || state.failure.is_some() {
+            return false;
+        }
+        let (batches, rows) = state.sealed();
+        if batches < options.queue_batches_max() && rows < options.queue_rows_max() {
+            return true;
+        }
+        state = shared
+            .progress
+            .wait_timeout(state, Duration::from_millis(50))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// The writer thread: sealed batches into Parquet files, committed through the manifest.
+///
+/// Each wake-up takes every message waiting, then writes every sealed batch (so a backlog
+/// drains into files of `max_file_rows`), then commits and answers. It compacts only when no
+/// sealed batch waits: rows on their way to a file come first.
+fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
+    /// A table this long without a publish is quiet (see `compaction::Urgency::Quiet`).
+    const QUIET: Duration = Duration::from_secs(1);
+    loop {
+        let first = match receiver.recv_timeout(Duration::from_millis(50)) {
             Ok(msg) => msg,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if shared.stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                crate::compaction::maybe_compact(shared_view(shared))?;
-                delete_obsolete(shared)?;
+                let quiet = shared.lock().published.elapsed() >= QUIET;
+                if quiet {
+                    let view = shared_view(shared);
+                    crate::compaction::maybe_compact(view, crate::compaction::Urgency::Quiet)?;
+                    delete_obsolete(shared)?;
+                } else {
+                    compact_if_idle(shared)?;
+                }
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
         };
-        match msg {
-            Msg::Sealed => {
-                write_sealed(shared)?;
-                // Under a steady stream of flushes the writer never idles: compact here too.
-                crate::compaction::maybe_compact(shared_view(shared))?;
-                delete_obsolete(shared)?;
-            }
-            Msg::Commit => {
-                write_sealed(shared)?;
-                commit(shared)?;
-            }
-            Msg::Repair(ack) => {
-                let result = crate::repair::repair(shared_view(shared), &shared.wal);
-                let _ = ack.send(result.map_err(|e| e.to_string()));
-            }
-            Msg::Barrier(ack) => {
-                let result = write_sealed(shared).and_then(|()| commit(shared));
-                let failed = result.as_ref().err().map(ToString::to_string);
-                let _ = ack.send(result.map_err(|e| e.to_string()));
-                if let Some(failure) = failed {
-                    return Err(ReplicatorError::Stopped(failure));
+        let messages: Vec<Msg> = std::iter::once(first).chain(receiver.try_iter()).collect();
+        let urgent = messages.iter().any(|m| !matches!(m, Msg::Sealed));
+        let written = write_sealed(shared, !urgent);
+        let mut acks = Vec::new();
+        let mut commit_needed = false;
+        for msg in messages {
+            match msg {
+                Msg::Sealed => {}
+                Msg::Commit => commit_needed = true,
+                Msg::Barrier(ack) => {
+                    commit_needed = true;
+                    acks.push(ack);
+                }
+                Msg::Repair(ack) => {
+                    let result = match &written {
+                        Ok(()) => crate::repair::repair(shared_view(shared), &shared.wal)
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = ack.send(result);
                 }
             }
         }
+        let result = written.and_then(|()| {
+            if commit_needed {
+                commit(shared)
+            } else {
+                Ok(())
+            }
+        });
+        let failed = result.as_ref().err().map(ToString::to_string);
+        for ack in acks {
+            let _ = ack.send(result.as_ref().map_err(ToString::to_string).copied());
+        }
+        if let Some(failure) = failed {
+            return Err(ReplicatorError::Stopped(failure));
+        }
+        compact_if_idle(shared)?;
     }
+}
+
+/// Compacts (one run) and deletes replaced files. While the writer has a backlog (half a
+/// file's worth of sealed rows waiting, or the tail blocked on the queue), flushing comes
+/// first: it then compacts only to keep the number of small files bounded.
+fn compact_if_idle(shared: &Shared) -> Result<()> {
+    let busy = {
+        let state = shared.lock();
+        let (batches, rows) = state.sealed();
+        let options = &shared.options;
+        rows >= options.max_file_rows / 2 || batches >= options.queue_batches_max()
+    };
+    let urgency = if busy {
+        crate::compaction::Urgency::Busy
+    } else {
+        crate::compaction::Urgency::Normal
+    };
+    crate::compaction::maybe_compact(shared_view(shared), urgency)?;
+    delete_obsolete(shared)
 }
 
 /// What compaction needs of the replicator.
@@ -771,9 +888,15 @@ fn shared_view(shared: &Shared) -> SharedView<'_> {
 }
 
 /// Writes every sealed batch: per table, runs of same-schema batches merged up to
-/// `max_file_rows`, each run one file, committed before the next.
-fn write_sealed(shared: &Shared) -> Result<()> {
+/// `max_file_rows`, each run one file, committed before the next. With `patient`, a run
+/// shorter than `max_file_rows` waits (briefly) while the tail is still reading a backlog, so
+/// that a writer that is behind writes full files rather than many small ones that
+/// compaction would rewrite.
+fn write_sealed(shared: &Shared, patient: bool) -> Result<()> {
     loop {
+        if patient {
+            wait_for_full_file(shared);
+        }
         // Pick the first table with sealed batches and take a run from the front.
         let job = {
             let state = shared.lock();
@@ -815,6 +938,37 @@ fn write_sealed(shared: &Shared) -> Result<()> {
             .fetch_add(meta.rows, Ordering::Relaxed);
         let count = run.len();
         publish_flush(shared, &table, &dir, meta, count, file_id)?;
+        // A writer that never runs out of sealed batches must still compact now and then.
+        compact_if_idle(shared)?;
+    }
+}
+
+/// Waits while fewer than `max_file_rows` sealed rows wait and the tail has more of the WAL to
+/// read (and room to seal it), at most `FULL_FILE_WAIT`. At a steady rate the tail is caught
+/// up and this returns at once.
+fn wait_for_full_file(shared: &Shared) {
+    const FULL_FILE_WAIT: Duration = Duration::from_millis(200);
+    let options = &shared.options;
+    let deadline = Instant::now() + FULL_FILE_WAIT;
+    let mut state = shared.lock();
+    loop {
+        if shared.stop.load(Ordering::SeqCst) || state.failure.is_some() {
+            return;
+        }
+        let (batches, rows) = state.sealed();
+        let full = rows >= options.max_file_rows
+            || batches >= options.queue_batches_max()
+            || rows >= options.queue_rows_max();
+        let behind = state.read_lsn < shared.wal.durable_lsn().0;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if batches == 0 || full || !behind || left.is_zero() {
+            return;
+        }
+        state = shared
+            .progress
+            .wait_timeout(state, left.min(Duration::from_millis(10)))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
@@ -919,6 +1073,7 @@ fn publish(
     let old = std::mem::replace(&mut state.manifest, Arc::new(manifest));
     let old_generation = state.generation;
     state.generation += 1;
+    state.published = Instant::now();
     state.replaced.push((old_generation, Arc::downgrade(&old)));
     if !obsolete.is_empty() {
         // Listed up to the old generation: deletable once no snapshot holds a manifest that old.

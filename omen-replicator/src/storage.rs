@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, UInt64Array, new_null_array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt64Array, new_null_array};
 use arrow::compute::{
     SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
 };
@@ -22,8 +22,18 @@ use crate::error::{ReplicatorError, Result};
 use crate::manifest::FileMeta;
 
 /// Sorts a stored-form batch by key, then LSN, keeping the order of the batch among equal
-/// pairs (one record may change a key twice: the later change wins).
+/// pairs (one record may change a key twice: the later change wins). A batch already in that
+/// order (keys that arrive ascending, the common case of a backlog or of merging files whose
+/// key ranges follow each other) is returned as is: the sort would be the identity.
 pub(crate) fn sort_by_key(batch: &RecordBatch, key: usize) -> Result<RecordBatch> {
+    if is_sorted_by_key(batch, key) {
+        return Ok(batch.clone());
+    }
+    sort_by_key_always(batch, key)
+}
+
+/// The sort itself, without the sortedness check (tests compare the two paths).
+pub(crate) fn sort_by_key_always(batch: &RecordBatch, key: usize) -> Result<RecordBatch> {
     let lsn = batch.num_columns() - 2;
     let position: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..batch.num_rows() as u64));
     let columns = [
@@ -42,6 +52,22 @@ pub(crate) fn sort_by_key(batch: &RecordBatch, key: usize) -> Result<RecordBatch
     ];
     let indices = lexsort_to_indices(&columns, None)?;
     Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Whether the rows are in (key, `_lsn`) order already, equal pairs included (their batch
+/// order is what the stable sort keeps). One pass over two columns; keys are never NULL.
+pub(crate) fn is_sorted_by_key(batch: &RecordBatch, key: usize) -> bool {
+    let keys = batch.column(key).as_primitive::<Int64Type>();
+    let lsns = batch
+        .column(batch.num_columns() - 2)
+        .as_primitive::<UInt64Type>();
+    if keys.null_count() > 0 {
+        return false;
+    }
+    let (keys, lsns) = (keys.values(), lsns.values());
+    keys.windows(2)
+        .zip(lsns.windows(2))
+        .all(|(k, l)| k[0] < k[1] || (k[0] == k[1] && l[0] <= l[1]))
 }
 
 /// Counts bytes and their CRC32C on the way to the file.
@@ -64,12 +90,75 @@ impl Write for ChecksumWriter {
     }
 }
 
-fn properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Rows sampled to decide whether a column gets a dictionary.
+const DICTIONARY_SAMPLE_ROWS: usize = 4096;
+
+/// Writer properties for `batch`: zstd, page statistics, one row group, and a dictionary only
+/// for the columns where it pays. A dictionary costs a hash-table probe per value on every
+/// write; it saves bytes only when values repeat. The key and `_lsn` are unique per version,
+/// so they never get one; `_op` always does (two values). Other columns are sampled: a
+/// dictionary when at most a quarter of the sampled values are distinct.
+fn properties(batch: &RecordBatch, key: usize) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build()
+        .set_max_row_group_row_count(Some(1 << 20));
+    let lsn = batch.num_columns() - 2;
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        let dictionary = if i == key || i == lsn {
+            false
+        } else if i == lsn + 1 {
+            true
+        } else {
+            repeats_enough(batch.column(i))
+        };
+        builder = builder.set_column_dictionary_enabled(
+            parquet::schema::types::ColumnPath::from(field.name().as_str()),
+            dictionary,
+        );
+    }
+    builder.build()
+}
+
+/// Whether at most a quarter of a sample of the column's values (evenly spread) are distinct.
+fn repeats_enough(column: &ArrayRef) -> bool {
+    use arrow::datatypes::DataType as Arrow;
+    use std::collections::HashSet;
+    let n = column.len();
+    if n == 0 {
+        return false;
+    }
+    let step = n.div_ceil(DICTIONARY_SAMPLE_ROWS).max(1);
+    let sample = (0..n).step_by(step);
+    let sampled = sample.len();
+    let distinct = match column.data_type() {
+        Arrow::Utf8 => {
+            let strings = column.as_string::<i32>();
+            sample
+                .filter(|&i| strings.is_valid(i))
+                .map(|i| strings.value(i))
+                .collect::<HashSet<_>>()
+                .len()
+        }
+        Arrow::Boolean => return true,
+        _ => {
+            // Fixed-width values: compare their bytes.
+            let Some(width) = column.data_type().primitive_width() else {
+                return false;
+            };
+            let data = column.to_data();
+            let Some(values) = data.buffers().first() else {
+                return false;
+            };
+            let at = |i: usize| (data.offset() + i) * width;
+            sample
+                .filter(|&i| column.is_valid(i))
+                .filter_map(|i| values.get(at(i)..at(i + 1)))
+                .collect::<HashSet<_>>()
+                .len()
+        }
+    };
+    distinct * 4 <= sampled
 }
 
 /// Writes a sorted stored-form batch to a new file at `path` and fsyncs it.
@@ -90,8 +179,8 @@ pub(crate) fn write_file(
         crc: 0,
         bytes: 0,
     };
-    let mut writer =
-        ArrowWriter::try_new(sink, batch.schema(), Some(properties())).map_err(parquet_error)?;
+    let mut writer = ArrowWriter::try_new(sink, batch.schema(), Some(properties(batch, key)))
+        .map_err(parquet_error)?;
     writer.write(batch).map_err(parquet_error)?;
     let sink = writer.into_inner().map_err(parquet_error)?;
     sink.file

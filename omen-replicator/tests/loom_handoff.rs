@@ -2,10 +2,13 @@
 //! readers, following `replicator.rs` step by step (the real functions also do file I/O,
 //! which loom cannot run, so the protocol is modelled here with the same lock scopes):
 //!
-//! - tail: under the state lock, append rows to the buffer or seal it onto the `sealed`
-//!   queue; then send a token on the bounded channel (outside the lock);
-//! - writer: on a token, under the lock clone the front run of `sealed`; outside the lock
-//!   "write the file"; under the lock publish the manifest with the file and pop the run;
+//! - tail: waits (on the progress condvar) while the `sealed` queue is at its bound; under the
+//!   state lock, append rows to the buffer or seal it onto the `sealed` queue; then offer a
+//!   token on the bounded channel (outside the lock, dropped when the channel is full: one
+//!   token stands for every batch sealed so far);
+//! - writer: on a token, repeatedly: under the lock clone the front run of `sealed`; outside
+//!   the lock "write the file"; under the lock publish the manifest with the file, pop the
+//!   run and wake the tail; until `sealed` is empty;
 //! - reader (`snapshot`): under the lock, take the manifest's files, the sealed batches and
 //!   the buffer.
 //!
@@ -18,7 +21,8 @@ use loom::sync::{Arc, Condvar, Mutex};
 use std::collections::VecDeque;
 
 /// The bounded token channel between tail and writer, reduced to what matters here:
-/// tokens in flight and whether the sender is gone.
+/// tokens in flight (at most one: the real channel is bigger, but a full channel drops
+/// tokens the same way) and whether the sender is gone.
 #[derive(Default)]
 struct Tokens {
     queue: Mutex<(u32, bool)>,
@@ -26,8 +30,11 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn send(&self) {
-        self.queue.lock().expect("lock").0 += 1;
+    /// `try_send`: a full channel drops the token.
+    fn try_send(&self) {
+        let mut queue = self.queue.lock().expect("lock");
+        queue.0 = (queue.0 + 1).min(1);
+        drop(queue);
         self.ready.notify_one();
     }
 
@@ -62,10 +69,16 @@ struct State {
     applied: u32,
 }
 
-fn tail(state: &Mutex<State>, tokens: &Tokens, rows: u32, seal_every: u32) {
+/// Sealed batches that may wait before the tail blocks.
+const QUEUE_BATCHES: usize = 1;
+
+fn tail(state: &Mutex<State>, room: &Condvar, tokens: &Tokens, rows: u32, seal_every: u32) {
     for row in 1..=rows {
         let sealed = {
             let mut s = state.lock().expect("lock");
+            while s.sealed.len() >= QUEUE_BATCHES {
+                s = room.wait(s).expect("wait");
+            }
             s.buffer.push(row);
             s.applied = row;
             if s.buffer.len() as u32 >= seal_every {
@@ -77,18 +90,24 @@ fn tail(state: &Mutex<State>, tokens: &Tokens, rows: u32, seal_every: u32) {
             }
         };
         if sealed {
-            tokens.send();
+            tokens.try_send();
         }
     }
 }
 
-fn writer_step(state: &Mutex<State>) {
+/// Writes runs until no sealed batch is left (`write_sealed`).
+fn write_sealed(state: &Mutex<State>, room: &Condvar) {
+    while writer_step(state, room) {}
+}
+
+/// Writes one run; `false` if there was none.
+fn writer_step(state: &Mutex<State>, room: &Condvar) -> bool {
     let run: Vec<Vec<u32>> = {
         let s = state.lock().expect("lock");
         s.sealed.iter().take(2).cloned().collect()
     };
     if run.is_empty() {
-        return;
+        return false;
     }
     // Outside the lock: sort, encode, write and fsync the file.
     let file: Vec<u32> = run.iter().flatten().copied().collect();
@@ -99,6 +118,9 @@ fn writer_step(state: &Mutex<State>) {
     for _ in 0..run.len() {
         s.sealed.pop_front();
     }
+    drop(s);
+    room.notify_all();
+    true
 }
 
 fn snapshot(state: &Mutex<State>) -> (u32, Vec<u32>) {
@@ -125,13 +147,18 @@ fn readers_see_each_row_exactly_once_while_the_writer_publishes() {
     builder.check(|| {
         let state = Arc::new(Mutex::new(State::default()));
         let tokens = Arc::new(Tokens::default());
+        let room = Arc::new(Condvar::new());
         let done = Arc::new(AtomicBool::new(false));
         let writer = {
-            let (state, done, tokens) =
-                (Arc::clone(&state), Arc::clone(&done), Arc::clone(&tokens));
+            let (state, done, tokens, room) = (
+                Arc::clone(&state),
+                Arc::clone(&done),
+                Arc::clone(&tokens),
+                Arc::clone(&room),
+            );
             loom::thread::spawn(move || {
                 while tokens.recv() {
-                    writer_step(&state);
+                    write_sealed(&state, &room);
                 }
                 done.store(true, Ordering::SeqCst);
             })
@@ -143,7 +170,7 @@ fn readers_see_each_row_exactly_once_while_the_writer_publishes() {
                 check(applied, seen);
             })
         };
-        tail(&state, &tokens, 3, 1);
+        tail(&state, &room, &tokens, 3, 1);
         tokens.close();
         reader.join().expect("reader");
         writer.join().expect("writer");

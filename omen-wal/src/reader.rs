@@ -38,7 +38,10 @@ struct OpenSegment {
     pos: usize,
 }
 
+/// Most bytes one refresh reads (more only to complete one large frame).
 const READ_CHUNK: usize = 1 << 20;
+/// Fewest bytes one refresh reads.
+const READ_MIN: usize = 4 << 10;
 
 /// Reads records in LSN order from a live [`crate::Wal`], following segment rotation.
 ///
@@ -51,6 +54,11 @@ pub struct WalReader {
     visibility: Visibility,
     next: u64,
     segment: Option<OpenSegment>,
+    /// Running average of the frames returned, in bytes (0 before the first): with the count of
+    /// visible records it sizes a refresh. A reader that follows a live log then reads about
+    /// the new records, not a chunk of the segment's preallocated zeroes (each refresh would
+    /// otherwise zero-fill and copy 1 MiB to return one small record).
+    frame_bytes_avg: usize,
 }
 
 impl WalReader {
@@ -75,6 +83,7 @@ impl WalReader {
             visibility,
             next: from,
             segment: None,
+            frame_bytes_avg: 0,
         })
     }
 
@@ -101,7 +110,8 @@ impl WalReader {
         // zeroes the writer preallocated): on a decode failure, re-read once before judging.
         let mut refreshed = false;
         loop {
-            if self.next > self.limit() {
+            let limit = self.limit();
+            if self.next > limit {
                 return Ok(None);
             }
             let max = self.shared.max_record_size;
@@ -126,6 +136,12 @@ impl WalReader {
                         return Err(corruption(segment, offset, next, reason));
                     }
                     self.next += 1;
+                    let len = frame.encoded_len();
+                    self.frame_bytes_avg = if self.frame_bytes_avg == 0 {
+                        len
+                    } else {
+                        (self.frame_bytes_avg * 7 + len) / 8
+                    };
                     return Ok(Some(Record {
                         lsn: Lsn(frame.lsn),
                         payload: frame.payload.to_vec(),
@@ -136,7 +152,13 @@ impl WalReader {
             if !refreshed {
                 refreshed = true;
                 segment.buf.truncate(segment.pos);
-                read_more(segment)?;
+                // The visible records not yet read, at their average size, with a margin.
+                let visible = limit.saturating_sub(next).saturating_add(1);
+                let wanted = match self.frame_bytes_avg {
+                    0 => READ_CHUNK,
+                    avg => (visible as usize).saturating_mul(avg).saturating_mul(5) / 4,
+                };
+                read_more(segment, wanted.clamp(READ_MIN, READ_CHUNK), max)?;
                 continue;
             }
             // Fresh bytes that end, or turn to zeroes, mean the segment holds no more: the
@@ -206,32 +228,45 @@ impl WalReader {
     }
 }
 
-/// Reads more of the segment after what the buffer holds; returns the bytes read.
-fn read_more(segment: &mut OpenSegment) -> Result<usize> {
+/// Reads more of the segment after what the buffer holds: about `wanted` bytes, and at least
+/// the whole frame that starts the buffer (whose length is known once its header is read, and
+/// trusted up to `max_payload`). Returns the bytes read.
+fn read_more(segment: &mut OpenSegment, wanted: usize, max_payload: u32) -> Result<usize> {
     segment.buf.drain(..segment.pos);
     segment.buf_offset += segment.pos as u64;
     segment.pos = 0;
-    // Read at least the whole frame that starts the buffer, if its header is there.
-    let mut want = READ_CHUNK;
-    if segment.buf.len() >= FRAME_HEADER_LEN {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&segment.buf[4..8]);
-        want = want.max(FRAME_HEADER_LEN + u32::from_le_bytes(len) as usize);
-    }
-    let start = segment.buf.len();
-    segment.buf.resize(start + want, 0);
-    let read = segment
-        .file
-        .read_at(&mut segment.buf[start..], segment.buf_offset + start as u64);
-    let read = match read {
-        Ok(read) => read,
-        Err(e) => {
-            segment.buf.truncate(start);
-            return Err(WalError::io("read segment", &segment.meta.path, e));
-        }
+    let frame_len = |buf: &[u8]| {
+        let len = buf.get(4..8)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?).min(max_payload);
+        Some(FRAME_HEADER_LEN + len as usize)
     };
-    segment.buf.truncate(start + read);
-    Ok(read)
+    let mut total = 0;
+    // A second read only when the first brought in the header of a frame longer than it read.
+    for _ in 0..2 {
+        let start = segment.buf.len();
+        let want = match frame_len(&segment.buf) {
+            Some(frame) => wanted.max(frame.saturating_sub(start)),
+            None => wanted.max(FRAME_HEADER_LEN),
+        };
+        segment.buf.resize(start + want, 0);
+        let read = segment
+            .file
+            .read_at(&mut segment.buf[start..], segment.buf_offset + start as u64);
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => {
+                segment.buf.truncate(start);
+                return Err(WalError::io("read segment", &segment.meta.path, e));
+            }
+        };
+        segment.buf.truncate(start + read);
+        total += read;
+        let complete = frame_len(&segment.buf).is_some_and(|frame| segment.buf.len() >= frame);
+        if read < want || complete {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 fn corruption(segment: &OpenSegment, offset: u64, lsn: u64, reason: String) -> WalError {

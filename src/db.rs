@@ -27,6 +27,9 @@ use crate::sql::APPLYING;
 /// A row: its values in column order. Cheap to clone.
 pub type Row = Arc<[Value]>;
 
+/// Rows a [`Db::scan`] reads per hold of a table's read lock.
+pub const SCAN_CHUNK: usize = 4096;
+
 /// Options of [`Db::open`].
 #[derive(Clone, Debug)]
 pub struct DbOptions {
@@ -389,11 +392,34 @@ impl Db {
             .collect())
     }
 
-    /// The rows with keys in `range`, by key.
+    /// The rows with keys in `range`, by key, from the learned index.
+    ///
+    /// A long scan does not hold up the writer: it takes the table's read lock for
+    /// [`SCAN_CHUNK`] rows at a time. So each row is a committed version and keys come in
+    /// order, but writes committed while the scan runs may show in its later chunks. For a
+    /// consistent snapshot of a range, use SQL (`SELECT ... WHERE id BETWEEN a AND b`).
     pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<(i64, Row)>> {
+        use std::ops::Bound;
         let table = self.table(table)?;
-        let rows = table.read();
-        Ok(rows.range(range).map(|(k, v)| (k, v.clone())).collect())
+        let end = range.end_bound().cloned();
+        let mut start = range.start_bound().cloned();
+        let mut out = Vec::new();
+        loop {
+            let rows = table.read();
+            let before = out.len();
+            out.extend(
+                rows.range((start, end))
+                    .take(SCAN_CHUNK)
+                    .map(|(k, v)| (k, v.clone())),
+            );
+            drop(rows);
+            match out.last() {
+                Some(&(last, _)) if out.len() - before == SCAN_CHUNK => {
+                    start = Bound::Excluded(last);
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Number of rows in a table.

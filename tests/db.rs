@@ -205,9 +205,12 @@ fn transfers_keep_the_total_for_concurrent_readers_and_in_parquet() {
         batch.insert("accounts", account(id, 1000));
     }
     db.write(&batch).expect("seed");
+    let reading = Arc::new(std::sync::Barrier::new(2));
     let writer = {
-        let db = Arc::clone(&db);
+        let (db, reading) = (Arc::clone(&db), Arc::clone(&reading));
         std::thread::spawn(move || {
+            // Start once the reader is about to take its first snapshot.
+            reading.wait();
             let mut x = 1u64;
             for _ in 0..300 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -227,7 +230,9 @@ fn transfers_keep_the_total_for_concurrent_readers_and_in_parquet() {
     };
     // Each snapshot of the Parquet tier plus the unflushed rows sums to the total.
     let mut snapshots = 0;
-    while !writer.is_finished() {
+    reading.wait();
+    // At least one snapshot, however fast the writer finishes.
+    while snapshots == 0 || !writer.is_finished() {
         let snapshot = db
             .replicator()
             .snapshot("accounts", db.wal().last_lsn())
@@ -259,4 +264,39 @@ fn transfers_keep_the_total_for_concurrent_readers_and_in_parquet() {
         .map(|id| (id, balance(&db, id).expect("row")))
         .collect();
     assert!(parquet == index, "Parquet and the learned index disagree");
+}
+
+#[test]
+fn scans_cross_lock_chunks_without_losing_or_repeating_rows() {
+    let dir = TempDir::new("scan-chunks");
+    let db = Db::open(&dir.0, options()).expect("open");
+    db.create_table("accounts", accounts()).expect("create");
+    let rows = 3 * omendb::SCAN_CHUNK as i64 + 17;
+    let mut batch = WriteBatch::new();
+    for id in 0..rows {
+        batch.insert("accounts", account(id * 2, id));
+    }
+    db.write(&batch).expect("write");
+    let all: Vec<i64> = db
+        .scan("accounts", ..)
+        .expect("scan")
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(all, (0..rows).map(|id| id * 2).collect::<Vec<_>>());
+    let chunk = omendb::SCAN_CHUNK as i64;
+    for (low, high) in [(1, 2 * chunk), (2 * chunk - 2, 4 * chunk), (-5, 3)] {
+        let got: Vec<i64> = db
+            .scan("accounts", low..=high)
+            .expect("scan")
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        let want: Vec<i64> = (0..rows)
+            .map(|id| id * 2)
+            .filter(|k| (low..=high).contains(k))
+            .collect();
+        assert_eq!(got, want, "{low}..={high}");
+    }
+    assert!(db.scan("accounts", 10..5).expect("empty").is_empty());
 }

@@ -1,0 +1,102 @@
+//! The configuration file (`--config FILE`, TOML). Every key is optional; flags override it,
+//! and `OMENDB_USER` / `OMENDB_PASSWORD` override the server's credentials.
+//!
+//! ```toml
+//! dir = "/var/lib/omendb"   # database directory of `sql` and `serve`
+//! log = "info"              # log filter (RUST_LOG syntax)
+//!
+//! [server]
+//! listen = "127.0.0.1:5433"
+//! user = "omendb"
+//! password = "change me"
+//! max_connections = 64
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::CliError;
+
+/// The default database directory of `sql` and `serve`.
+pub const DEFAULT_DIR: &str = "omendb-data";
+/// The default listen address of `serve`: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+/// The default connection limit of `serve`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// The default user name of `serve`.
+pub const DEFAULT_USER: &str = "omendb";
+
+/// The configuration file's contents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The database directory.
+    pub dir: Option<PathBuf>,
+    /// The log filter.
+    pub log: Option<String>,
+    /// `omendb serve` settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    pub listen: Option<String>,
+    /// The user name clients log in with.
+    pub user: Option<String>,
+    /// The password clients log in with (SCRAM-SHA-256).
+    pub password: Option<String>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+}
+
+impl Config {
+    /// Reads `path`, or gives the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, CliError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        Self::parse(&text).map_err(|reason| CliError::Config {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The database directory: the flag, else the file's, else `default`.
+    pub fn dir(&self, flag: Option<&Path>, default: &str) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.dir.clone())
+            .unwrap_or_else(|| PathBuf::from(default))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key_and_rejects_unknown_ones() {
+        let config = Config::parse(
+            "dir = \"d\"\nlog = \"info\"\n[server]\nlisten = \"127.0.0.1:1\"\nuser = \"u\"\n\
+             password = \"p\"\nmax_connections = 3\n",
+        )
+        .expect("valid config");
+        assert_eq!(config.dir, Some(PathBuf::from("d")));
+        assert_eq!(config.server.max_connections, Some(3));
+        assert_eq!(config.server.password.as_deref(), Some("p"));
+        assert!(Config::parse("dri = \"typo\"").is_err());
+    }
+}

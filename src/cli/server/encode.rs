@@ -1,0 +1,255 @@
+//! Arrow results as PostgreSQL rows: `Int64` → `int8`, `Int32` → `int4`, `Float64` →
+//! `float8`, `Utf8` → `text`, `Boolean` → `bool`, `Timestamp` → `timestamp`, `Date32` →
+//! `date`; other types are sent as their text (type `text`). Text and binary formats both.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
+    Int32Array, Int64Array, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use chrono::{DateTime, NaiveDate};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::error::PgWireResult;
+use pgwire::messages::data::DataRow;
+
+use super::sqlstate;
+
+/// The PostgreSQL type an Arrow column is sent as.
+pub fn pg_type(data_type: &DataType) -> Type {
+    match data_type {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Date32 => Type::DATE,
+        _ => Type::TEXT,
+    }
+}
+
+/// The row description of a result.
+pub fn fields(schema: &arrow::datatypes::Schema, format: Option<&Format>) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let format = format.map_or(FieldFormat::Text, |f| f.format_for(i));
+            FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                pg_type(field.data_type()),
+                format,
+            )
+        })
+        .collect()
+}
+
+/// Encodes every row of `batches` per `fields` (one field per column, same order).
+pub fn rows(batches: &[RecordBatch], fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+    let mut encoder = DataRowEncoder::new(Arc::clone(fields));
+    let mut out = Vec::new();
+    for batch in batches {
+        if batch.num_columns() != fields.len() {
+            return Err(sqlstate::error(
+                sqlstate::INTERNAL_ERROR,
+                format!(
+                    "the result has {} columns where {} were described",
+                    batch.num_columns(),
+                    fields.len()
+                ),
+            ));
+        }
+        let columns: Vec<Column> = batch
+            .columns()
+            .iter()
+            .zip(fields.iter())
+            .map(|(array, field)| Column::new(array, field))
+            .collect::<PgWireResult<_>>()?;
+        for row in 0..batch.num_rows() {
+            for column in &columns {
+                column.encode(row, &mut encoder)?;
+            }
+            out.push(encoder.take_row());
+        }
+    }
+    Ok(out)
+}
+
+/// A column prepared for encoding as its PostgreSQL type.
+enum Column {
+    Bool(BooleanArray),
+    Int2(Int16Array),
+    Int4(Int32Array),
+    Int8(Int64Array),
+    Float4(Float32Array, bool),
+    Float8(Float64Array, bool),
+    Timestamp(TimestampMicrosecondArray),
+    Date(Date32Array),
+    Text(Vec<Option<String>>),
+}
+
+fn cast_to<T: Clone + 'static>(array: &ArrayRef, to: &DataType) -> PgWireResult<T> {
+    let cast = arrow::compute::cast(array, to)
+        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+    cast.as_any().downcast_ref::<T>().cloned().ok_or_else(|| {
+        sqlstate::error(
+            sqlstate::INTERNAL_ERROR,
+            format!("cannot encode {to} values"),
+        )
+    })
+}
+
+impl Column {
+    fn new(array: &ArrayRef, field: &FieldInfo) -> PgWireResult<Self> {
+        let text = field.format() == FieldFormat::Text;
+        // Unsigned and narrow types are widened to the described type (see `pg_type`).
+        Ok(match *field.datatype() {
+            Type::BOOL => Column::Bool(array.as_boolean().clone()),
+            Type::INT2 => Column::Int2(cast_to(array, &DataType::Int16)?),
+            Type::INT4 => Column::Int4(cast_to(array, &DataType::Int32)?),
+            Type::INT8 => Column::Int8(cast_to(array, &DataType::Int64)?),
+            Type::FLOAT4 => Column::Float4(cast_to(array, &DataType::Float32)?, text),
+            Type::FLOAT8 => Column::Float8(cast_to(array, &DataType::Float64)?, text),
+            Type::TIMESTAMP => Column::Timestamp(cast_to(
+                array,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?),
+            Type::DATE => Column::Date(cast_to(array, &DataType::Date32)?),
+            _ => {
+                let options = FormatOptions::default();
+                let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
+                    .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+                let text = (0..array.len())
+                    .map(|i| array.is_valid(i).then(|| formatter.value(i).to_string()))
+                    .collect();
+                Column::Text(text)
+            }
+        })
+    }
+
+    fn encode(&self, row: usize, encoder: &mut DataRowEncoder) -> PgWireResult<()> {
+        fn get<A: Array, T>(array: &A, row: usize, value: impl Fn(&A) -> T) -> Option<T> {
+            array.is_valid(row).then(|| value(array))
+        }
+        match self {
+            Column::Bool(a) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Int2(a) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Int4(a) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Int8(a) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Float4(a, false) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Float8(a, false) => encoder.encode_field(&get(a, row, |a| a.value(row))),
+            Column::Float4(a, true) => encoder.encode_field(&get(a, row, |a| {
+                let v = a.value(row);
+                float_text(f64::from(v), v)
+            })),
+            Column::Float8(a, true) => {
+                encoder.encode_field(&get(a, row, |a| float_text(a.value(row), a.value(row))))
+            }
+            Column::Timestamp(a) => encoder.encode_field(
+                &get(a, row, |a| a.value(row))
+                    .and_then(DateTime::from_timestamp_micros)
+                    .map(|t| t.naive_utc()),
+            ),
+            Column::Date(a) => encoder.encode_field(
+                &get(a, row, |a| a.value(row))
+                    // Arrow counts days from 1970-01-01, chrono from 0001-01-01 (day 1).
+                    .and_then(|days| NaiveDate::from_num_days_from_ce_opt(days + 719_163)),
+            ),
+            Column::Text(text) => encoder.encode_field(&text.get(row).cloned().flatten()),
+        }
+    }
+}
+
+/// A float as PostgreSQL prints it in text: the shortest digits that read back to the same
+/// value, an exponent below 1e-4 and from 1e15 on (`1e+15`, `1e-05`), `NaN`, `Infinity`.
+/// `shown` is the value at its own precision (so a `real` prints as `0.1`, not
+/// `0.10000000149011612`).
+fn float_text<T: std::fmt::Display + std::fmt::LowerExp>(value: f64, shown: T) -> String {
+    if value.is_nan() {
+        return "NaN".to_string();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
+    }
+    let exponent = value.abs().log10().floor();
+    if (-4.0..15.0).contains(&exponent) {
+        return shown.to_string();
+    }
+    let scientific = format!("{shown:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn floats_print_as_postgres_prints_them() {
+        for (value, text) in [
+            (2.0, "2"),
+            (0.75, "0.75"),
+            (-1.5, "-1.5"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (123_456_789_012_345.0, "123456789012345"),
+            (1e15, "1e+15"),
+            (1.5e300, "1.5e+300"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(float_text(value, value), text);
+        }
+        assert_eq!(float_text(f64::from(0.1f32), 0.1f32), "0.1");
+    }
+
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn maps_arrow_types_to_postgres_types() {
+        assert_eq!(pg_type(&DataType::Int64), Type::INT8);
+        assert_eq!(pg_type(&DataType::Int32), Type::INT4);
+        assert_eq!(pg_type(&DataType::UInt64), Type::INT8);
+        assert_eq!(pg_type(&DataType::Float64), Type::FLOAT8);
+        assert_eq!(pg_type(&DataType::Utf8), Type::TEXT);
+        assert_eq!(pg_type(&DataType::Boolean), Type::BOOL);
+        assert_eq!(
+            pg_type(&DataType::Timestamp(TimeUnit::Microsecond, None)),
+            Type::TIMESTAMP
+        );
+        assert_eq!(pg_type(&DataType::Date32), Type::DATE);
+    }
+
+    #[test]
+    fn encodes_every_row_with_nulls() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("d", DataType::Date32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(Date32Array::from(vec![Some(0), Some(19_000)])),
+            ],
+        )
+        .expect("valid batch");
+        let fields = Arc::new(fields(&schema, None));
+        let rows = rows(&[batch], &fields).expect("encodes");
+        assert_eq!(rows.len(), 2);
+    }
+}

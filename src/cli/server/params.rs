@@ -1,0 +1,312 @@
+//! Prepared statements: parameter type inference and safe parameter substitution.
+//!
+//! Types: DataFusion plans the statement against empty tables of the database's schemas and
+//! reports the type each placeholder needs (`LogicalPlan::get_parameter_types`); what it
+//! cannot infer, a placeholder assigned to a column (`UPDATE ... SET c = $1`, `INSERT ...
+//! VALUES ($1)`) gets from that column; anything else is `text`.
+//!
+//! Values: each bound value becomes a SQL literal of its type, parsed on its own into a
+//! syntax tree node (so a string can never become SQL), which replaces the placeholder in the
+//! statement's tree; the tree is then printed back to SQL for `Db::sql`.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use chrono::{NaiveDate, NaiveDateTime};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    Expr, SetExpr, Statement as SqlStatement, Value, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use omendb::Db;
+use pgwire::api::Type;
+use pgwire::api::portal::Portal;
+use pgwire::error::PgWireResult;
+
+use super::encode;
+use super::sqlstate;
+use crate::cli::statements::{Kind, Statement};
+
+/// A parsed statement with what the extended protocol needs to describe it.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The statement (none for an empty query).
+    pub statement: Statement,
+    /// The inferred type of `$1`, `$2`, ...
+    pub parameter_types: Vec<Type>,
+    /// The result columns (empty for statements that return no rows).
+    pub schema: SchemaRef,
+}
+
+/// The number a placeholder such as `$3` stands for (1-based).
+fn placeholder_index(name: &str) -> Option<usize> {
+    name.strip_prefix('$')?.parse().ok().filter(|&n| n > 0)
+}
+
+fn placeholder(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(name) => placeholder_index(name),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The placeholders of a statement: the highest index.
+fn placeholder_count(statement: &mut DfStatement) -> usize {
+    let mut count = 0;
+    visit(statement, &mut |expr| {
+        if let Some(index) = placeholder(expr) {
+            count = count.max(index);
+        }
+    });
+    count
+}
+
+fn visit(statement: &mut DfStatement, f: &mut dyn FnMut(&mut Expr)) {
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = visit_expressions_mut(s.as_mut(), |expr| {
+                f(expr);
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        DfStatement::Explain(explain) => visit(&mut explain.statement, f),
+        _ => {}
+    }
+}
+
+/// Plans `statement` against empty copies of the database's tables, giving the parameter
+/// types and the result schema.
+pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
+    let mut ast = statement.ast.clone();
+    let count = placeholder_count(&mut ast);
+    let context = SessionContext::new();
+    for (name, schema) in db.tables() {
+        let fields: Vec<_> = schema
+            .columns
+            .iter()
+            .map(|c| arrow::datatypes::Field::new(&c.name, c.data_type.to_arrow(), c.nullable))
+            .collect();
+        let table = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])
+            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+        context
+            .register_table(name.as_str(), Arc::new(table))
+            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+    }
+    // Bad SQL (an unknown table or column, a type error) is reported at Parse, as PostgreSQL
+    // does. Schema changes are planned by the database itself (DataFusion does not plan
+    // ALTER TABLE): for them a failed plan only means text parameters.
+    let plan = match context
+        .state()
+        .statement_to_plan(statement.ast.clone())
+        .await
+    {
+        Ok(plan) => Some(plan),
+        Err(error) if !matches!(statement.kind, Kind::Done(_)) => {
+            return Err(sqlstate::from_db(&omendb::Error::Sql(error)));
+        }
+        Err(_) => None,
+    };
+    let inferred: HashMap<String, Option<arrow::datatypes::DataType>> = plan
+        .as_ref()
+        .and_then(|p| p.get_parameter_types().ok())
+        .unwrap_or_default();
+    let by_column = column_types(db, &statement.ast);
+    let parameter_types = (1..=count)
+        .map(|i| {
+            inferred
+                .get(&format!("${i}"))
+                .cloned()
+                .flatten()
+                .map(|t| encode::pg_type(&t))
+                .or_else(|| by_column.get(&i).cloned())
+                .unwrap_or(Type::TEXT)
+        })
+        .collect();
+    let schema = match (statement.kind, plan) {
+        (Kind::Rows, Some(plan)) => Arc::new(plan.schema().as_arrow().clone()),
+        _ => Arc::new(Schema::empty()),
+    };
+    Ok(Prepared {
+        statement,
+        parameter_types,
+        schema,
+    })
+}
+
+/// Types of placeholders that are assigned directly to a column.
+fn column_types(db: &Db, statement: &DfStatement) -> HashMap<usize, Type> {
+    let mut types = HashMap::new();
+    let DfStatement::Statement(statement) = statement else {
+        return types;
+    };
+    let column_type = |table: &str, column: &str| {
+        let schema = db.schema(table).ok()?;
+        let def = schema.columns.iter().find(|c| c.name == column)?;
+        Some(encode::pg_type(&def.data_type.to_arrow()))
+    };
+    match statement.as_ref() {
+        SqlStatement::Update(update) => {
+            let table = update.table.relation.to_string();
+            for assignment in &update.assignments {
+                if let Some(index) = placeholder(&assignment.value) {
+                    let column = assignment.target.to_string();
+                    if let Some(t) = column_type(&table, &column) {
+                        types.insert(index, t);
+                    }
+                }
+            }
+        }
+        SqlStatement::Insert(insert) => {
+            let table = insert.table.to_string();
+            let columns: Vec<String> = if insert.columns.is_empty() {
+                db.schema(&table)
+                    .map(|s| s.columns.into_iter().map(|c| c.name).collect())
+                    .unwrap_or_default()
+            } else {
+                insert.columns.iter().map(|c| c.to_string()).collect()
+            };
+            if let Some(source) = &insert.source
+                && let SetExpr::Values(values) = source.body.as_ref()
+            {
+                for row in &values.rows {
+                    for (expr, column) in row.iter().zip(&columns) {
+                        if let Some(index) = placeholder(expr)
+                            && let Some(t) = column_type(&table, column)
+                        {
+                            types.insert(index, t);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    types
+}
+
+/// A bound value as SQL literal text.
+fn literal(portal: &Portal<Prepared>, index: usize, pg: &Type) -> PgWireResult<String> {
+    fn quote(text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+    macro_rules! value {
+        ($t:ty) => {
+            match portal.parameter::<$t>(index, pg)? {
+                None => return Ok("NULL".to_string()),
+                Some(v) => v,
+            }
+        };
+    }
+    Ok(match *pg {
+        Type::BOOL => if value!(bool) { "TRUE" } else { "FALSE" }.to_string(),
+        Type::INT2 => value!(i16).to_string(),
+        Type::INT4 => value!(i32).to_string(),
+        Type::INT8 => value!(i64).to_string(),
+        Type::FLOAT4 | Type::FLOAT8 => {
+            let v = if *pg == Type::FLOAT4 {
+                f64::from(value!(f32))
+            } else {
+                value!(f64)
+            };
+            if v.is_finite() {
+                format!("CAST({v:?} AS DOUBLE)")
+            } else {
+                format!("CAST({} AS DOUBLE)", quote(&v.to_string()))
+            }
+        }
+        Type::TIMESTAMP => format!(
+            "CAST({} AS TIMESTAMP)",
+            quote(
+                &value!(NaiveDateTime)
+                    .format("%Y-%m-%d %H:%M:%S%.f")
+                    .to_string()
+            )
+        ),
+        Type::DATE => format!("CAST({} AS DATE)", quote(&value!(NaiveDate).to_string())),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            quote(&value!(String))
+        }
+        ref other => {
+            return Err(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "parameter ${} has type {other}, which OmenDB does not accept; send it as \
+                     int8, int4, float8, text, bool, timestamp or date",
+                    index + 1
+                ),
+            ));
+        }
+    })
+}
+
+/// The statement of `portal` with its parameters substituted, as SQL text.
+pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<String> {
+    let prepared = &portal.statement.statement;
+    let expected = prepared.parameter_types.len();
+    if portal.parameter_len() != expected {
+        return Err(sqlstate::error(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but the statement needs {expected}",
+                portal.parameter_len()
+            ),
+        ));
+    }
+    if expected == 0 {
+        return Ok(prepared.statement.text.clone());
+    }
+    let mut values = Vec::with_capacity(expected);
+    for (i, inferred) in prepared.parameter_types.iter().enumerate() {
+        // The client's declared type wins over ours (it encoded the value with it).
+        let pg = portal
+            .statement
+            .parameter_types
+            .get(i)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| inferred.clone());
+        let text = literal(portal, i, &pg)?;
+        let expr = Parser::new(&GenericDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| {
+                sqlstate::error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("parameter ${}: {e}", i + 1),
+                )
+            })?;
+        values.push(expr);
+    }
+    let mut ast = prepared.statement.ast.clone();
+    visit(&mut ast, &mut |expr| {
+        if let Some(index) = placeholder(expr)
+            && let Some(value) = values.get(index - 1)
+        {
+            *expr = value.clone();
+        }
+    });
+    Ok(ast.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::statements;
+
+    #[test]
+    fn counts_placeholders_in_queries_and_explain() {
+        let mut statement = statements::split("EXPLAIN SELECT * FROM t WHERE a = $2 AND b = $1")
+            .expect("valid SQL")
+            .remove(0)
+            .ast;
+        assert_eq!(placeholder_count(&mut statement), 2);
+    }
+}

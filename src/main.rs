@@ -1,0 +1,20 @@
+//! The `omendb` binary: `omendb demo`, `omendb sql` (an interactive shell), and `omendb serve`
+//! (the PostgreSQL wire protocol). Built with the default-on cargo feature `cli`; see
+//! `docs/cli.md`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("omendb: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `omendb serve` speaks the PostgreSQL protocol to a real driver (tokio-postgres): prepared
+//! statements with typed parameters in both directions, errors with SQLSTATE codes that
+//! leave the connection usable, SCRAM password authentication, the connection limit, and a
+//! clean shutdown on SIGTERM that keeps every acknowledged write.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli_support;
+
+use cli_support::{PASSWORD, Server, TempDir};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+async fn connect(port: u16, password: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("omendb")
+        .password(password)
+        .dbname("omendb")
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn prepared_statements_with_parameters_round_trip_typed_values() {
+    let dir = TempDir::new("pg-client");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port, PASSWORD).await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE kv (id BIGINT PRIMARY KEY, name TEXT, qty INT, price DOUBLE, \
+                 ok BOOLEAN, day DATE)",
+            )
+            .await
+            .unwrap();
+        let insert = client
+            .prepare("INSERT INTO kv VALUES ($1, $2, $3, $4, $5, CAST('2024-02-29' AS DATE))")
+            .await
+            .unwrap();
+        for (id, name) in [(1i64, "ada"), (2, "o'brien; DROP TABLE kv"), (3, "zoë")] {
+            let n = client
+                .execute(
+                    &insert,
+                    &[
+                        &id,
+                        &name,
+                        &(id as i32 * 10),
+                        &(id as f64 / 4.0),
+                        &(id % 2 == 1),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+        // Parameter in WHERE, typed results.
+        let row = client
+            .query_one(
+                "SELECT id, name, qty, price, ok, CAST(day AS TEXT) FROM kv WHERE id = $1",
+                &[&2i64],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 2);
+        assert_eq!(row.get::<_, &str>(1), "o'brien; DROP TABLE kv");
+        assert_eq!(row.get::<_, i32>(2), 20);
+        assert_eq!(row.get::<_, f64>(3), 0.5);
+        assert!(!row.get::<_, bool>(4));
+        assert_eq!(row.get::<_, &str>(5), "2024-02-29");
+
+        // UPDATE with parameters in SET and WHERE; the statement is reused.
+        let update = client
+            .prepare("UPDATE kv SET name = $1, qty = $2 WHERE id = $3")
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .execute(&update, &[&"grace", &7i32, &1i64])
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            client
+                .execute(&update, &[&"nobody", &0i32, &99i64])
+                .await
+                .unwrap(),
+            0
+        );
+        let rows = client
+            .query(
+                "SELECT name, qty FROM kv WHERE qty < $1 ORDER BY id",
+                &[&25i32],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            got,
+            [
+                ("grace".to_string(), 7),
+                ("o'brien; DROP TABLE kv".to_string(), 20)
+            ]
+        );
+
+        // Aggregates come back as int8 / float8.
+        let row = client
+            .query_one("SELECT COUNT(*), SUM(price) FROM kv", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 3);
+        assert_eq!(row.get::<_, f64>(1), 1.5);
+
+        // NULL parameters.
+        client
+            .execute(
+                "INSERT INTO kv (id, name) VALUES ($1, $2)",
+                &[&4i64, &None::<&str>],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one("SELECT name FROM kv WHERE id = $1", &[&4i64])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, Option<&str>>(0), None);
+
+        // Bad SQL: a syntax error, an unknown table, a duplicate key — each with its SQLSTATE,
+        // and the connection keeps working.
+        let error = client.simple_query("SELEC 1").await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR));
+        let error = client
+            .query("SELECT * FROM missing WHERE id = $1", &[&1i64])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+        let error = client
+            .execute(&insert, &[&1i64, &"dup", &1i32, &1.0f64, &true])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+        let row = client
+            .query_one("SELECT COUNT(*) FROM kv", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 4);
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "server did not exit cleanly: {stderr}");
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+
+    // Everything acknowledged before SIGTERM is there after a restart.
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port, PASSWORD).await.unwrap();
+        let row = client
+            .query_one("SELECT name FROM kv WHERE id = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "grace");
+    });
+    let (clean, _) = server.stop();
+    assert!(clean);
+}
+
+#[test]
+fn wrong_password_and_extra_connections_are_refused() {
+    let dir = TempDir::new("pg-auth");
+    let server = Server::start(dir.path(), &["--max-connections", "1"]);
+    runtime().block_on(async {
+        let error = connect(server.port, "wrong").await.err().unwrap();
+        assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{error}");
+        let first = connect(server.port, PASSWORD).await.unwrap();
+        let error = connect(server.port, PASSWORD).await.err().unwrap();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::TOO_MANY_CONNECTIONS),
+            "{error}"
+        );
+        // The first session is unaffected, and its slot frees on disconnect.
+        first.simple_query("SELECT 1").await.unwrap();
+        drop(first);
+        let mut again = connect(server.port, PASSWORD).await;
+        for _ in 0..100 {
+            if again.is_ok() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            again = connect(server.port, PASSWORD).await;
+        }
+        again.unwrap().simple_query("SELECT 1").await.unwrap();
+    });
+    let (clean, _) = server.stop();
+    assert!(clean);
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_password() {
+    let dir = TempDir::new("pg-nopass");
+    let output = std::process::Command::new(cli_support::OMENDB)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .env_remove("OMENDB_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("OMENDB_PASSWORD"));
+}

@@ -1,0 +1,107 @@
+//! Helpers of the `cli_*` tests: temporary directories and an `omendb serve` child process.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+/// The binary under test.
+pub const OMENDB: &str = env!("CARGO_BIN_EXE_omendb");
+/// The password the test servers require.
+pub const PASSWORD: &str = "s3cret pw";
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("omendb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `omendb serve` on a free loopback port.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the server on `dir` with extra flags and waits until it listens.
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(OMENDB)
+            .args(["serve", "--dir"])
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("OMENDB_PASSWORD", PASSWORD)
+            .env_remove("OMENDB_USER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // "omendb: serving DIR on 127.0.0.1:PORT"
+        let port = loop {
+            let line = lines
+                .recv()
+                .unwrap_or_else(|_| panic!("the server exited before listening"));
+            if let Some(address) = line.strip_prefix("omendb: serving ") {
+                let port = address.rsplit(':').next().unwrap();
+                break port.parse().unwrap();
+            }
+        };
+        Self {
+            child: Some(child),
+            port,
+            stderr: lines,
+        }
+    }
+
+    /// Sends SIGTERM, waits for the exit, and returns (success, rest of stderr).
+    pub fn stop(mut self) -> (bool, String) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        let rest: Vec<String> = self.stderr.iter().collect();
+        (exit.success(), rest.join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -4,6 +4,8 @@
 //!
 //! Needs `psql` (`scripts/install-test-deps.sh` installs postgresql-client).
 
+// The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
+#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

@@ -2,6 +2,8 @@
 //! (tables, row counts, write tags), backslash commands describe tables, bad SQL is reported
 //! without stopping the script; and an interactive session in a pseudo-terminal.
 
+// The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
+#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

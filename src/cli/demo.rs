@@ -46,10 +46,15 @@ struct Kind {
 impl Kind {
     fn record(&mut self, started: Instant, routes: &[String]) {
         self.latencies.push(started.elapsed());
+        // Routes carry per-query details (files, LSNs) in parentheses: keep the route's kind.
         let route = if routes.is_empty() {
             "write: WAL + index".to_string()
         } else {
-            routes.join(", ")
+            let kinds: Vec<&str> = routes
+                .iter()
+                .map(|r| r.split(" (").next().unwrap_or(r))
+                .collect();
+            kinds.join(", ")
         };
         *self.routes.entry(route).or_default() += 1;
     }

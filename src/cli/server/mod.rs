@@ -110,6 +110,8 @@ async fn serve(
     handlers: Arc<Handlers>,
     dir: &std::path::Path,
 ) -> Result<(), CliError> {
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::io(format!("listen on {listen}"), e))?;
@@ -123,8 +125,6 @@ async fn serve(
     eprintln!("omendb: serving {} on {address}", dir.display());
     let limit = Arc::new(Semaphore::new(max_connections));
     let mut sessions = JoinSet::new();
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             signal = &mut shutdown => {
@@ -164,28 +164,27 @@ async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), naming the signal.
-async fn shutdown_signal() -> &'static str {
+/// A future that resolves on SIGTERM or Ctrl-C (SIGINT), naming the signal. SIGTERM is
+/// watched from the call on (before the server announces itself), so a SIGTERM sent as soon
+/// as the server listens is never lost.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>, CliError> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CliError::io("watch SIGTERM", e))?;
+    Ok(async move {
+        #[cfg(unix)]
+        {
+            tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
-    }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    })
 }
 
 /// Answers a connection over the limit: reads its startup packet (declining TLS), then sends

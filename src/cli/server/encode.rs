@@ -93,7 +93,7 @@ enum Column {
     Int8(Int64Array),
     Float4(Float32Array, bool),
     Float8(Float64Array, bool),
-    Timestamp(TimestampMicrosecondArray),
+    Timestamp(TimestampMicrosecondArray, bool),
     Date(Date32Array),
     Text(Vec<Option<String>>),
 }
@@ -120,10 +120,10 @@ impl Column {
             Type::INT8 => Column::Int8(cast_to(array, &DataType::Int64)?),
             Type::FLOAT4 => Column::Float4(cast_to(array, &DataType::Float32)?, text),
             Type::FLOAT8 => Column::Float8(cast_to(array, &DataType::Float64)?, text),
-            Type::TIMESTAMP => Column::Timestamp(cast_to(
-                array,
-                &DataType::Timestamp(TimeUnit::Microsecond, None),
-            )?),
+            Type::TIMESTAMP => Column::Timestamp(
+                cast_to(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+                text,
+            ),
             Type::DATE => Column::Date(cast_to(array, &DataType::Date32)?),
             _ => {
                 let options = FormatOptions::default();
@@ -155,11 +155,16 @@ impl Column {
             Column::Float8(a, true) => {
                 encoder.encode_field(&get(a, row, |a| float_text(a.value(row), a.value(row))))
             }
-            Column::Timestamp(a) => encoder.encode_field(
-                &get(a, row, |a| a.value(row))
+            Column::Timestamp(a, text) => {
+                let value = get(a, row, |a| a.value(row))
                     .and_then(DateTime::from_timestamp_micros)
-                    .map(|t| t.naive_utc()),
-            ),
+                    .map(|t| t.naive_utc());
+                if *text {
+                    encoder.encode_field(&value.map(timestamp_text))
+                } else {
+                    encoder.encode_field(&value)
+                }
+            }
             Column::Date(a) => encoder.encode_field(
                 &get(a, row, |a| a.value(row))
                     // Arrow counts days from 1970-01-01, chrono from 0001-01-01 (day 1).
@@ -168,6 +173,13 @@ impl Column {
             Column::Text(text) => encoder.encode_field(&text.get(row).cloned().flatten()),
         }
     }
+}
+
+/// A timestamp as PostgreSQL prints it: fractional seconds only when not zero, without
+/// trailing zeros (`2024-01-02 03:04:05`, `2024-01-02 03:04:05.5`).
+fn timestamp_text(value: chrono::NaiveDateTime) -> String {
+    let text = value.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A float as PostgreSQL prints it in text: the shortest digits that read back to the same
@@ -197,6 +209,9 @@ fn float_text<T: std::fmt::Display + std::fmt::LowerExp>(value: f64, shown: T) -
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
     #[test]
     fn floats_print_as_postgres_prints_them() {
         for (value, text) in [
@@ -216,8 +231,20 @@ mod tests {
         assert_eq!(float_text(f64::from(0.1f32), 0.1f32), "0.1");
     }
 
-    use super::*;
-    use arrow::datatypes::{Field, Schema};
+    #[test]
+    fn timestamps_print_as_postgres_prints_them() {
+        let at = |micros| {
+            timestamp_text(
+                DateTime::from_timestamp_micros(micros)
+                    .expect("in range")
+                    .naive_utc(),
+            )
+        };
+        assert_eq!(at(1_704_164_645_000_000), "2024-01-02 03:04:05");
+        assert_eq!(at(1_704_164_645_500_000), "2024-01-02 03:04:05.5");
+        assert_eq!(at(1_704_164_645_000_001), "2024-01-02 03:04:05.000001");
+        assert_eq!(at(1_704_153_600_000_000), "2024-01-02 00:00:00");
+    }
 
     #[test]
     fn maps_arrow_types_to_postgres_types() {

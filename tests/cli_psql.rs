@@ -1,5 +1,6 @@
 //! The real `psql` client against `omendb serve`: a script that creates, inserts, updates,
-//! selects, aggregates and runs a bad statement prints what PostgreSQL would print, and the
+//! selects, aggregates, reads timestamp, date and bool values and runs a bad statement prints
+//! what PostgreSQL would print, and the
 //! bad statement's error (with its SQLSTATE) does not end the session.
 //!
 //! Needs `psql` (`scripts/install-test-deps.sh` installs postgresql-client).
@@ -24,6 +25,7 @@ SELECT COUNT(*) AS n, SUM(qty) AS total, MAX(price) AS top FROM items;
 SELEC oops FROM items;
 DELETE FROM items WHERE qty > 6;
 SELECT name FROM items;
+SELECT CAST('2024-01-02 03:04:05' AS TIMESTAMP) AS ts, CAST('2024-01-02' AS DATE) AS d, 1 < 2 AS ok;
 ";
 
 const EXPECTED: &str = "\
@@ -46,6 +48,11 @@ DELETE 2
  name  
 -------
  apple
+(1 row)
+
+         ts          |     d      | ok 
+---------------------+------------+----
+ 2024-01-02 03:04:05 | 2024-01-02 | t
 (1 row)
 
 ";

@@ -1,7 +1,7 @@
 //! The real `psql` client against `omendb serve`: a script that creates, inserts, updates,
 //! selects, aggregates, reads timestamp, date and bool values and runs a bad statement prints
-//! what PostgreSQL would print, and the
-//! bad statement's error (with its SQLSTATE) does not end the session.
+//! what PostgreSQL would print, and the bad statement's error (with its SQLSTATE) does not end
+//! the session.
 //!
 //! Needs `psql` (`scripts/install-test-deps.sh` installs postgresql-client).
 

@@ -41,6 +41,12 @@ pub use db::{Db, DbOptions, QueryResult, Row, SCAN_CHUNK, WriteBatch};
 pub use error::{Error, Result};
 pub use omen_replicator::change::Value;
 
+/// Arrow, the columnar format of query results (the version `omendb` is built with).
+pub use arrow;
+
+/// DataFusion, the SQL engine behind [`Db::sql`] (the version `omendb` is built with).
+pub use datafusion;
+
 /// The learned index: [`AlexMap`](alex::AlexMap), an ordered map from integer keys to values.
 pub use omen_alex as alex;
 

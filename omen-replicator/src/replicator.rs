@@ -944,12 +944,12 @@ fn write_sealed(shared: &Shared, patient: bool) -> Result<()> {
 }
 
 /// Waits while fewer than `max_file_rows` sealed rows wait and the tail has more of the WAL to
-/// read (and room to seal it), at most `FULL_FILE_WAIT`. At a steady rate the tail is caught
-/// up and this returns at once.
+/// read (and room to seal it), at most `max_batch_age` (rows may wait that long in a buffer
+/// anyway). The tail, behind, either seals a full file's worth or catches up; at a steady rate
+/// it is caught up and this returns at once.
 fn wait_for_full_file(shared: &Shared) {
-    const FULL_FILE_WAIT: Duration = Duration::from_millis(200);
     let options = &shared.options;
-    let deadline = Instant::now() + FULL_FILE_WAIT;
+    let deadline = Instant::now() + options.max_batch_age;
     let mut state = shared.lock();
     loop {
         if shared.stop.load(Ordering::SeqCst) || state.failure.is_some() {

@@ -325,3 +325,70 @@ pub(crate) fn up_to(batch: &RecordBatch, lsn: u64) -> Result<RecordBatch> {
     let mask: BooleanArray = lsns.iter().map(|v| Some(v.unwrap_or(0) <= lsn)).collect();
     Ok(filter_record_batch(batch, &mask)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, UInt8Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use proptest::prelude::*;
+
+    /// A stored-form batch (`id`, `v`, `_lsn`, `_op`) from (key, LSN) pairs; `v` is the row's
+    /// position, so that any reordering shows.
+    fn batch(rows: &[(i64, u64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("_lsn", DataType::UInt64, false),
+            Field::new("_op", DataType::UInt8, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(0..rows.len() as i64)),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(UInt8Array::from_iter_values(rows.iter().map(|_| OP_UPSERT))),
+        ];
+        RecordBatch::try_new(schema, columns).expect("batch")
+    }
+
+    proptest! {
+        /// The fast path (no sort when already in order) returns exactly what the sort
+        /// returns, for batches in order, nearly in order and not at all; and it is taken
+        /// exactly when the model (a stable sort of the pairs) leaves the rows in place.
+        #[test]
+        fn sortedness_fast_path_matches_the_sort(
+            mut rows in proptest::collection::vec((0i64..50, 1u64..20), 0..200),
+            presort in any::<bool>(),
+        ) {
+            if presort {
+                rows.sort_unstable();
+            }
+            let input = batch(&rows);
+            let fast = sort_by_key(&input, 0).expect("fast");
+            let slow = sort_by_key_always(&input, 0).expect("sort");
+            prop_assert_eq!(&fast, &slow);
+            let mut model: Vec<usize> = (0..rows.len()).collect();
+            model.sort_by_key(|&i| rows[i]);
+            let in_place = model.iter().enumerate().all(|(i, &j)| i == j);
+            prop_assert_eq!(is_sorted_by_key(&input, 0), in_place);
+        }
+    }
+
+    #[test]
+    fn dictionaries_only_where_values_repeat() {
+        let repeating: ArrayRef =
+            Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 7)));
+        let unique: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        assert!(repeats_enough(&repeating));
+        assert!(!repeats_enough(&unique));
+        let rows: Vec<(i64, u64)> = (0..10_000).map(|i| (i, i as u64)).collect();
+        let properties = properties(&batch(&rows), 0);
+        let dictionary = |name: &str| {
+            properties.dictionary_enabled(&parquet::schema::types::ColumnPath::from(name))
+        };
+        assert!(!dictionary("id"), "the key is unique");
+        assert!(!dictionary("_lsn"), "LSNs are unique per version");
+        assert!(!dictionary("v"), "positions are unique");
+        assert!(dictionary("_op"), "two values");
+    }
+}

@@ -87,7 +87,19 @@ pub(crate) struct SnapshotTable {
     pub(crate) lsn: u64,
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) replicator: Arc<WalReplicator>,
+    /// Refuse a snapshot that compaction may have thinned (see [`SNAPSHOT_MOVED`]).
+    pub(crate) strict: bool,
 }
+
+/// The error text of a scan that finds a Parquet file holding writes above its snapshot.
+///
+/// Compaction keeps only each key's latest version, so such a file may have dropped a
+/// version the snapshot needs (written at or below the snapshot, replaced above it; the
+/// file's LSN range only covers the versions it kept). Files hold only applied writes
+/// except in the instant between a write's WAL append and its apply, so the query retries
+/// with a fresh snapshot ([`Db::retry_moved`]).
+pub(crate) const SNAPSHOT_MOVED: &str =
+    "omendb: a Parquet file spans the query's snapshot; retry with a fresh snapshot";
 
 impl std::fmt::Debug for SnapshotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,6 +148,9 @@ impl OmenTable for SnapshotTable {
             .replicator
             .snapshot(&self.name, Lsn(self.lsn))
             .map_err(|e| e.to_string())?;
+        if self.strict && snapshot.files.iter().any(|(_, meta)| meta.max_lsn > self.lsn) {
+            return Err(SNAPSHOT_MOVED.to_string());
+        }
         Ok(snapshot_source(snapshot))
     }
 }
@@ -183,11 +198,22 @@ impl Db {
                 lsn => break lsn,
             }
         };
-        self.sql_session_at(lsn)
+        self.sql_session_at(lsn, true)
     }
 
-    /// A session over every table at snapshot `lsn`.
-    fn sql_session_at(&self, lsn: u64) -> Result<SqlSession> {
+    /// Runs `attempt` again (up to a few times) while it fails with [`SNAPSHOT_MOVED`].
+    pub(crate) fn retry_moved<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+        for _ in 0..16 {
+            match attempt() {
+                Err(e) if e.to_string().contains(SNAPSHOT_MOVED) => std::thread::yield_now(),
+                done => return done,
+            }
+        }
+        attempt()
+    }
+
+    /// A session over every table at snapshot `lsn` (`strict`: see [`SNAPSHOT_MOVED`]).
+    fn sql_session_at(&self, lsn: u64, strict: bool) -> Result<SqlSession> {
         let routes = RouteLog::default();
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
         let threads = self.runtime.metrics().num_workers().max(1);
@@ -200,6 +226,7 @@ impl Db {
                 lsn,
                 applied: Arc::clone(&self.applied),
                 replicator: Arc::clone(&self.replicator),
+                strict,
             };
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
             context.register_table(name.as_str(), Arc::new(provider))?;
@@ -277,8 +304,10 @@ impl Db {
         &self,
         query: &str,
     ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + '_> {
-        let session = self.sql_session()?;
-        self.stream_in(session, query)
+        self.retry_moved(|| {
+            let session = self.sql_session()?;
+            self.stream_in(session, query)
+        })
     }
 
     fn stream_in(
@@ -318,7 +347,72 @@ impl Db {
     /// compaction keeps only each key's latest version, so an old snapshot may miss rows.
     #[doc(hidden)]
     pub fn sql_at_snapshot(&self, query: &str, lsn: Lsn) -> Result<Vec<RecordBatch>> {
-        let session = self.sql_session_at(lsn.0)?;
+        let session = self.sql_session_at(lsn.0, false)?;
         self.stream_in(session, query)?.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DbOptions, Value, WriteBatch};
+    use omen_replicator::ReplicatorOptions;
+    use omen_replicator::change::{ColumnDef, DataType};
+
+    /// A key written at LSN `u` and replaced later, both versions flushed and compacted into
+    /// one file: a query at `u` must not silently miss the key.
+    #[test]
+    fn a_snapshot_inside_a_compacted_file_is_refused_not_thinned() {
+        let dir = std::env::temp_dir().join(format!("omendb-moved-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = DbOptions {
+            replicator: ReplicatorOptions {
+                compaction_trigger_files: 2,
+                ..ReplicatorOptions::default()
+            },
+            ..DbOptions::default()
+        };
+        let db = Db::open(&dir, options).expect("open");
+        let schema = TableSchema {
+            columns: vec![
+                ColumnDef::new("id", DataType::Int64, false),
+                ColumnDef::new("v", DataType::Int64, true),
+            ],
+            key: 0,
+        };
+        db.create_table("t", schema).expect("create");
+        let write = |v: i64| {
+            let mut batch = WriteBatch::new();
+            batch.upsert("t", vec![Value::Int64(1), Value::Int64(v)]);
+            let lsn = db.write(&batch).expect("write");
+            db.replicator().flush_now().expect("flush");
+            lsn
+        };
+        let first = write(1);
+        write(2);
+        // Compaction runs after a flush; wait until it has merged the two files.
+        for _ in 0..1000 {
+            if db.replicator().stats().files == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(db.replicator().stats().files, 1, "the files were not compacted");
+        let count = |strict: bool| -> Result<Vec<RecordBatch>> {
+            let session = db.sql_session_at(first.0, strict)?;
+            db.stream_in(session, "SELECT v FROM t")?.collect()
+        };
+        match count(true) {
+            Err(e) => assert!(e.to_string().contains(SNAPSHOT_MOVED), "{e}"),
+            Ok(batches) => panic!("a thinned snapshot was served: {batches:?}"),
+        }
+        // What a lax reader sees: the version at `first` is gone.
+        let lax: usize = count(false).expect("lax").iter().map(|b| b.num_rows()).sum();
+        assert_eq!(lax, 0);
+        // Current snapshots are never refused.
+        let now = db.sql("SELECT v FROM t").expect("query");
+        assert_eq!(now.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        db.close().expect("close");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -81,11 +81,11 @@ impl Db {
 
     fn run_statement(&self, statement: DfStatement) -> Result<QueryResult> {
         match kind(&statement) {
-            Kind::Query => {
+            Kind::Query => self.retry_moved(|| {
                 let session = self.sql_session()?;
                 let plan = self
                     .runtime
-                    .block_on(session.context.state().statement_to_plan(statement))?;
+                    .block_on(session.context.state().statement_to_plan(statement.clone()))?;
                 match plan {
                     LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
                         unsupported("this statement; see docs/sql.md for what OmenDB runs"),
@@ -95,7 +95,7 @@ impl Db {
                     )),
                     plan => self.run_plan(session, plan),
                 }
-            }
+            }),
             Kind::Ddl => self.run_ddl(statement),
             Kind::Dml => {
                 let _writer = self.lock_writer();

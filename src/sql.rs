@@ -148,7 +148,12 @@ impl OmenTable for SnapshotTable {
             .replicator
             .snapshot(&self.name, Lsn(self.lsn))
             .map_err(|e| e.to_string())?;
-        if self.strict && snapshot.files.iter().any(|(_, meta)| meta.max_lsn > self.lsn) {
+        if self.strict
+            && snapshot
+                .files
+                .iter()
+                .any(|(_, meta)| meta.max_lsn > self.lsn)
+        {
             return Err(SNAPSHOT_MOVED.to_string());
         }
         Ok(snapshot_source(snapshot))
@@ -397,7 +402,11 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(db.replicator().stats().files, 1, "the files were not compacted");
+        assert_eq!(
+            db.replicator().stats().files,
+            1,
+            "the files were not compacted"
+        );
         let count = |strict: bool| -> Result<Vec<RecordBatch>> {
             let session = db.sql_session_at(first.0, strict)?;
             db.stream_in(session, "SELECT v FROM t")?.collect()
@@ -407,7 +416,11 @@ mod tests {
             Ok(batches) => panic!("a thinned snapshot was served: {batches:?}"),
         }
         // What a lax reader sees: the version at `first` is gone.
-        let lax: usize = count(false).expect("lax").iter().map(|b| b.num_rows()).sum();
+        let lax: usize = count(false)
+            .expect("lax")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
         assert_eq!(lax, 0);
         // Current snapshots are never refused.
         let now = db.sql("SELECT v FROM t").expect("query");

@@ -7,6 +7,9 @@
 
 pub mod alloc_counter;
 pub mod datasets;
+pub mod db_bench;
+pub mod db_report;
+pub mod db_rocks;
 pub mod measure;
 pub mod plot;
 pub mod replicator_bench;
@@ -14,6 +17,7 @@ pub mod replicator_report;
 pub mod replicator_workload;
 pub mod report;
 pub mod rocks;
+pub mod sql_bench;
 pub mod usage;
 pub mod wal_bench;
 pub mod wal_report;

@@ -12,8 +12,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use omen_bench::alloc_counter::CountingAllocator;
 use omen_bench::datasets::Distribution;
+use omen_bench::db_report::{self, DbReportOptions};
 use omen_bench::replicator_report::{self, ReplicatorReportOptions};
 use omen_bench::report::{self, AlexReportOptions};
+use omen_bench::sql_bench::{self, SqlBenchOptions};
 use omen_bench::wal_report::{self, WalReportOptions};
 
 #[global_allocator]
@@ -28,6 +30,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The Db: get vs RocksDB, SQL point queries, freshness, isolation.
+    Db(DbReportOptions),
+    /// GROUP BY over 10M rows: OmenDB's SQL vs DuckDB on the same Parquet files.
+    SqlGroupby(SqlBenchOptions),
     /// ALEX vs BTreeMap vs RocksDB: bulk load, lookups, chains, scans, inserts, memory.
     Alex {
         /// Keys bulk loaded per distribution.
@@ -138,6 +144,13 @@ const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1:glibc.malloc.trim_thresh
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Db(options) => {
+            if !options.no_huge_pages {
+                use_huge_pages();
+            }
+            finish(db_report::run(&options))
+        }
+        Command::SqlGroupby(options) => finish(sql_bench::run(&options)),
         Command::Alex {
             keys,
             inserts,

@@ -116,14 +116,7 @@ impl RocksRows {
 
     /// Reads every row once so that all data blocks sit in the cache; returns the count.
     pub fn warm(&self) -> u64 {
-        let mut iter = self.db.raw_iterator();
-        iter.seek_to_first();
-        let mut count = 0;
-        while iter.valid() {
-            count += 1;
-            iter.next();
-        }
-        count
+        crate::rocks::read_all(&self.db)
     }
 
     /// The row of `key`, decoded.

@@ -20,6 +20,18 @@ pub struct RocksBaseline {
     write_options: WriteOptions,
 }
 
+/// Reads every entry of `db` once (so that its blocks sit in the cache); returns the count.
+pub(crate) fn read_all(db: &DB) -> u64 {
+    let mut iter = db.raw_iterator();
+    iter.seek_to_first();
+    let mut count = 0;
+    while iter.valid() {
+        count += 1;
+        iter.next();
+    }
+    count
+}
+
 fn options(cache: &Cache) -> Options {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
@@ -65,14 +77,7 @@ impl RocksBaseline {
 
     /// Reads every pair once so that all blocks sit in the cache.
     pub fn warm(&self) -> u64 {
-        let mut iter = self.db.raw_iterator();
-        iter.seek_to_first();
-        let mut count = 0;
-        while iter.valid() {
-            count += 1;
-            iter.next();
-        }
-        count
+        crate::rocks::read_all(&self.db)
     }
 
     /// The value of `key`.

@@ -123,8 +123,61 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             self.plan(&bounds, &slot_moments, 0, fanout / 2, &mut blocks);
             self.plan(&bounds, &slot_moments, fanout / 2, fanout / 2, &mut blocks);
         }
-        let mut children = Vec::with_capacity(fanout);
-        for block in &blocks {
+        let children = self.build_blocks(keys, &bounds, &blocks, depth);
+        debug_assert_eq!(children.len(), fanout);
+        let id = self.nodes.add_internal(InternalNode {
+            model,
+            children: children.into_boxed_slice(),
+            distinct_children: blocks.len(),
+        });
+        NodeRef::internal(id)
+    }
+
+    /// Children for the slots `first..first + len` of an internal node with `model` over
+    /// `fanout` slots, planned as in a bulk load (adjacent slots merge where that is cheaper).
+    /// Every key must route into those slots; `len` must be a power of two and `first` a
+    /// multiple of it. Returns one reference per slot and the number of distinct children.
+    ///
+    /// This is how an internal node that doubles to the right to take appended keys (domain
+    /// expansion) fills its new slots: spread like a bulk load, not as one subtree hung off
+    /// its last slot, which would deepen the right edge by a level per expansion.
+    pub fn build_region(
+        &mut self,
+        keys: &[K],
+        model: &LinearModel,
+        fanout: usize,
+        first: usize,
+        len: usize,
+    ) -> (Vec<NodeRef>, usize) {
+        debug_assert!(len.is_power_of_two() && first % len == 0 && first + len <= fanout);
+        if keys.is_empty() {
+            return (vec![self.leaf_as_is(keys); len], 1);
+        }
+        let stride = cost_stride(keys.len(), self.config.sampling);
+        let base = keys[0].to_ordered_u64();
+        let y_scale = 1.0 / self.config.density_init;
+        let bounds = slot_bounds(keys, model, fanout, stride);
+        debug_assert!(bounds[first] == 0 && bounds[first + len] == keys.len());
+        let slot_moments: Vec<Moments> = bounds
+            .windows(2)
+            .map(|w| Moments::of(keys, w[0], w[1], stride, base, y_scale))
+            .collect();
+        let mut blocks = Vec::new();
+        self.plan(&bounds, &slot_moments, first, len, &mut blocks);
+        let children = self.build_blocks(keys, &bounds, &blocks, 0);
+        (children, blocks.len())
+    }
+
+    /// One child per planned block, repeated over the block's slots.
+    fn build_blocks(
+        &mut self,
+        keys: &[K],
+        bounds: &[usize],
+        blocks: &[Block],
+        depth: usize,
+    ) -> Vec<NodeRef> {
+        let mut children = Vec::with_capacity(blocks.iter().map(|b| b.len).sum());
+        for block in blocks {
             let part = &keys[bounds[block.start]..bounds[block.start + block.len]];
             let leaf_is_fine = part.len() <= self.config.data_node_keys_max()
                 && block.cost_per_key <= self.config.level_cost + LEAF_SLACK;
@@ -135,13 +188,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
             };
             children.extend(std::iter::repeat_n(child, block.len));
         }
-        debug_assert_eq!(children.len(), fanout);
-        let id = self.nodes.add_internal(InternalNode {
-            model,
-            children: children.into_boxed_slice(),
-            distinct_children: blocks.len(),
-        });
-        NodeRef::internal(id)
+        children
     }
 
     /// Creates a data node over `keys`. Cost estimates come from samples, which can miss a

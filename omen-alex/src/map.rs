@@ -8,7 +8,8 @@ use crate::cost::{DRIFT_FACTOR, DRIFT_SLACK};
 use crate::data_node::{CAPACITY_MIN, DataNode, NO_NODE, Spread};
 use crate::error::AlexError;
 use crate::key::Key;
-use crate::nodes::{NodeRef, Nodes};
+use crate::model::LinearModel;
+use crate::nodes::{InternalNode, NodeRef, Nodes};
 use crate::prefetch::prefetch;
 
 /// A node needs at least this many keys before it is split rather than expanded.
@@ -20,6 +21,33 @@ const DRIFT_INSERTS_MIN: u32 = 16;
 const SLOTS_PER_CHILD_MAX: usize = 8;
 /// Lookups `get_many` keeps in flight at once.
 const BATCH: usize = 16;
+
+/// Where the keys of the last leaf that run past its ancestors' slots go (see
+/// `AlexMap::plan_right_edge`).
+struct EdgePlan {
+    /// The node that takes them.
+    target: EdgeTarget,
+    /// That node's model (for a new node, the old one's scaled to two slots).
+    model: LinearModel,
+    /// The node's slot count after the change.
+    slots: usize,
+    /// The moved keys fill slots `first..first + len`.
+    first: usize,
+    len: usize,
+    /// Keys before this index stay in the leaf's place; the rest move.
+    cut: usize,
+}
+
+enum EdgeTarget {
+    /// An internal node on the right edge, which splits its last child's slots or doubles.
+    Existing(u32),
+    /// A new internal node of two slots put in place of `node` (which sat in `run` of its
+    /// parent, or was the root), with `node` in its first slot.
+    Above {
+        node: NodeRef,
+        run: Option<(u32, usize, usize)>,
+    },
+}
 
 /// An ordered map from integer keys to values, indexed by an adaptive learned index (ALEX).
 ///
@@ -285,8 +313,14 @@ impl<K: Key, V> AlexMap<K, V> {
             self.link(prev, first, last, next);
             return;
         };
+        let (mut start, mut end) = self.nodes.internals[parent as usize].run_of(slot);
+        if next == NO_NODE {
+            if let Some(plan) = self.plan_right_edge(&keys, prev) {
+                self.grow_right_edge(plan, &keys, values, prev, (parent, start, end));
+                return;
+            }
+        }
         let inner = &mut self.nodes.internals[parent as usize];
-        let (mut start, mut end) = inner.run_of(slot);
         let fanout = inner.children.len();
         // Keys past the parent's domain (only the last child can hold them: the model clamps
         // them to the last slot) get new slots of their own: the parent's slot array doubles
@@ -295,17 +329,19 @@ impl<K: Key, V> AlexMap<K, V> {
         let beyond = keys.len() - keys.partition_point(|k| inner.model.predict(*k) < fanout as f64);
         if end == fanout && beyond > 0 && fanout * 2 <= self.config.fanout_max {
             let cut = keys.len() - beyond;
+            let model = inner.model;
             let mut builder = Builder::new(&mut self.nodes, &self.config, values.into_iter());
             let kept = builder.build(&keys[..cut], false);
-            let added = builder.build(&keys[cut..], false);
+            let (added, distinct) =
+                builder.build_region(&keys[cut..], &model, 2 * fanout, fanout, fanout);
             let (first, last) = (builder.first_leaf, builder.last_leaf);
             drop(builder);
             let inner = &mut self.nodes.internals[parent as usize];
             let mut children = core::mem::take(&mut inner.children).into_vec();
             children[start..end].fill(kept);
-            children.resize(2 * fanout, added);
+            children.extend(added);
             inner.children = children.into_boxed_slice();
-            inner.distinct_children += 1;
+            inner.distinct_children += distinct;
             self.link(prev, first, last, next);
             return;
         }
@@ -337,6 +373,137 @@ impl<K: Key, V> AlexMap<K, V> {
             self.nodes.internals[parent as usize].children[start] = child;
             self.link(prev, first, last, next);
         }
+    }
+
+    /// Makes room for appends at the right edge (ALEX §4.5, domain expansion). When the last
+    /// leaf fills, the keys of it that some ancestor routes past the old right-edge subtree
+    /// move up to that ancestor, spread like a bulk load: into the upper half of the slots the
+    /// subtree covers there, or into new slots when the ancestor doubles to the right. When
+    /// every ancestor is full, a new node of two slots goes above the highest one whose domain
+    /// the keys run past, doubling that domain (and it can double again itself). Without this,
+    /// each full node on the right edge splits its last child downwards, and an append-only
+    /// load builds a chain as deep as the data is long; with it, depth grows with the
+    /// logarithm of the key range.
+    ///
+    /// `keys` are the drained keys of the last leaf (sorted) and `prev` the leaf before it.
+    /// Moving keys is only sound when no earlier leaf holds keys that would route to their
+    /// new place: leaves are in key order, so the last earlier key decides.
+    fn plan_right_edge(&self, keys: &[K], prev: u32) -> Option<EdgePlan> {
+        let earlier = self.last_key_from(prev);
+        let fanout_max = self.config.fanout_max;
+        let cut_at = |model: &LinearModel, slots: usize, first: usize| {
+            let stays = |k: K| model.slot(k, slots) < first;
+            let cut = keys.partition_point(|k| stays(*k));
+            (cut < keys.len() && (cut > 0 || earlier.is_none_or(stays))).then_some(cut)
+        };
+        let mut run = None;
+        let mut node = self.root;
+        while !node.is_data() {
+            let inner = &self.nodes.internals[node.index()];
+            let fanout = inner.children.len();
+            let (start, end) = inner.run_of(fanout - 1);
+            let existing = |slots, first, len, cut| EdgePlan {
+                target: EdgeTarget::Existing(node.id()),
+                model: inner.model,
+                slots,
+                first,
+                len,
+                cut,
+            };
+            // Keys past this node's domain: it doubles to the right, or a new node goes
+            // above it when it is full. Acting at the highest such node keeps the edge shallow.
+            if fanout * 2 <= fanout_max {
+                if let Some(cut) = cut_at(&inner.model, 2 * fanout, fanout) {
+                    return Some(existing(2 * fanout, fanout, fanout, cut));
+                }
+            } else {
+                let model = inner.model.scaled(1.0 / fanout as f64);
+                if let Some(cut) = cut_at(&model, 2, 1) {
+                    return Some(EdgePlan {
+                        target: EdgeTarget::Above { node, run },
+                        model,
+                        slots: 2,
+                        first: 1,
+                        len: 1,
+                        cut,
+                    });
+                }
+            }
+            // Keys in the upper half of the slots the edge subtree covers move up here.
+            let mid = start + (end - start) / 2;
+            if end - start >= 2 {
+                if let Some(cut) = cut_at(&inner.model, fanout, mid) {
+                    return Some(existing(fanout, mid, end - mid, cut));
+                }
+            }
+            run = Some((node.id(), start, end));
+            node = inner.children[fanout - 1];
+        }
+        None
+    }
+
+    /// Carries out an [`EdgePlan`] for the drained last leaf, which sat in `run` of its
+    /// parent.
+    fn grow_right_edge(
+        &mut self,
+        plan: EdgePlan,
+        keys: &[K],
+        values: Vec<V>,
+        prev: u32,
+        run: (u32, usize, usize),
+    ) {
+        let mut builder = Builder::new(&mut self.nodes, &self.config, values.into_iter());
+        let kept = builder.build(&keys[..plan.cut], false);
+        let (moved, distinct) = builder.build_region(
+            &keys[plan.cut..],
+            &plan.model,
+            plan.slots,
+            plan.first,
+            plan.len,
+        );
+        let (first, last) = (builder.first_leaf, builder.last_leaf);
+        drop(builder);
+        let (parent, start, end) = run;
+        self.nodes.internals[parent as usize].children[start..end].fill(kept);
+        match plan.target {
+            EdgeTarget::Existing(id) => {
+                let inner = &mut self.nodes.internals[id as usize];
+                let mut children = core::mem::take(&mut inner.children).into_vec();
+                children.truncate(plan.first);
+                children.extend(moved);
+                debug_assert_eq!(children.len(), plan.slots);
+                inner.children = children.into_boxed_slice();
+                inner.distinct_children += distinct;
+            }
+            EdgeTarget::Above { node, run } => {
+                let mut children = vec![node];
+                children.extend(moved);
+                let id = self.nodes.add_internal(InternalNode {
+                    model: plan.model,
+                    children: children.into_boxed_slice(),
+                    distinct_children: 1 + distinct,
+                });
+                match run {
+                    Some((parent, start, end)) => self.nodes.internals[parent as usize].children
+                        [start..end]
+                        .fill(NodeRef::internal(id)),
+                    None => self.root = NodeRef::internal(id),
+                }
+            }
+        }
+        self.link(prev, first, last, NO_NODE);
+    }
+
+    /// The largest key in `leaf` or the leaves before it.
+    fn last_key_from(&self, mut leaf: u32) -> Option<K> {
+        while leaf != NO_NODE {
+            let node = &self.nodes.datas[leaf as usize];
+            if let Some(slot) = node.prev_occupied(node.capacity()) {
+                return Some(node.key_at(slot));
+            }
+            leaf = node.prev;
+        }
+        None
     }
 
     /// Connects a run of new leaves `first..=last` between `prev` and `next`.

@@ -149,7 +149,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         first: usize,
         len: usize,
     ) -> (Vec<NodeRef>, usize) {
-        debug_assert!(len.is_power_of_two() && first % len == 0 && first + len <= fanout);
+        debug_assert!(len.is_power_of_two() && first.is_multiple_of(len) && first + len <= fanout);
         if keys.is_empty() {
             return (vec![self.leaf_as_is(keys); len], 1);
         }

@@ -314,11 +314,10 @@ impl<K: Key, V> AlexMap<K, V> {
             return;
         };
         let (mut start, mut end) = self.nodes.internals[parent as usize].run_of(slot);
-        if next == NO_NODE {
-            if let Some(plan) = self.plan_right_edge(&keys, prev) {
-                self.grow_right_edge(plan, &keys, values, prev, (parent, start, end));
-                return;
-            }
+        let edge = (next == NO_NODE).then(|| self.plan_right_edge(&keys, prev));
+        if let Some(plan) = edge.flatten() {
+            self.grow_right_edge(plan, &keys, values, prev, (parent, start, end));
+            return;
         }
         let inner = &mut self.nodes.internals[parent as usize];
         let fanout = inner.children.len();

@@ -430,10 +430,10 @@ impl<K: Key, V> AlexMap<K, V> {
             }
             // Keys in the upper half of the slots the edge subtree covers move up here.
             let mid = start + (end - start) / 2;
-            if end - start >= 2 {
-                if let Some(cut) = cut_at(&inner.model, fanout, mid) {
-                    return Some(existing(fanout, mid, end - mid, cut));
-                }
+            if end - start >= 2
+                && let Some(cut) = cut_at(&inner.model, fanout, mid)
+            {
+                return Some(existing(fanout, mid, end - mid, cut));
             }
             run = Some((node.id(), start, end));
             node = inner.children[fanout - 1];

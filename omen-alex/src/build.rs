@@ -133,37 +133,57 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         NodeRef::internal(id)
     }
 
-    /// Children for the slots `first..first + len` of an internal node with `model` over
-    /// `fanout` slots, planned as in a bulk load (adjacent slots merge where that is cheaper).
-    /// Every key must route into those slots; `len` must be a power of two and `first` a
-    /// multiple of it. Returns one reference per slot and the number of distinct children.
+    /// Children for the slots `first..fanout` of an internal node with `model` over `fanout`
+    /// slots (a power of two), planned as in a bulk load: adjacent slots merge where that is
+    /// cheaper, within the aligned power-of-two runs the range splits into (`[f, 2f)`,
+    /// `[2f, 4f)`, ... for a power of two `f`). Every key must route into those slots.
+    /// Returns one reference per slot and the number of distinct children.
     ///
-    /// This is how an internal node that doubles to the right to take appended keys (domain
-    /// expansion) fills its new slots: spread like a bulk load, not as one subtree hung off
-    /// its last slot, which would deepen the right edge by a level per expansion.
+    /// This is how a node that grows to the right to take appended keys (domain expansion)
+    /// fills its new slots: spread like a bulk load, not as one subtree hung off its last
+    /// slot, which would deepen the right edge by a level per expansion.
     pub fn build_region(
         &mut self,
         keys: &[K],
         model: &LinearModel,
         fanout: usize,
         first: usize,
-        len: usize,
     ) -> (Vec<NodeRef>, usize) {
-        debug_assert!(len.is_power_of_two() && first.is_multiple_of(len) && first + len <= fanout);
+        debug_assert!(fanout.is_power_of_two() && first < fanout);
+        // The largest aligned run at each start: its lowest set bit (a child must cover 2^k
+        // slots starting at a multiple of 2^k), which never passes `fanout`.
+        let mut runs = Vec::new();
+        let mut start = first;
+        while start < fanout {
+            let len = if start == 0 {
+                fanout
+            } else {
+                1 << start.trailing_zeros()
+            };
+            runs.push((start, len));
+            start += len;
+        }
         if keys.is_empty() {
-            return (vec![self.leaf_as_is(keys); len], 1);
+            let mut children = Vec::with_capacity(fanout - first);
+            for &(_, len) in &runs {
+                let leaf = self.leaf_as_is(keys);
+                children.extend(std::iter::repeat_n(leaf, len));
+            }
+            return (children, runs.len());
         }
         let stride = cost_stride(keys.len(), self.config.sampling);
         let base = keys[0].to_ordered_u64();
         let y_scale = 1.0 / self.config.density_init;
         let bounds = slot_bounds(keys, model, fanout, stride);
-        debug_assert!(bounds[first] == 0 && bounds[first + len] == keys.len());
+        debug_assert!(bounds[first] == 0 && bounds[fanout] == keys.len());
         let slot_moments: Vec<Moments> = bounds
             .windows(2)
             .map(|w| Moments::of(keys, w[0], w[1], stride, base, y_scale))
             .collect();
         let mut blocks = Vec::new();
-        self.plan(&bounds, &slot_moments, first, len, &mut blocks);
+        for (start, len) in runs {
+            self.plan(&bounds, &slot_moments, start, len, &mut blocks);
+        }
         let children = self.build_blocks(keys, &bounds, &blocks, 0);
         (children, blocks.len())
     }

@@ -31,9 +31,8 @@ struct EdgePlan {
     model: LinearModel,
     /// The node's slot count after the change.
     slots: usize,
-    /// The moved keys fill slots `first..first + len`.
+    /// The moved keys fill slots `first..slots`.
     first: usize,
-    len: usize,
     /// Keys before this index stay in the leaf's place; the rest move.
     cut: usize,
 }
@@ -331,8 +330,7 @@ impl<K: Key, V> AlexMap<K, V> {
             let model = inner.model;
             let mut builder = Builder::new(&mut self.nodes, &self.config, values.into_iter());
             let kept = builder.build(&keys[..cut], false);
-            let (added, distinct) =
-                builder.build_region(&keys[cut..], &model, 2 * fanout, fanout, fanout);
+            let (added, distinct) = builder.build_region(&keys[cut..], &model, 2 * fanout, fanout);
             let (first, last) = (builder.first_leaf, builder.last_leaf);
             drop(builder);
             let inner = &mut self.nodes.internals[parent as usize];
@@ -376,18 +374,18 @@ impl<K: Key, V> AlexMap<K, V> {
 
     /// Makes room for appends at the right edge (ALEX §4.5, domain expansion). When the last
     /// leaf fills, the keys of it that some ancestor routes past the old right-edge subtree
-    /// move up to that ancestor, spread like a bulk load: into the upper half of the slots the
-    /// subtree covers there, or into new slots when the ancestor doubles to the right. When
-    /// every ancestor is full, a new node of two slots goes above the highest one whose domain
-    /// the keys run past, doubling that domain (and it can double again itself). Without this,
-    /// each full node on the right edge splits its last child downwards, and an append-only
-    /// load builds a chain as deep as the data is long; with it, depth grows with the
-    /// logarithm of the key range.
+    /// move up to that ancestor, spread like a bulk load: into new slots when the ancestor
+    /// grows to the right to take keys past its domain (or, at `fanout_max`, into a new node
+    /// put above it), or into the upper half of the slots the edge subtree covers there. The
+    /// highest such ancestor wins. Without this, each full node on the right edge splits its
+    /// last child downwards, and an append-only load builds a chain as deep as the data is
+    /// long; with it, depth grows with the logarithm of the key range.
     ///
     /// `keys` are the drained keys of the last leaf (sorted) and `prev` the leaf before it.
     /// Moving keys is only sound when no earlier leaf holds keys that would route to their
     /// new place: leaves are in key order, so the last earlier key decides.
     fn plan_right_edge(&self, keys: &[K], prev: u32) -> Option<EdgePlan> {
+        let last_key = *keys.last()?;
         let earlier = self.last_key_from(prev);
         let fanout_max = self.config.fanout_max;
         let cut_at = |model: &LinearModel, slots: usize, first: usize| {
@@ -395,35 +393,43 @@ impl<K: Key, V> AlexMap<K, V> {
             let cut = keys.partition_point(|k| stays(*k));
             (cut < keys.len() && (cut > 0 || earlier.is_none_or(stays))).then_some(cut)
         };
+        // Slots a node needs for `last_key` to have its own: the paper's expansion factor.
+        let slots_for = |model: &LinearModel| {
+            let position = model.predict(last_key).clamp(0.0, fanout_max as f64);
+            (position as usize + 1).next_power_of_two().min(fanout_max)
+        };
         let mut run = None;
         let mut node = self.root;
         while !node.is_data() {
             let inner = &self.nodes.internals[node.index()];
             let fanout = inner.children.len();
             let (start, end) = inner.run_of(fanout - 1);
-            let existing = |slots, first, len, cut| EdgePlan {
-                target: EdgeTarget::Existing(node.id()),
-                model: inner.model,
-                slots,
-                first,
-                len,
-                cut,
-            };
-            // Keys past this node's domain: it doubles to the right, or a new node goes
-            // above it when it is full. Acting at the highest such node keeps the edge shallow.
-            if fanout * 2 <= fanout_max {
-                if let Some(cut) = cut_at(&inner.model, 2 * fanout, fanout) {
-                    return Some(existing(2 * fanout, fanout, fanout, cut));
+            // Keys past this node's domain: it grows to the right until the last key has a
+            // slot of its own, or, when that would pass `fanout_max`, a new node goes above
+            // it. (Keys left clamped into the last slot would end up in a subtree there,
+            // spread over several leaves, and no later move could take them out.)
+            if inner.model.predict(last_key) >= fanout as f64 {
+                let needed = slots_for(&inner.model);
+                if needed > fanout
+                    && inner.model.predict(last_key) < needed as f64
+                    && let Some(cut) = cut_at(&inner.model, needed, fanout)
+                {
+                    return Some(EdgePlan {
+                        target: EdgeTarget::Existing(node.id()),
+                        model: inner.model,
+                        slots: needed,
+                        first: fanout,
+                        cut,
+                    });
                 }
-            } else {
                 let model = inner.model.scaled(1.0 / fanout as f64);
-                if let Some(cut) = cut_at(&model, 2, 1) {
+                let slots = slots_for(&model).max(2);
+                if let Some(cut) = cut_at(&model, slots, 1) {
                     return Some(EdgePlan {
                         target: EdgeTarget::Above { node, run },
                         model,
-                        slots: 2,
+                        slots,
                         first: 1,
-                        len: 1,
                         cut,
                     });
                 }
@@ -433,7 +439,13 @@ impl<K: Key, V> AlexMap<K, V> {
             if end - start >= 2
                 && let Some(cut) = cut_at(&inner.model, fanout, mid)
             {
-                return Some(existing(fanout, mid, end - mid, cut));
+                return Some(EdgePlan {
+                    target: EdgeTarget::Existing(node.id()),
+                    model: inner.model,
+                    slots: fanout,
+                    first: mid,
+                    cut,
+                });
             }
             run = Some((node.id(), start, end));
             node = inner.children[fanout - 1];
@@ -453,13 +465,8 @@ impl<K: Key, V> AlexMap<K, V> {
     ) {
         let mut builder = Builder::new(&mut self.nodes, &self.config, values.into_iter());
         let kept = builder.build(&keys[..plan.cut], false);
-        let (moved, distinct) = builder.build_region(
-            &keys[plan.cut..],
-            &plan.model,
-            plan.slots,
-            plan.first,
-            plan.len,
-        );
+        let (moved, distinct) =
+            builder.build_region(&keys[plan.cut..], &plan.model, plan.slots, plan.first);
         let (first, last) = (builder.first_leaf, builder.last_leaf);
         drop(builder);
         let (parent, start, end) = run;

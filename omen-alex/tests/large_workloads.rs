@@ -233,3 +233,31 @@ fn ascending_appends_keep_the_tree_shallow() {
     // keys with the default configuration), and lookups paid for each.
     assert!(stats.depth <= 5, "append-only tree too deep: {stats:?}");
 }
+
+/// Appends whose gaps jump by orders of magnitude now and then, under tiny node limits: the
+/// right edge grows by large factors, puts new nodes above full ones and moves keys between
+/// levels many times over; every key must stay findable and in order.
+#[test]
+fn ascending_appends_with_jumps_stay_correct() {
+    let mut config = AlexConfig::default();
+    config.fanout_max = 8;
+    config.data_node_slots_max = 128;
+    let mut map = AlexMap::with_config(config).expect("valid config");
+    let mut model = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(6);
+    let mut key = 0u64;
+    for i in 0..200_000u64 {
+        let gap = if rng.random_range(0..500) == 0 {
+            rng.random_range(1..1u64 << 30)
+        } else {
+            rng.random_range(1..100)
+        };
+        key += gap;
+        map.insert(key, i);
+        model.insert(key, i);
+        if i % 50_000 == 0 {
+            map.check_invariants();
+        }
+    }
+    assert_same(&map, &model);
+}

@@ -23,6 +23,7 @@ use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
 use crate::sql::APPLYING;
+use crate::table_cache::{self, CatalogStamp};
 
 /// A row: its values in column order. Cheap to clone.
 pub type Row = Arc<[Value]>;
@@ -126,6 +127,7 @@ impl Table {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, Row>> {
         self.rows.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -157,6 +159,8 @@ pub struct Db {
     pub(crate) wal: Arc<Wal>,
     pub(crate) replicator: Arc<WalReplicator>,
     pub(crate) catalog: RwLock<Catalog>,
+    /// The catalog's version, for the per-thread table handles of point reads.
+    stamp: CatalogStamp,
     writer: Mutex<()>,
     throttle_timeout: Duration,
     /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
@@ -191,10 +195,11 @@ impl Db {
         let dir = dir.as_ref().to_path_buf();
         let wal = Arc::new(Wal::open(dir.join("wal"), options.wal.clone())?);
         let catalog = RwLock::new(Catalog::new());
+        let stamp = CatalogStamp::new();
         // The log is the checkpoint: it is kept whole, so replay starts at its first record.
         for record in wal.reader(Lsn(1))? {
             let record = record?;
-            apply(&catalog, record.lsn.0, &record.payload)?;
+            apply(&catalog, &stamp, record.lsn.0, &record.payload)?;
         }
         let replicator =
             WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), options.replicator)?;
@@ -212,6 +217,7 @@ impl Db {
             wal,
             replicator: Arc::new(replicator),
             catalog,
+            stamp,
             writer: Mutex::new(()),
             throttle_timeout: options.throttle_timeout,
             runtime,
@@ -248,7 +254,7 @@ impl Db {
         let bytes = record.finish();
         let lsn = self.wal.append(&bytes)?;
         self.applied.store(APPLYING, Ordering::SeqCst);
-        let applied = apply(&self.catalog, lsn.0, &bytes);
+        let applied = apply(&self.catalog, &self.stamp, lsn.0, &bytes);
         self.applied.store(lsn.0, Ordering::SeqCst);
         applied?;
         Ok(lsn)
@@ -375,21 +381,39 @@ impl Db {
     }
 
     /// The row with `key`, from the learned index.
+    #[inline]
     pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        let table = self.table(table)?;
-        let rows = table.read();
-        Ok(rows.get(key).cloned())
+        self.with_table(table, |t| t.read().get(key).cloned())
+    }
+
+    /// Runs `read` on a table, found through this thread's cached handle when the catalog
+    /// has not changed (see `table_cache`): point reads take no catalog lock.
+    #[inline]
+    fn with_table<R>(&self, name: &str, read: impl FnOnce(&Table) -> R) -> Result<R> {
+        let lookup = || {
+            let catalog = self.catalog();
+            let table = catalog.get(name).cloned()?;
+            Some((table, self.stamp.version()))
+        };
+        table_cache::with_table(&self.stamp, name, lookup, read)
+            .ok_or_else(|| Error::NoSuchTable(name.to_string()))
+    }
+
+    /// The shape and memory of a table's learned index (depth, nodes, search distances,
+    /// bytes): what the point reads of this table cost.
+    pub fn index_stats(&self, table: &str) -> Result<omen_alex::AlexStats> {
+        Ok(self.table(table)?.read().stats())
     }
 
     /// The rows with `keys`, in order (batched lookups overlap their cache misses).
     pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
-        let table = self.table(table)?;
-        let rows = table.read();
-        Ok(rows
-            .get_many(keys)
-            .into_iter()
-            .map(|r| r.cloned())
-            .collect())
+        self.with_table(table, |t| {
+            let rows = t.read();
+            rows.get_many(keys)
+                .into_iter()
+                .map(|r| r.cloned())
+                .collect()
+        })
     }
 
     /// The rows with keys in `range`, by key, from the learned index.
@@ -450,6 +474,16 @@ impl Db {
     }
 }
 
+impl Drop for Db {
+    fn drop(&mut self) {
+        // Other threads' cached table handles (see `table_cache`) may outlive the Db: give
+        // the rows back now rather than when those threads next read or exit.
+        for table in self.catalog().values() {
+            table.write().clear();
+        }
+    }
+}
+
 /// Checks a row against its schema; returns its key.
 fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
     let bad = |column: &str, reason: String| Error::BadRow {
@@ -491,7 +525,7 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
 
 /// Applies one change record to the tables: used by writes and by replay alike. Schema
 /// changes hold the catalog's write lock; row changes only the table's.
-fn apply(catalog: &RwLock<Catalog>, lsn: u64, bytes: &[u8]) -> Result<()> {
+fn apply(catalog: &RwLock<Catalog>, stamp: &CatalogStamp, lsn: u64, bytes: &[u8]) -> Result<()> {
     let bad = |reason: String| Error::BadLog { lsn, reason };
     let entries = change::decode(bytes).map_err(|e| bad(e.to_string()))?;
     let write = || catalog.write().unwrap_or_else(PoisonError::into_inner);
@@ -499,9 +533,20 @@ fn apply(catalog: &RwLock<Catalog>, lsn: u64, bytes: &[u8]) -> Result<()> {
         match entry {
             Entry::CreateTable { table, schema } => {
                 write().insert(table.to_string(), Arc::new(Table::new(schema)));
+                stamp.bump();
             }
             Entry::DropTable { table } => {
-                write().remove(table);
+                let dropped = {
+                    let mut catalog = write();
+                    let dropped = catalog.remove(table);
+                    stamp.bump();
+                    dropped
+                };
+                // Handles cached by other threads may outlive the table: give back its rows
+                // now (a read racing the drop finds it empty).
+                if let Some(dropped) = dropped {
+                    dropped.write().clear();
+                }
             }
             Entry::AddColumn { table, column } => {
                 let mut catalog = write();
@@ -525,6 +570,7 @@ fn apply(catalog: &RwLock<Catalog>, lsn: u64, bytes: &[u8]) -> Result<()> {
                     rows: RwLock::new(rows),
                 };
                 catalog.insert(table.to_string(), Arc::new(table_now));
+                stamp.bump();
             }
             Entry::Rows { table, rows } => {
                 let t = catalog

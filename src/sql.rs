@@ -174,6 +174,7 @@ pub(crate) fn snapshot_source(snapshot: TableSnapshot) -> SnapshotSource {
             max_key: meta.max_key,
             min_lsn: meta.min_lsn,
             max_lsn: meta.max_lsn,
+            distinct_keys: meta.distinct_keys,
         })
         .collect();
     SnapshotSource {

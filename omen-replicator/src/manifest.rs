@@ -36,6 +36,11 @@ pub struct FileMeta {
     pub min_lsn: u64,
     /// Largest `_lsn`.
     pub max_lsn: u64,
+    /// Each key appears in at most one row (no older versions inside the file), so a reader
+    /// that sees no newer source for the file's keys need not resolve versions or even read
+    /// the key. Manifests written before this field existed read `false`.
+    #[serde(default)]
+    pub distinct_keys: bool,
 }
 
 /// A table as the manifest records it.

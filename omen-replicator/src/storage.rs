@@ -194,6 +194,8 @@ pub(crate) fn write_file(
     let max_key = arrow::compute::max(keys).unwrap_or(0);
     let min_lsn = arrow::compute::min(lsns).unwrap_or(0);
     let max_lsn = arrow::compute::max(lsns).unwrap_or(0);
+    // The batch is sorted by (key, _lsn): keys are distinct when they strictly increase.
+    let distinct_keys = keys.values().windows(2).all(|pair| pair[0] < pair[1]);
     Ok(FileMeta {
         name: name.to_string(),
         rows: batch.num_rows() as u64,
@@ -203,6 +205,7 @@ pub(crate) fn write_file(
         max_key,
         min_lsn,
         max_lsn,
+        distinct_keys,
     })
 }
 

@@ -529,10 +529,11 @@ impl PartitionIter {
             return Ok(None);
         }
         let row_groups = metadata.row_groups();
-        // Statistics cannot prove a file's keys distinct: a dense key range with the same
-        // number of rows can still hide a repeated key next to a missing one (key 4 inserted
-        // and deleted, key 9 never written). So runs of versions are always resolved.
-        let distinct = false;
+        // Statistics cannot prove a file's keys distinct (a dense key range with as many rows
+        // can hide a repeated key next to a missing one); the writer records it instead.
+        // Compacted files are always distinct, so a compacted table with nothing newer on
+        // top reads only the projected columns.
+        let distinct = file.distinct_keys;
         let mut all_upserts = true;
         for &g in &groups {
             let group = &row_groups[g];

@@ -34,6 +34,9 @@ pub struct SnapshotFile {
     pub min_lsn: u64,
     /// Largest `_lsn`.
     pub max_lsn: u64,
+    /// Each key appears in at most one row of the file (the writer checked), so versions
+    /// need no resolving within it.
+    pub distinct_keys: bool,
 }
 
 /// A table at a snapshot LSN in stored form: files whose rows are sorted by (key, `_lsn`) and

@@ -14,6 +14,8 @@ use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use omen_wal::{Lsn, Wal, WalReader};
 
+use crate::priority::Priority;
+
 use crate::buffer::TableBuffer;
 use crate::change::{self, Entry, RowChange, TableSchema};
 use crate::clock::{Clock, SystemClock};
@@ -46,9 +48,10 @@ pub struct ReplicatorOptions {
     /// Compaction merges small files into files of about this many rows. Default 131072.
     pub compaction_target_rows: usize,
     /// Run the replicator's threads at the lowest CPU priority (`SCHED_IDLE` on Linux; a
-    /// no-op elsewhere), so they use only CPU time that writers leave idle. When writers keep
-    /// every core busy the replicator falls behind until the lag reaches `lag_budget`, where
-    /// `throttle` holds writers back until it catches up. Default true.
+    /// no-op elsewhere), so they use only CPU time that writers leave idle. When other work
+    /// keeps every core busy the replicator falls behind; past half of `lag_budget` its
+    /// threads return to normal priority (so they cannot be starved), below an eighth they go
+    /// back to idle, and past `lag_budget` `throttle` holds writers back. Default true.
     pub low_priority: bool,
     /// The clock that ages buffers (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
@@ -171,6 +174,10 @@ struct Shared {
     wal: Arc<Wal>,
     state: Mutex<State>,
     progress: Condvar,
+    /// Wakes the idle tail before its poll ends (a reader waits for it, or it must stop).
+    tail_wake: Condvar,
+    /// Bumped, under the state lock, by whoever notifies `tail_wake`.
+    tail_wake_seq: AtomicU64,
     stop: AtomicBool,
     rows_replicated: AtomicU64,
     files_written: AtomicU64,
@@ -181,6 +188,20 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// WAL records written but not yet read by the tail. (The written watermark is an atomic
+    /// load; `last_lsn` would take the log's commit lock, which appenders contend for, on
+    /// every record the tail reads.)
+    fn lag(&self, state: &State) -> u64 {
+        self.wal.written_lsn().0.saturating_sub(state.read_lsn)
+    }
+
+    /// Wakes the tail if it is idle. Takes the state lock's guard so that the wake-up
+    /// cannot fall between the tail's check and its wait (see `tail_idle`).
+    fn wake_tail(&self, _held: &State) {
+        self.tail_wake_seq.fetch_add(1, Ordering::SeqCst);
+        self.tail_wake.notify_all();
     }
 
     fn fail(&self, error: &ReplicatorError) {
@@ -321,6 +342,8 @@ impl WalReplicator {
                 published: Instant::now(),
             }),
             progress: Condvar::new(),
+            tail_wake: Condvar::new(),
+            tail_wake_seq: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             rows_replicated: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
@@ -333,9 +356,6 @@ impl WalReplicator {
             std::thread::Builder::new()
                 .name("omen-replicator-tail".into())
                 .spawn(move || {
-                    if shared.options.low_priority {
-                        crate::priority::lower_current_thread();
-                    }
                     if let Err(error) = tail_loop(&shared, reader, &sender) {
                         shared.fail(&error);
                     }
@@ -347,9 +367,6 @@ impl WalReplicator {
             std::thread::Builder::new()
                 .name("omen-replicator-writer".into())
                 .spawn(move || {
-                    if shared.options.low_priority {
-                        crate::priority::lower_current_thread();
-                    }
                     if let Err(error) = writer_loop(&shared, &receiver) {
                         shared.fail(&error);
                     }
@@ -379,6 +396,7 @@ impl WalReplicator {
             if state.read_lsn >= lsn {
                 return Ok(state);
             }
+            self.shared.wake_tail(&state);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ReplicatorError::Timeout(lsn));
@@ -469,17 +487,24 @@ impl WalReplicator {
         Ok(self.snapshot(table, up_to)?.delta)
     }
 
-    /// Waits up to `timeout` for the replicator to be within its lag budget; otherwise
-    /// [`ReplicatorError::Behind`]. Writers call it before appending to the WAL.
+    /// Waits while the replicator is beyond its lag budget, as long as it makes progress:
+    /// [`ReplicatorError::Behind`] once it has read nothing for `timeout` (stuck, or starved
+    /// of CPU). Writers call it before appending to the WAL, so a replicator that falls
+    /// behind slows them to its pace instead of failing their writes.
     pub fn throttle(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
         let budget = self.shared.options.lag_budget;
         let mut state = self.shared.lock();
+        let mut read = state.read_lsn;
         loop {
             self.check_running(&state)?;
-            let lag = self.shared.wal.last_lsn().0.saturating_sub(state.read_lsn);
+            let lag = self.shared.lag(&state);
             if lag <= budget {
                 return Ok(());
+            }
+            if state.read_lsn > read {
+                read = state.read_lsn;
+                deadline = Instant::now() + timeout;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -556,6 +581,7 @@ impl WalReplicator {
     fn stop_threads(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.progress.notify_all();
+        self.shared.wake_tail(&self.shared.lock());
         // Dropping our sender lets the writer's channel close once the tail exits.
         let (dummy, _) = crossbeam_channel::bounded(1);
         drop(std::mem::replace(&mut self.sender, dummy));
@@ -724,12 +750,28 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
     let options = &shared.options;
     let max_age = options.max_batch_age.as_nanos() as u64;
     let poll = options.max_batch_age.min(Duration::from_millis(20));
+    let mut priority = Priority::start(options.low_priority);
+    let mut idle = IdlePoll::new(poll);
     while !shared.stop.load(Ordering::SeqCst) {
         if !wait_for_room(shared) {
             return Ok(());
         }
-        let record = reader.wait_next(poll)?;
+        let wake_seq = shared.tail_wake_seq.load(Ordering::SeqCst);
+        let mut record = reader.next_record()?;
+        if record.is_none() {
+            tail_idle(shared, wake_seq, idle.next_wait());
+            record = reader.next_record()?;
+            if record.is_some() {
+                idle.reset();
+            } else if idle.unsynced_for(&shared.wal) >= poll {
+                // Records written a poll ago are still not durable: nobody syncs the log
+                // (`SyncMode::None`). Parquet holds only durable rows, so sync it here
+                // rather than stall until the lag budget refuses every writer.
+                shared.wal.sync()?;
+            }
+        }
         let mut state = shared.lock();
+        priority.follow(shared.lag(&state), options.lag_budget);
         let (mut sealed, mut ddl) = (0, false);
         if let Some(record) = &record {
             let applied = apply(&mut state, record.lsn.0, &record.payload, options)?;
@@ -759,6 +801,68 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
         }
     }
     Ok(())
+}
+
+/// Sleeps the caught-up tail for `wait`, or until `wake_tail` (a reader waits for it) or a
+/// stop. The tail polls the log rather than waiting on its commit condition: that would wake
+/// it (and make it take the log's commit lock) on every group commit, in the writers' path,
+/// from a thread at idle priority that may be preempted while it holds the lock.
+fn tail_idle(shared: &Shared, wake_seq: u64, wait: Duration) {
+    let state = shared.lock();
+    if shared.stop.load(Ordering::SeqCst) || shared.tail_wake_seq.load(Ordering::SeqCst) != wake_seq
+    {
+        return;
+    }
+    let _ = shared.tail_wake.wait_timeout(state, wait);
+}
+
+/// The caught-up tail's polling: 1 ms while records keep coming (a batch of commits per
+/// wake-up, far below the flush policy's latency), doubling while the log is quiet up to the
+/// age-seal poll. Also tracks how long written records have stayed not durable.
+struct IdlePoll {
+    wait: Duration,
+    max: Duration,
+    unsynced: Option<(Lsn, Instant)>,
+}
+
+impl IdlePoll {
+    const MIN: Duration = Duration::from_millis(1);
+
+    fn new(max: Duration) -> Self {
+        Self {
+            wait: Self::MIN.min(max),
+            max,
+            unsynced: None,
+        }
+    }
+
+    fn next_wait(&mut self) -> Duration {
+        let wait = self.wait;
+        self.wait = (self.wait * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.wait = Self::MIN.min(self.max);
+        self.unsynced = None;
+    }
+
+    /// How long the log's written watermark, as first seen above the durable one, has not
+    /// become durable (zero when everything written is durable).
+    fn unsynced_for(&mut self, wal: &Wal) -> Duration {
+        let (written, durable) = (wal.written_lsn(), wal.durable_lsn());
+        match self.unsynced {
+            _ if written <= durable => {
+                self.unsynced = None;
+                Duration::ZERO
+            }
+            Some((seen, since)) if seen > durable => since.elapsed(),
+            _ => {
+                self.unsynced = Some((written, Instant::now()));
+                Duration::ZERO
+            }
+        }
+    }
 }
 
 /// Backpressure: blocks the tail while the sealed batches waiting for the writer reach
@@ -791,7 +895,9 @@ fn wait_for_room(shared: &Shared) -> bool {
 fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
     /// A table this long without a publish is quiet (see `compaction::Urgency::Quiet`).
     const QUIET: Duration = Duration::from_secs(1);
+    let mut priority = Priority::start(shared.options.low_priority);
     loop {
+        priority.follow(shared.lag(&shared.lock()), shared.options.lag_budget);
         let first = match receiver.recv_timeout(Duration::from_millis(50)) {
             Ok(msg) => msg,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {

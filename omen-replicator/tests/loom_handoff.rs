@@ -183,3 +183,59 @@ fn readers_see_each_row_exactly_once_while_the_writer_publishes() {
         assert_eq!(in_files, [1, 2, 3], "files hold rows in order, once");
     });
 }
+
+/// The caught-up tail's sleep (`tail_idle`) and a reader's wake-up (`wake_tail` in
+/// `wait_read`), with the real code's steps: the tail reads the wake sequence, finds no
+/// record, then under the state lock sleeps unless the sequence moved; the reader, under the
+/// lock, sees the record unread, bumps the sequence and notifies. Here the tail sleeps with
+/// no timeout, so a lost wake-up is a deadlock that loom reports: in every interleaving the
+/// reader must get the record read without waiting for a poll.
+#[test]
+fn a_reader_never_loses_its_wake_up_of_the_idle_tail() {
+    use loom::sync::atomic::AtomicU64;
+    loom::model(|| {
+        struct Shared {
+            state: Mutex<u32>, // read_lsn
+            tail_wake: Condvar,
+            progress: Condvar,
+            wake_seq: AtomicU64,
+            durable: AtomicU64, // the log's durable watermark
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(0),
+            tail_wake: Condvar::new(),
+            progress: Condvar::new(),
+            wake_seq: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+        });
+        let tail = {
+            let shared = Arc::clone(&shared);
+            loom::thread::spawn(move || {
+                loop {
+                    let seq = shared.wake_seq.load(Ordering::SeqCst);
+                    if shared.durable.load(Ordering::SeqCst) == 0 {
+                        // tail_idle
+                        let state = shared.state.lock().expect("lock");
+                        if shared.wake_seq.load(Ordering::SeqCst) == seq {
+                            drop(shared.tail_wake.wait(state).expect("wait"));
+                        }
+                        continue;
+                    }
+                    *shared.state.lock().expect("lock") = 1;
+                    shared.progress.notify_all();
+                    return;
+                }
+            })
+        };
+        // A committer makes the record durable; a snapshot then waits for the tail.
+        shared.durable.store(1, Ordering::SeqCst);
+        let mut state = shared.state.lock().expect("lock");
+        while *state < 1 {
+            shared.wake_seq.fetch_add(1, Ordering::SeqCst);
+            shared.tail_wake.notify_all();
+            state = shared.progress.wait(state).expect("wait");
+        }
+        drop(state);
+        tail.join().expect("tail");
+    });
+}

@@ -502,3 +502,40 @@ fn writers_are_refused_beyond_the_lag_budget_until_the_replicator_catches_up() {
         .expect("caught up within a minute");
     assert!(replicator.stats().lag_records <= 10);
 }
+
+/// With `SyncMode::None` nobody fsyncs the log, and the replicator reads only durable
+/// records: it must make them durable itself instead of waiting (and, past the lag budget,
+/// refusing every writer).
+#[test]
+fn a_log_nobody_syncs_is_still_replicated() {
+    let dir = TempDir::new("unsynced");
+    let options = WalOptions {
+        sync_mode: SyncMode::None,
+        ..WalOptions::default()
+    };
+    let wal = Arc::new(Wal::open(dir.wal(), options).expect("wal"));
+    create(&wal, "t");
+    let replicator = WalReplicator::start(
+        Arc::clone(&wal),
+        dir.parquet(),
+        ReplicatorOptions::default(),
+    )
+    .expect("start");
+    for id in 0..500 {
+        let mut encoder = ChangeEncoder::new();
+        encoder.upsert("t", &row(id, 1));
+        wal.append(&encoder.finish()).expect("append");
+    }
+    let last = wal.last_lsn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while replicator.stats().read_lsn < last.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replicator read {} of {} records of an unsynced log",
+            replicator.stats().read_lsn,
+            last.0
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(wal.durable_lsn() >= last, "what was replicated is durable");
+}

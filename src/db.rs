@@ -38,8 +38,9 @@ pub struct DbOptions {
     pub wal: WalOptions,
     /// The replicator's options (batch rows and age, compaction, lag budget).
     pub replicator: ReplicatorOptions,
-    /// How long a write waits for a lagging replicator before failing with
-    /// `ReplicatorError::Behind`.
+    /// How long a write waits for a replicator that is beyond its lag budget and reads
+    /// nothing before failing with `ReplicatorError::Behind` (while it makes progress, writes
+    /// wait: they are slowed to its pace).
     pub throttle_timeout: Duration,
     /// Threads (and DataFusion partitions) for SQL queries. Default: the available cores, at
     /// least 1.

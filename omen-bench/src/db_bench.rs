@@ -642,7 +642,7 @@ impl IsolationRound {
 pub struct Cores {
     /// The point client's core.
     pub point: usize,
-    /// The core of the analytical client and of every other thread of the process.
+    /// The core of the analytical client and the SQL runtime's workers.
     pub rest: usize,
 }
 
@@ -702,8 +702,9 @@ impl SplitMix {
 
 /// Rounds of a point client (pinned to `cores.point`: `get_percent`% `Db::get`, the rest
 /// single-row upserts of existing keys) with and without an analytical client running
-/// [`ANALYTICAL_QUERY`] nonstop on `cores.rest`, where every other thread of the process is
-/// pinned too. The order alternates: without/with, then with/without, and so on.
+/// [`ANALYTICAL_QUERY`] nonstop on `cores.rest`, where the SQL runtime's workers are pinned
+/// too; the other threads (the replicator) may use either core. The order alternates:
+/// without/with, then with/without, and so on.
 pub fn measure_isolation(
     db: &Db,
     keys: &[i64],
@@ -755,11 +756,14 @@ fn isolation_round(
 ) -> Result<IsolationRound> {
     let stop_sql = AtomicBool::new(false);
     let queries = AtomicU64::new(0);
+    let sql_tid = AtomicU64::new(0);
     let sql_started = Barrier::new(if analytics { 2 } else { 1 });
     std::thread::scope(|s| {
         let sql = analytics.then(|| {
             s.spawn(|| -> Result<()> {
-                pin(this_tid()?, &[cores.rest])?;
+                let tid = this_tid()?;
+                pin(tid, &[cores.rest])?;
+                sql_tid.store(tid, Ordering::SeqCst);
                 sql_started.wait();
                 while !stop_sql.load(Ordering::SeqCst) {
                     let result = db.sql(ANALYTICAL_QUERY)?;
@@ -773,9 +777,21 @@ fn isolation_round(
         let point = s.spawn(|| -> Result<(u64, u64, Duration, CpuUsage, u64)> {
             let tid = this_tid()?;
             pin(tid, &[cores.point])?;
-            // Everything else (the SQL runtime's worker, the replicator, the analytical
-            // client, this process's other threads) onto the other core.
-            pin_all_but(tid, &[cores.rest]);
+            // The analytics (its client, pinned above, and the SQL runtime's workers) get the
+            // other core. The rest of the process, the replicator above all (its work is the
+            // point client's writes), may run on either.
+            let analytics_tid = sql_tid.load(Ordering::SeqCst);
+            for task in usage::tasks() {
+                if task.tid != tid && task.tid != analytics_tid {
+                    let sql_worker = task.name.starts_with("omendb-sql");
+                    let cpus: &[usize] = if sql_worker {
+                        &[cores.rest]
+                    } else {
+                        &[cores.point, cores.rest]
+                    };
+                    let _ = pin(task.tid, cpus);
+                }
+            }
             let mut rng = SplitMix(0x5eed ^ seed);
             let (mut operations, mut upserts) = (0u64, 0u64);
             let queries_before = queries.load(Ordering::SeqCst);

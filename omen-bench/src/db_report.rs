@@ -665,9 +665,10 @@ fn render_isolation(
         "On the big table (Db opened with `SyncMode::None`, see Setup). A point client \
          pinned to CPU {} (`sched_setaffinity`) loops: {}% `Db::get` of a random existing \
          key, the rest `Db::write` of a one-row upsert of a random existing key (same \
-         values). Every other thread of the process (the SQL runtime's single worker \
-         `omendb-sql`, the replicator's threads, the analytical client) is pinned to CPU {}, \
-         in every round. With analytics, one client runs `{ANALYTICAL_QUERY}` nonstop (a \
+         values). The analytics (the SQL runtime's single worker `omendb-sql` and the \
+         analytical client) are pinned to CPU {} in every round; the replicator's threads, \
+         whose work is the point client's writes, may run on either CPU (at `SCHED_IDLE` \
+         while within half their lag budget). With analytics, one client runs `{ANALYTICAL_QUERY}` nonstop (a \
          Parquet + delta scan of the whole table; the Db has `sql_threads: 1`). {} rounds of {:.0} s, \
          without/with alternating in order. Other engineers' processes may still run on \
          either CPU; their CPU share is listed.\n",

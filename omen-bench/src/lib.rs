@@ -1,5 +1,6 @@
 //! `omen-bench`: OmenDB's benchmarks and the reports that reproduce its headline figures
-//! (`alex`: the learned index; `wal`: the write-ahead log; `replicator`: WAL to Parquet).
+//! (`alex`: the learned index; `wal`: the write-ahead log; `replicator`: WAL to Parquet;
+//! `db` and `sql_bench`: the facade; `suite`: all of them with an index).
 //!
 //! Baselines (RocksDB, `BTreeMap`) live here and nowhere else, so library users never build
 //! them. Every report compares structures within one run on one machine, as ratios, because
@@ -18,6 +19,7 @@ pub mod replicator_workload;
 pub mod report;
 pub mod rocks;
 pub mod sql_bench;
+pub mod suite;
 pub mod usage;
 pub mod wal_bench;
 pub mod wal_report;

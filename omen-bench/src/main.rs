@@ -2,7 +2,8 @@
 //! `BTreeMap` and RocksDB and writes `bench-report/alex.md` with SVG plots; `omen-bench wal`
 //! compares the write-ahead log with RocksDB's and writes `bench-report/wal.md`;
 //! `omen-bench replicator` measures WAL-to-Parquet replication and writes
-//! `bench-report/replicator.md`.
+//! `bench-report/replicator.md`; `db` and `sql-groupby` measure the facade; `all` runs every
+//! one of them and writes an index, `bench-report/README.md`.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use omen_bench::db_report::{self, DbReportOptions};
 use omen_bench::replicator_report::{self, ReplicatorReportOptions};
 use omen_bench::report::{self, AlexReportOptions};
 use omen_bench::sql_bench::{self, SqlBenchOptions};
+use omen_bench::suite::{self, Scale};
 use omen_bench::wal_report::{self, WalReportOptions};
 
 #[global_allocator]
@@ -30,6 +32,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every report below, one after another, into one directory with an index
+    /// (`README.md`) of the headline tables and plots. This is what `omendb bench` runs.
+    All {
+        /// Small: about a tenth of the data (minutes); full: the sizes the targets are
+        /// stated for (most of an hour on two cores).
+        #[arg(long, value_enum, default_value = "small")]
+        scale: Scale,
+        /// Directory for the reports.
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+    },
     /// The Db: get vs RocksDB, SQL point queries, freshness, isolation.
     Db(DbReportOptions),
     /// GROUP BY over 10M rows: OmenDB's SQL vs DuckDB on the same Parquet files.
@@ -144,6 +157,10 @@ const HUGE_PAGE_TUNABLE: &str = "glibc.malloc.hugetlb=1:glibc.malloc.trim_thresh
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::All { scale, out } => {
+            use_huge_pages();
+            finish(suite::run(scale, &out))
+        }
         Command::Db(options) => {
             if !options.no_huge_pages {
                 use_huge_pages();

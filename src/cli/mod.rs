@@ -1,5 +1,6 @@
 //! The command line: arguments, configuration, logging, and one module per command.
 
+mod bench;
 mod config;
 mod demo;
 mod error;
@@ -43,6 +44,29 @@ pub enum Command {
     Sql(SqlArgs),
     /// Serve the database over the PostgreSQL wire protocol.
     Serve(ServeArgs),
+    /// Run the benchmark suite against its baselines and write a report with plots.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `omendb bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Small (default): about a tenth of the data, minutes on two cores. Full: the sizes the
+    /// headline targets are stated for (10M keys and rows), most of an hour.
+    #[arg(long, value_enum, default_value = "small")]
+    pub scale: BenchScale,
+    /// Directory for the report (`README.md` indexes it).
+    #[arg(long, default_value = "bench-report", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Sizes of `omendb bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchScale {
+    /// About a tenth of the data.
+    Small,
+    /// The headline sizes.
+    Full,
 }
 
 /// Arguments of `omendb demo`.
@@ -101,6 +125,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(&config, args),
         Command::Sql(args) => shell::run(&config, args),
         Command::Serve(args) => server::run(&config, args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -8,6 +8,7 @@ use common::TempDir;
 fn bench_without_the_benchmark_binary_says_how_to_build_it() {
     let dir = TempDir::new("cli-bench");
     // A copy of omendb with no omen-bench next to it.
+    std::fs::create_dir_all(&dir.0).expect("create the test directory");
     let exe = dir.0.join("omendb");
     std::fs::copy(env!("CARGO_BIN_EXE_omendb"), &exe).expect("copy the binary");
     let output = std::process::Command::new(&exe)

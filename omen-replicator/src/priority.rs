@@ -9,68 +9,150 @@
 //! points of loss with Parquet on the WAL's disk): in the idle I/O class, schedulers that
 //! honour priorities (mq-deadline, BFQ) serve the WAL's writes first.
 //!
-//! It cannot fall behind forever. A `SCHED_IDLE` thread on a core that other work keeps busy
-//! (a nonstop analytical query, say) never runs, and writers waiting in `throttle` would
-//! wait for nothing: so a thread returns to normal priority while the replicator is more
-//! than half its lag budget behind, and goes back to idle below an eighth of it.
+//! It must never be starved where someone waits for it. A `SCHED_IDLE` thread on cores that
+//! other work keeps busy (a nonstop analytical query, a compiler) does not run at all, so:
+//! - a thread returns to normal priority while the replicator is more than half its lag
+//!   budget behind, and goes back to idle below an eighth of it (writers in `throttle`);
+//! - a reader that waits for the replicator (`snapshot`, `flush_now`, `throttle`) raises its
+//!   threads from outside ([`Boost`]), for as long as it waits: a starved thread could not
+//!   raise itself. The threads lower themselves again once nobody waits and the lag is small.
 
-/// One replicator thread's priority, following the replicator's lag.
-pub(crate) struct Priority {
-    enabled: bool,
-    low: bool,
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+/// What the replicator's threads and the readers waiting for them share.
+#[derive(Default)]
+pub(crate) struct Boost {
+    /// Kernel thread ids of the tail and the writer (0 until they start).
+    tids: [AtomicI32; 2],
+    /// Readers waiting now.
+    waiters: AtomicU64,
+    /// Set when a waiter raised the threads, so that each knows its priority changed.
+    raised: [AtomicBool; 2],
 }
 
-impl Priority {
-    /// Lowers the calling thread at once if `enabled` (the `low_priority` option).
-    pub(crate) fn start(enabled: bool) -> Self {
+/// Which replicator thread.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    Tail = 0,
+    Writer = 1,
+}
+
+impl Boost {
+    /// Raises the threads to normal priority until the returned guard drops. Call again
+    /// while still waiting (a thread that was lowering itself as this was called may have
+    /// lowered itself after the raise).
+    pub(crate) fn wait(&self) -> BoostGuard<'_> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.raise();
+        BoostGuard { boost: self }
+    }
+
+    /// Raises the threads now (a waiter that keeps waiting calls it again now and then).
+    pub(crate) fn raise(&self) {
+        for (tid, raised) in self.tids.iter().zip(&self.raised) {
+            let tid = tid.load(Ordering::SeqCst);
+            if tid != 0 {
+                raised.store(true, Ordering::SeqCst);
+                set_thread(tid, false);
+            }
+        }
+    }
+}
+
+/// A waiter's hold on the replicator's priority.
+pub(crate) struct BoostGuard<'a> {
+    boost: &'a Boost,
+}
+
+impl Drop for BoostGuard<'_> {
+    fn drop(&mut self) {
+        self.boost.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One replicator thread's priority, following the replicator's lag and its waiters.
+pub(crate) struct Priority<'a> {
+    enabled: bool,
+    low: bool,
+    role: Role,
+    boost: &'a Boost,
+}
+
+impl<'a> Priority<'a> {
+    /// Registers the calling thread as `role` and lowers it at once if `enabled` (the
+    /// `low_priority` option).
+    pub(crate) fn start(enabled: bool, role: Role, boost: &'a Boost) -> Self {
         if enabled {
-            set_current_thread(true);
+            boost.tids[role as usize].store(current_tid(), Ordering::SeqCst);
+            set_thread(0, true);
         }
         Self {
             enabled,
             low: enabled,
+            role,
+            boost,
         }
     }
 
-    /// Normal priority while `lag` (WAL records not yet read) is over half of `budget`, low
-    /// again once it is under an eighth; a system call only on a change.
+    /// Normal priority while `lag` (WAL records not yet read) is over half of `budget` or a
+    /// reader waits; low again once nobody waits and the lag is under an eighth of it. A
+    /// system call only on a change.
     pub(crate) fn follow(&mut self, lag: u64, budget: u64) {
         if !self.enabled {
             return;
         }
-        let low = if self.low {
-            lag <= budget / 2
-        } else {
-            lag < budget / 8
-        };
+        if self.boost.raised[self.role as usize].swap(false, Ordering::SeqCst) {
+            self.low = false;
+        }
+        let waited_for = self.boost.waiters.load(Ordering::SeqCst) > 0;
+        let low = !waited_for
+            && if self.low {
+                lag <= budget / 2
+            } else {
+                lag < budget / 8
+            };
         if low != self.low {
-            set_current_thread(low);
+            set_thread(0, low);
             self.low = low;
         }
     }
 }
 
-/// Switches the calling thread to `SCHED_IDLE` and the idle I/O class (`low`), or back to
-/// the normal policy and I/O class. Best effort: a failure (a sandbox that forbids it)
-/// leaves the thread as it was, which is correct, only slower for writers or for the
-/// replicator.
+/// The calling thread's kernel id.
+#[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "gettid is a C function")]
+fn current_tid() -> i32 {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_tid() -> i32 {
+    0
+}
+
+/// Switches thread `tid` (0: the calling thread) to `SCHED_IDLE` and the idle I/O class
+/// (`low`), or back to the normal policy and I/O class. Best effort: a failure (a sandbox
+/// that forbids it) leaves the thread as it was, which is correct, only slower for writers or
+/// for the replicator.
 #[cfg(target_os = "linux")]
 #[expect(
     unsafe_code,
     reason = "sched_setscheduler and ioprio_set are C functions"
 )]
-fn set_current_thread(low: bool) {
+fn set_thread(tid: i32, low: bool) {
     let param = libc::sched_param { sched_priority: 0 };
     let policy = if low {
         libc::SCHED_IDLE
     } else {
         libc::SCHED_OTHER
     };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid, initialised sched_param that
-    // outlives the call; both policies take priority 0. The call reads nothing else.
-    let _ = unsafe { libc::sched_setscheduler(0, policy, &param) };
-    // ioprio_set(IOPRIO_WHO_PROCESS, 0 = this thread, class << 13 | level): the idle class,
-    // or class 0 ("none": the I/O priority follows the CPU priority, the default).
+    // SAFETY: `tid` is 0 (the calling thread) or a thread id of this process; `param` is a
+    // valid, initialised sched_param that outlives the call; both policies take priority 0.
+    // The call reads nothing else. (A thread that has exited makes it fail with ESRCH.)
+    let _ = unsafe { libc::sched_setscheduler(tid, policy, &param) };
+    // ioprio_set(IOPRIO_WHO_PROCESS, tid, class << 13 | level): the idle class, or class 0
+    // ("none": the I/O priority follows the CPU priority, the default).
     const IOPRIO_WHO_PROCESS: libc::c_long = 1;
     const IOPRIO_CLASS_IDLE: libc::c_long = 3;
     const IOPRIO_CLASS_SHIFT: u32 = 13;
@@ -80,7 +162,7 @@ fn set_current_thread(low: bool) {
         libc::syscall(
             libc::SYS_ioprio_set,
             IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
+            libc::c_long::from(tid),
             class << IOPRIO_CLASS_SHIFT,
         )
     };
@@ -88,4 +170,51 @@ fn set_current_thread(low: bool) {
 
 /// Not Linux: the thread keeps its priority.
 #[cfg(not(target_os = "linux"))]
-fn set_current_thread(_low: bool) {}
+fn set_thread(_tid: i32, _low: bool) {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[expect(unsafe_code, reason = "sched_getscheduler is a C function")]
+    fn policy_of(tid: i32) -> i32 {
+        // SAFETY: takes a thread id, reads no memory of ours.
+        unsafe { libc::sched_getscheduler(tid) }
+    }
+
+    /// A thread lowers itself; a waiter raises it from outside; once nobody waits (and the
+    /// lag is small) it lowers itself again. Skipped where the sandbox forbids SCHED_IDLE.
+    #[test]
+    fn waiters_raise_an_idle_thread_from_outside() {
+        let boost = Boost::default();
+        let (to_thread, from_main) = std::sync::mpsc::channel::<()>();
+        let (to_main, from_thread) = std::sync::mpsc::channel::<i32>();
+        let boost = &boost;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut priority = Priority::start(true, Role::Tail, boost);
+                to_main.send(current_tid()).expect("send");
+                // Step 2: told that the waiter has gone, follow the (small) lag.
+                from_main.recv().expect("recv");
+                priority.follow(0, 100);
+                to_main.send(0).expect("send");
+                from_main.recv().expect("recv");
+            });
+            let tid = from_thread.recv().expect("tid");
+            if policy_of(tid) != libc::SCHED_IDLE {
+                eprintln!("SCHED_IDLE not allowed here: skipped");
+                to_thread.send(()).expect("send");
+                let _ = from_thread.recv();
+                to_thread.send(()).expect("send");
+                return;
+            }
+            let guard = boost.wait();
+            assert_eq!(policy_of(tid), libc::SCHED_OTHER, "raised by the waiter");
+            drop(guard);
+            to_thread.send(()).expect("send");
+            from_thread.recv().expect("followed");
+            assert_eq!(policy_of(tid), libc::SCHED_IDLE, "low again");
+            to_thread.send(()).expect("send");
+        });
+    }
+}

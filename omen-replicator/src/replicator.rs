@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use omen_wal::{Lsn, Wal, WalReader};
 
-use crate::priority::Priority;
+use crate::priority::{Boost, Priority, Role};
 
 use crate::buffer::TableBuffer;
 use crate::change::{self, Entry, RowChange, TableSchema};
@@ -178,6 +178,8 @@ struct Shared {
     tail_wake: Condvar,
     /// Bumped, under the state lock, by whoever notifies `tail_wake`.
     tail_wake_seq: AtomicU64,
+    /// Readers waiting for the threads raise their priority (see `priority`).
+    boost: Boost,
     stop: AtomicBool,
     rows_replicated: AtomicU64,
     files_written: AtomicU64,
@@ -344,6 +346,7 @@ impl WalReplicator {
             progress: Condvar::new(),
             tail_wake: Condvar::new(),
             tail_wake_seq: AtomicU64::new(0),
+            boost: Boost::default(),
             stop: AtomicBool::new(false),
             rows_replicated: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
@@ -391,12 +394,18 @@ impl WalReplicator {
     fn wait_read(&self, lsn: u64, timeout: Duration) -> Result<MutexGuard<'_, State>> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
+        let mut boost = None;
         loop {
             self.check_running(&state)?;
             if state.read_lsn >= lsn {
                 return Ok(state);
             }
             self.shared.wake_tail(&state);
+            // Starved idle-priority threads cannot raise themselves: we do, while we wait.
+            match &boost {
+                None => boost = Some(self.shared.boost.wait()),
+                Some(_) => self.shared.boost.raise(),
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ReplicatorError::Timeout(lsn));
@@ -404,7 +413,7 @@ impl WalReplicator {
             state = self
                 .shared
                 .progress
-                .wait_timeout(state, left)
+                .wait_timeout(state, left.min(Duration::from_millis(10)))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -420,9 +429,21 @@ impl WalReplicator {
         drop(state);
         let (ack, done) = crossbeam_channel::bounded(1);
         self.send(Msg::Barrier(ack))?;
-        match done.recv() {
-            Ok(result) => result.map_err(ReplicatorError::Stopped),
-            Err(_) => Err(self.stopped()),
+        self.await_writer(&done)
+    }
+
+    /// Waits for the writer's answer, raising the threads' priority meanwhile (an idle
+    /// writer thread on busy cores would never answer).
+    fn await_writer<T>(&self, done: &Receiver<std::result::Result<T, String>>) -> Result<T> {
+        let _boost = self.shared.boost.wait();
+        loop {
+            match done.recv_timeout(Duration::from_millis(10)) {
+                Ok(result) => return result.map_err(ReplicatorError::Stopped),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.shared.boost.raise(),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(self.stopped());
+                }
+            }
         }
     }
 
@@ -496,11 +517,16 @@ impl WalReplicator {
         let budget = self.shared.options.lag_budget;
         let mut state = self.shared.lock();
         let mut read = state.read_lsn;
+        let mut boost = None;
         loop {
             self.check_running(&state)?;
             let lag = self.shared.lag(&state);
             if lag <= budget {
                 return Ok(());
+            }
+            match &boost {
+                None => boost = Some(self.shared.boost.wait()),
+                Some(_) => self.shared.boost.raise(),
             }
             if state.read_lsn > read {
                 read = state.read_lsn;
@@ -555,10 +581,7 @@ impl WalReplicator {
     pub fn repair(&self) -> Result<crate::repair::RepairReport> {
         let (ack, done) = crossbeam_channel::bounded(1);
         self.send(Msg::Repair(ack))?;
-        match done.recv() {
-            Ok(result) => result.map_err(ReplicatorError::Stopped),
-            Err(_) => Err(self.stopped()),
-        }
+        self.await_writer(&done)
     }
 
     /// The manifest as last committed.
@@ -750,7 +773,7 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
     let options = &shared.options;
     let max_age = options.max_batch_age.as_nanos() as u64;
     let poll = options.max_batch_age.min(Duration::from_millis(20));
-    let mut priority = Priority::start(options.low_priority);
+    let mut priority = Priority::start(options.low_priority, Role::Tail, &shared.boost);
     let mut idle = IdlePoll::new(poll);
     while !shared.stop.load(Ordering::SeqCst) {
         if !wait_for_room(shared) {
@@ -895,7 +918,7 @@ fn wait_for_room(shared: &Shared) -> bool {
 fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
     /// A table this long without a publish is quiet (see `compaction::Urgency::Quiet`).
     const QUIET: Duration = Duration::from_secs(1);
-    let mut priority = Priority::start(shared.options.low_priority);
+    let mut priority = Priority::start(shared.options.low_priority, Role::Writer, &shared.boost);
     loop {
         priority.follow(shared.lag(&shared.lock()), shared.options.lag_budget);
         let first = match receiver.recv_timeout(Duration::from_millis(50)) {
@@ -917,7 +940,12 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(()),
         };
         let messages: Vec<Msg> = std::iter::once(first).chain(receiver.try_iter()).collect();
-        let urgent = messages.iter().any(|m| !matches!(m, Msg::Sealed));
+        // Someone waits for an answer: no waiting for full files. (A schema change's
+        // `Commit` is not urgent: it races the tail's first batches of a backlog, and would
+        // otherwise cut the backlog's first file short.)
+        let urgent = messages
+            .iter()
+            .any(|m| matches!(m, Msg::Barrier(_) | Msg::Repair(_)));
         let written = write_sealed(shared, !urgent);
         let mut acks = Vec::new();
         let mut commit_needed = false;

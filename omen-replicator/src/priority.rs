@@ -13,9 +13,11 @@
 //! other work keeps busy (a nonstop analytical query, a compiler) does not run at all, so:
 //! - a thread returns to normal priority while the replicator is more than half its lag
 //!   budget behind, and goes back to idle below an eighth of it (writers in `throttle`);
-//! - a reader that waits for the replicator (`snapshot`, `flush_now`, `throttle`) raises its
-//!   threads from outside ([`Boost`]), for as long as it waits: a starved thread could not
-//!   raise itself. The threads lower themselves again once nobody waits and the lag is small.
+//! - a reader that has waited 5 ms for the replicator (`snapshot`, `flush_now`, `throttle`)
+//!   raises its threads from outside ([`Boost`]), for as long as it waits: a starved thread
+//!   could not raise itself. (Not at once: a waiting reader usually frees the core the threads
+//!   need, and raised threads would compete with the writers' cores.) The threads lower
+//!   themselves again once nobody waits and the lag is small.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 

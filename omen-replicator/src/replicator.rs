@@ -14,7 +14,10 @@ use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use omen_wal::{Lsn, Wal, WalReader};
 
-use crate::priority::{Boost, Priority, Role};
+use crate::priority::{Boost, BoostGuard, Priority, Role};
+
+/// How long a caller waits for the replicator's idle-priority threads before it raises them.
+const BOOST_AFTER: Duration = Duration::from_millis(5);
 
 use crate::buffer::TableBuffer;
 use crate::change::{self, Entry, RowChange, TableSchema};
@@ -197,6 +200,18 @@ impl Shared {
     /// every record the tail reads.)
     fn lag(&self, state: &State) -> u64 {
         self.wal.written_lsn().0.saturating_sub(state.read_lsn)
+    }
+
+    /// Raises the threads' priority for a caller that has waited for them `BOOST_AFTER`
+    /// since `started` (renewing the raise on later calls). Starved idle-priority threads
+    /// cannot raise themselves; but a caller that waits usually frees the core they need,
+    /// and raising them at once would let them compete with the writers' cores.
+    fn boost_if_starved<'a>(&'a self, boost: &mut Option<BoostGuard<'a>>, started: Instant) {
+        match boost {
+            Some(_) => self.boost.raise(),
+            None if started.elapsed() >= BOOST_AFTER => *boost = Some(self.boost.wait()),
+            None => {}
+        }
     }
 
     /// Wakes the tail if it is idle. Takes the state lock's guard so that the wake-up
@@ -394,6 +409,7 @@ impl WalReplicator {
     fn wait_read(&self, lsn: u64, timeout: Duration) -> Result<MutexGuard<'_, State>> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
+        let started = Instant::now();
         let mut boost = None;
         loop {
             self.check_running(&state)?;
@@ -401,11 +417,7 @@ impl WalReplicator {
                 return Ok(state);
             }
             self.shared.wake_tail(&state);
-            // Starved idle-priority threads cannot raise themselves: we do, while we wait.
-            match &boost {
-                None => boost = Some(self.shared.boost.wait()),
-                Some(_) => self.shared.boost.raise(),
-            }
+            self.shared.boost_if_starved(&mut boost, started);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ReplicatorError::Timeout(lsn));
@@ -413,7 +425,7 @@ impl WalReplicator {
             state = self
                 .shared
                 .progress
-                .wait_timeout(state, left.min(Duration::from_millis(10)))
+                .wait_timeout(state, left.min(BOOST_AFTER))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -435,11 +447,13 @@ impl WalReplicator {
     /// Waits for the writer's answer, raising the threads' priority meanwhile (an idle
     /// writer thread on busy cores would never answer).
     fn await_writer<T>(&self, done: &Receiver<std::result::Result<T, String>>) -> Result<T> {
-        let _boost = self.shared.boost.wait();
+        let (started, mut boost) = (Instant::now(), None);
         loop {
-            match done.recv_timeout(Duration::from_millis(10)) {
+            match done.recv_timeout(BOOST_AFTER) {
                 Ok(result) => return result.map_err(ReplicatorError::Stopped),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.shared.boost.raise(),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.shared.boost_if_starved(&mut boost, started);
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     return Err(self.stopped());
                 }
@@ -517,6 +531,7 @@ impl WalReplicator {
         let budget = self.shared.options.lag_budget;
         let mut state = self.shared.lock();
         let mut read = state.read_lsn;
+        let started = Instant::now();
         let mut boost = None;
         loop {
             self.check_running(&state)?;
@@ -524,10 +539,7 @@ impl WalReplicator {
             if lag <= budget {
                 return Ok(());
             }
-            match &boost {
-                None => boost = Some(self.shared.boost.wait()),
-                Some(_) => self.shared.boost.raise(),
-            }
+            self.shared.boost_if_starved(&mut boost, started);
             if state.read_lsn > read {
                 read = state.read_lsn;
                 deadline = Instant::now() + timeout;
@@ -539,7 +551,7 @@ impl WalReplicator {
             state = self
                 .shared
                 .progress
-                .wait_timeout(state, left.min(Duration::from_millis(10)))
+                .wait_timeout(state, left.min(BOOST_AFTER))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }

@@ -40,9 +40,10 @@ pub(crate) enum Role {
 }
 
 impl Boost {
-    /// Raises the threads to normal priority until the returned guard drops. Call again
-    /// while still waiting (a thread that was lowering itself as this was called may have
-    /// lowered itself after the raise).
+    /// Raises the threads to normal priority and counts the caller as waiting until the
+    /// returned guard drops. While still waiting, call [`Boost::raise`] now and then: a
+    /// thread that was lowering itself as this was called may have lowered itself after the
+    /// raise.
     pub(crate) fn wait(&self) -> BoostGuard<'_> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         self.raise();

@@ -14,17 +14,16 @@ use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender};
 use omen_wal::{Lsn, Wal, WalReader};
 
-use crate::priority::{Boost, BoostGuard, Priority, Role};
-
-/// How long a caller waits for the replicator's idle-priority threads before it raises them.
-const BOOST_AFTER: Duration = Duration::from_millis(5);
-
 use crate::buffer::TableBuffer;
 use crate::change::{self, Entry, RowChange, TableSchema};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ReplicatorError, Result};
 use crate::manifest::{Manifest, TableManifest, sync_dir};
+use crate::priority::{Boost, BoostGuard, Priority, Role};
 use crate::storage;
+
+/// How long a caller waits for the replicator's idle-priority threads before it raises them.
+const BOOST_AFTER: Duration = Duration::from_millis(5);
 
 /// Options of [`WalReplicator::start`].
 #[derive(Clone)]
@@ -54,7 +53,9 @@ pub struct ReplicatorOptions {
     /// no-op elsewhere), so they use only CPU time that writers leave idle. When other work
     /// keeps every core busy the replicator falls behind; past half of `lag_budget` its
     /// threads return to normal priority (so they cannot be starved), below an eighth they go
-    /// back to idle, and past `lag_budget` `throttle` holds writers back. Default true.
+    /// back to idle, and past `lag_budget` `throttle` holds writers back. A caller that has
+    /// waited 5 ms for them (`snapshot`, `flush_now`, `repair`, `throttle`) raises them while
+    /// it waits. Default true.
     pub low_priority: bool,
     /// The clock that ages buffers (tests inject a manual one).
     pub clock: Arc<dyn Clock>,

@@ -179,6 +179,10 @@ pub struct GetResult {
     pub rocks_cache_bytes: usize,
     /// The block cache's capacity.
     pub rocks_cache_capacity: usize,
+    /// Shape of the Db's index (built by the load's inserts).
+    pub db_index: Option<omen_alex::AlexStats>,
+    /// Shape of the breakdown's index (bulk-loaded from the same rows).
+    pub bare_index: Option<omen_alex::AlexStats>,
 }
 
 fn min(values: &[f64]) -> f64 {
@@ -254,6 +258,8 @@ pub fn measure_gets(
     }
     let bare =
         RwLock::new(AlexMap::from_sorted(pairs).map_err(|e| DbBenchError::Check(e.to_string()))?);
+    result.db_index = Some(db.index_stats(TABLE)?);
+    result.bare_index = Some(bare.read().unwrap_or_else(PoisonError::into_inner).stats());
     let expected: i64 = probes.iter().map(|&k| workload::qty_of(k)).sum();
 
     for round in 0..rounds.max(1) {

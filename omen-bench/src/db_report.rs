@@ -520,9 +520,30 @@ fn render_gets(md: &mut String, g: &GetResult, options: &DbReportOptions) {
          into its parts: the index lookup and the row's first cache line, the reference-count \
          increment and decrement of the returned `Arc` (a write to the row's cache line), the \
          table's `RwLock` (two atomic read-modify-writes), and what `Db::get` adds on top of \
-         that (the catalog `RwLock`, the `BTreeMap<String, _>` lookup of the table name, \
-         cloning and dropping the table's `Arc`).\n"
+         that (the per-thread table handle: a version check and a name comparison, see \
+         `src/table_cache.rs`) and the shape of its index, which the load built by inserts \
+         while the breakdown's is bulk-loaded:\n"
     );
+    if let (Some(db), Some(bare)) = (&g.db_index, &g.bare_index) {
+        let _ = writeln!(
+            md,
+            "| index | depth | internal nodes | data nodes | avg / max search distance | MiB |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---|---:|");
+        for (name, s) in [("`Db` (inserted)", db), ("breakdown (bulk-loaded)", bare)] {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {:.2} / {} | {:.0} |",
+                s.depth,
+                s.internal_nodes,
+                s.data_nodes,
+                s.avg_search_distance,
+                s.max_search_distance,
+                s.total_bytes as f64 / f64::from(1u32 << 20)
+            );
+        }
+        md.push('\n');
+    }
 }
 
 fn render_sql(md: &mut String, s: &SqlPointResult) {

@@ -111,7 +111,7 @@ enum Command {
         #[arg(long, default_value_t = 8.0)]
         overhead_seconds: f64,
         /// Pairs of overhead runs (without and with a replicator, order alternating).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 6)]
         overhead_rounds: usize,
         /// Rows per second of the lag run.
         #[arg(long, default_value_t = 50_000)]

@@ -86,7 +86,7 @@ pub fn run(scale: Scale, out: &Path) -> Result<PathBuf, String> {
             overhead_threads: 4,
             overhead_record_rows: 100,
             overhead_duration: Duration::from_secs(pick(3, 8) as u64),
-            overhead_rounds: pick(1, 2),
+            overhead_rounds: pick(3, 6),
             lag_rows_per_s: 50_000,
             lag_record_rows: 100,
             lag_duration: Duration::from_secs(pick(10, 30) as u64),

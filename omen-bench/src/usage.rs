@@ -128,6 +128,24 @@ impl CpuUsage {
     }
 }
 
+/// Waits until the rest of the machine is quiet: other processes (the kernel's writeback
+/// threads, a neighbour's build, the hypervisor's steal) keep fewer than `cores` busy over a
+/// quarter second, or `max` has passed. Returns how long it waited. Measurements that follow
+/// one another (a run's files are still being written back when the next starts) differ far
+/// less after it.
+pub fn wait_for_quiet(cores: f64, max: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < max {
+        let meter = CpuMeter::start();
+        std::thread::sleep(Duration::from_millis(250));
+        match meter.stop().other_cores() {
+            Some(other) if other >= cores => {}
+            _ => break,
+        }
+    }
+    started.elapsed()
+}
+
 /// Readings at the start of a measurement; [`CpuMeter::stop`] turns them into a
 /// [`CpuUsage`].
 #[derive(Clone, Copy, Debug)]

@@ -260,3 +260,87 @@ fn serve_refuses_to_start_without_a_password() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("OMENDB_PASSWORD"));
 }
+
+/// One HTTP/1.1 GET on loopback; returns the whole response (head and body).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the sample line `name` (with its labels) in an exposition text.
+fn sample(text: &str, name: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|v| v.starts_with(' ')))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"));
+    line[name.len()..].trim().parse().unwrap()
+}
+
+#[test]
+fn metrics_count_statements_routes_and_rows() {
+    let dir = TempDir::new("pg-metrics");
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let port = server
+        .metrics_port
+        .expect("the server printed its metrics address");
+    let before = http_get(port, "/metrics");
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert!(before.contains("text/plain; version=0.0.4"), "{before}");
+    assert_eq!(
+        sample(&before, "omendb_statements_total{outcome=\"ok\"}"),
+        0.0
+    );
+    runtime().block_on(async {
+        let client = connect(server.port, PASSWORD).await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT); \
+                 INSERT INTO t VALUES (1, 10), (2, 20), (3, 30)",
+            )
+            .await
+            .unwrap();
+        client
+            .simple_query("SELECT v FROM t WHERE id = 2")
+            .await
+            .unwrap();
+        client.simple_query("SELECT SUM(v) FROM t").await.unwrap();
+        assert!(client.simple_query("SELECT nope FROM t").await.is_err());
+        let text = http_get(port, "/metrics");
+        assert_eq!(
+            sample(&text, "omendb_statements_total{outcome=\"ok\"}"),
+            4.0
+        );
+        assert_eq!(
+            sample(&text, "omendb_statements_total{outcome=\"error\"}"),
+            1.0
+        );
+        assert_eq!(
+            sample(&text, "omendb_scan_routes_total{route=\"index_point\"}"),
+            1.0
+        );
+        assert!(sample(&text, "omendb_scan_routes_total{route=\"parquet_delta\"}") >= 1.0);
+        assert_eq!(sample(&text, "omendb_index_rows{table=\"t\"}"), 3.0);
+        assert_eq!(sample(&text, "omendb_connections_active"), 1.0);
+        assert_eq!(sample(&text, "omendb_replication_up"), 1.0);
+        assert_eq!(
+            sample(&text, "omendb_statement_duration_seconds_count"),
+            5.0
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "omendb_statement_duration_seconds_bucket{le=\"+Inf\"}"
+            ),
+            5.0
+        );
+        assert!(sample(&text, "omendb_wal_last_lsn") >= 2.0);
+    });
+    let missing = http_get(port, "/other");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let (clean, _) = server.stop();
+    assert!(clean);
+}

@@ -10,6 +10,7 @@
 //! user = "omendb"
 //! password = "change me"
 //! max_connections = 64
+//! metrics_listen = "127.0.0.1:9187"   # Prometheus `GET /metrics` (off when absent)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub password: Option<String>,
     /// Connections served at once.
     pub max_connections: Option<usize>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when absent.
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {

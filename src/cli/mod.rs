@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// Connections served at once; more are refused with SQLSTATE 53300. Default 64.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Also serve Prometheus metrics (`GET /metrics`: replication lag, tiers, routes,
+    /// latencies) on this address, e.g. 127.0.0.1:9187. Default: the config's
+    /// `server.metrics_listen`, else off.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Runs a parsed command line.

@@ -38,6 +38,8 @@ impl Drop for TempDir {
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    /// The metrics endpoint's port, when started with `--metrics-listen`.
+    pub metrics_port: Option<u16>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -66,11 +68,17 @@ impl Server {
                 }
             }
         });
+        // "omendb: metrics on http://127.0.0.1:PORT/metrics" (with --metrics-listen), then
         // "omendb: serving DIR on 127.0.0.1:PORT"
+        let mut metrics_port = None;
         let port = loop {
             let line = lines
                 .recv()
                 .unwrap_or_else(|_| panic!("the server exited before listening"));
+            if let Some(url) = line.strip_prefix("omendb: metrics on http://") {
+                let address = url.trim_end_matches("/metrics");
+                metrics_port = Some(address.rsplit(':').next().unwrap().parse().unwrap());
+            }
             if let Some(address) = line.strip_prefix("omendb: serving ") {
                 let port = address.rsplit(':').next().unwrap();
                 break port.parse().unwrap();
@@ -79,6 +87,7 @@ impl Server {
         Self {
             child: Some(child),
             port,
+            metrics_port,
             stderr: lines,
         }
     }

@@ -21,6 +21,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::metrics::Metrics;
 use super::params::{self, Prepared};
 use super::{encode, sqlstate};
 use crate::cli::statements::{self, Kind};
@@ -28,6 +29,7 @@ use crate::cli::statements::{self, Kind};
 /// Runs `text` (one statement) and turns its result into a response.
 async fn execute(
     db: &Arc<Db>,
+    metrics: &Metrics,
     text: String,
     kind: Kind,
     format: Option<&Format>,
@@ -35,10 +37,15 @@ async fn execute(
 ) -> PgWireResult<Response> {
     let db = Arc::clone(db);
     tracing::debug!(sql = %text, "execute");
+    let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || db.sql(&text))
         .await
-        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, format!("query task: {e}")))?
-        .map_err(|e| sqlstate::from_db(&e))?;
+        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, format!("query task: {e}")))?;
+    match &result {
+        Ok(result) => metrics.statement(started.elapsed(), true, &result.routes),
+        Err(_) => metrics.statement(started.elapsed(), false, &[]),
+    }
+    let result = result.map_err(|e| sqlstate::from_db(&e))?;
     match kind {
         Kind::Count(tag) => {
             let rows = statements::count(&result.batches);
@@ -74,16 +81,18 @@ async fn execute(
 pub struct Backend {
     db: Arc<Db>,
     parser: Arc<OmenParser>,
+    metrics: Arc<Metrics>,
 }
 
 impl Backend {
-    /// A handler serving `db`.
-    pub fn new(db: Arc<Db>) -> Self {
+    /// A handler serving `db`, counting statements in `metrics`.
+    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>) -> Self {
         Self {
             parser: Arc::new(OmenParser {
                 db: Arc::clone(&db),
             }),
             db,
+            metrics,
         }
     }
 }
@@ -100,7 +109,15 @@ impl SimpleQueryHandler for Backend {
         let parsed = statements::split(query).map_err(|e| sqlstate::from_db(&e))?;
         let mut responses = Vec::with_capacity(parsed.len());
         for statement in parsed {
-            match execute(&self.db, statement.text, statement.kind, None, None).await {
+            let executed = execute(
+                &self.db,
+                &self.metrics,
+                statement.text,
+                statement.kind,
+                None,
+                None,
+            );
+            match executed.await {
                 Ok(response) => responses.push(response),
                 Err(error) => {
                     // As in PostgreSQL, an error ends the script; earlier results stand.
@@ -182,6 +199,7 @@ impl ExtendedQueryHandler for Backend {
         let prepared = &portal.statement.statement;
         execute(
             &self.db,
+            &self.metrics,
             text,
             prepared.statement.kind,
             Some(&portal.result_column_format),

@@ -5,12 +5,14 @@
 //!   password the server refuses to start.
 //! - Loopback by default; at most `max_connections` sessions at once, the next ones are
 //!   answered `FATAL 53300 too many connections` and closed.
+//! - Optionally, Prometheus metrics on a second address (`--metrics-listen`, see `metrics`).
 //! - On SIGTERM or Ctrl-C: stop accepting, end the sessions, wait for running statements,
 //!   then close the database (replicator flushed, log synced).
 
 mod auth;
 mod encode;
 mod handler;
+mod metrics;
 mod params;
 mod sqlstate;
 
@@ -76,7 +78,11 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
             )
         })?;
 
+    let metrics_listen = args
+        .metrics_listen
+        .or_else(|| config.server.metrics_listen.clone());
     let db = Arc::new(Db::open(&dir, DbOptions::default())?);
+    let metrics = Arc::new(metrics::Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("omendb-serve")
@@ -84,10 +90,20 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::io("start the server runtime", e))?;
     let handlers = Arc::new(Handlers {
-        backend: Arc::new(handler::Backend::new(Arc::clone(&db))),
+        backend: Arc::new(handler::Backend::new(Arc::clone(&db), Arc::clone(&metrics))),
         startup: Arc::new(auth::Startup::new(user, &password)),
     });
-    let served = runtime.block_on(serve(&listen, max_connections, handlers, &dir));
+    let endpoints = Endpoints {
+        listen: &listen,
+        metrics_listen: metrics_listen.as_deref(),
+    };
+    let served = runtime.block_on(serve(
+        endpoints,
+        max_connections,
+        handlers,
+        (&db, &metrics),
+        &dir,
+    ));
     // Dropping the runtime waits for statements still running on blocking threads; then no
     // handle to the database is left.
     drop(runtime);
@@ -104,14 +120,41 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Where `serve` listens.
+struct Endpoints<'a> {
+    listen: &'a str,
+    metrics_listen: Option<&'a str>,
+}
+
 async fn serve(
-    listen: &str,
+    endpoints: Endpoints<'_>,
     max_connections: usize,
     handlers: Arc<Handlers>,
+    (db, metrics): (&Arc<Db>, &Arc<metrics::Metrics>),
     dir: &std::path::Path,
 ) -> Result<(), CliError> {
+    let listen = endpoints.listen;
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
+    // Ends with this function: the task holds a handle to the database only until then.
+    let mut metrics_task = JoinSet::new();
+    if let Some(metrics_listen) = endpoints.metrics_listen {
+        let listener = TcpListener::bind(metrics_listen)
+            .await
+            .map_err(|e| CliError::io(format!("listen for metrics on {metrics_listen}"), e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| CliError::io("read the metrics address", e))?;
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "metrics served beyond loopback");
+        }
+        eprintln!("omendb: metrics on http://{address}/metrics");
+        metrics_task.spawn(metrics::serve(
+            listener,
+            Arc::clone(metrics),
+            Arc::clone(db),
+        ));
+    }
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::io(format!("listen on {listen}"), e))?;
@@ -143,15 +186,19 @@ async fn serve(
                 };
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     tracing::warn!(%peer, max_connections, "connection refused: too many connections");
+                    metrics.connection_refused();
                     sessions.spawn(refuse(socket));
                     continue;
                 };
                 let handlers = Arc::clone(&handlers);
+                let metrics = Arc::clone(metrics);
                 sessions.spawn(async move {
                     tracing::debug!(%peer, "session start");
+                    metrics.connection_opened();
                     if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
                         tracing::debug!(%peer, %error, "session ended with an error");
                     }
+                    metrics.connection_closed();
                     drop(permit);
                 });
             }
@@ -161,6 +208,7 @@ async fn serve(
     }
     drop(listener);
     sessions.shutdown().await;
+    metrics_task.shutdown().await;
     Ok(())
 }
 

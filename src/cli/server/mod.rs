@@ -139,15 +139,7 @@ async fn serve(
     // Ends with this function: the task holds a handle to the database only until then.
     let mut metrics_task = JoinSet::new();
     if let Some(metrics_listen) = endpoints.metrics_listen {
-        let listener = TcpListener::bind(metrics_listen)
-            .await
-            .map_err(|e| CliError::io(format!("listen for metrics on {metrics_listen}"), e))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| CliError::io("read the metrics address", e))?;
-        if !address.ip().is_loopback() {
-            tracing::warn!(%address, "metrics served beyond loopback");
-        }
+        let (listener, address) = bind(metrics_listen, "metrics").await?;
         eprintln!("omendb: metrics on http://{address}/metrics");
         metrics_task.spawn(metrics::serve(
             listener,
@@ -155,15 +147,7 @@ async fn serve(
             Arc::clone(db),
         ));
     }
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| CliError::io(format!("listen on {listen}"), e))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| CliError::io("read the listen address", e))?;
-    if !address.ip().is_loopback() {
-        tracing::warn!(%address, "listening beyond loopback: clients on the network can connect");
-    }
+    let (listener, address) = bind(listen, "PostgreSQL clients").await?;
     // Tests and scripts wait for this line (it carries the port when 0 was asked for).
     eprintln!("omendb: serving {} on {address}", dir.display());
     let limit = Arc::new(Semaphore::new(max_connections));
@@ -210,6 +194,21 @@ async fn serve(
     sessions.shutdown().await;
     metrics_task.shutdown().await;
     Ok(())
+}
+
+/// Listens on `address` for `what`, warning when that is beyond loopback; returns the listener
+/// and the address it got (with the real port when 0 was asked for).
+async fn bind(address: &str, what: &str) -> Result<(TcpListener, std::net::SocketAddr), CliError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| CliError::io(format!("listen for {what} on {address}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| CliError::io(format!("read the address of {what}"), e))?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(address = %bound, "listening for {what} beyond loopback: the network can connect");
+    }
+    Ok((listener, bound))
 }
 
 /// A future that resolves on SIGTERM or Ctrl-C (SIGINT), naming the signal. SIGTERM is

@@ -356,6 +356,8 @@ pub struct SqlPointResult {
     pub scan_latency: Latency,
     /// Queries timed on that route.
     pub scan_queries: usize,
+    /// Every latency on that route, ns, sorted.
+    pub scan_nanos: Vec<u64>,
     /// The route those queries took.
     pub scan_route: String,
 }
@@ -428,6 +430,7 @@ pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
         route,
         scan_latency: Latency::of(&mut scan_nanos),
         scan_queries: scan_nanos.len(),
+        scan_nanos,
         scan_route,
     })
 }

@@ -362,6 +362,13 @@ pub struct SqlPointResult {
     pub scan_route: String,
 }
 
+impl SqlPointResult {
+    /// How many times faster the index route is than the scan route (p50s).
+    pub fn routing_speedup(&self) -> f64 {
+        self.scan_latency.p50.as_secs_f64() / self.latency.p50.as_secs_f64().max(1e-12)
+    }
+}
+
 /// Queries timed on the scan route (each reads the whole table).
 const SCAN_QUERIES: usize = 10;
 

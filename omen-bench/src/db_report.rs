@@ -426,7 +426,7 @@ pub fn summary(figures: &DbFigures) -> String {
             micros(s.latency.p50),
             micros(s.latency.p99),
             s.queries,
-            s.scan_latency.p50.as_secs_f64() / s.latency.p50.as_secs_f64().max(1e-12),
+            s.routing_speedup(),
             s.scan_latency.p50.as_secs_f64() * 1e3,
         );
     }
@@ -597,7 +597,7 @@ fn render_sql(md: &mut String, s: &SqlPointResult) {
     let _ = writeln!(
         md,
         "Routing the point query to the index makes it {:.0}x faster (p50).\n",
-        s.scan_latency.p50.as_secs_f64() / s.latency.p50.as_secs_f64().max(1e-12)
+        s.routing_speedup()
     );
     let _ = writeln!(md, "![routing](db_routing.svg)\n");
 }
@@ -764,15 +764,7 @@ fn render_isolation(
 
 fn write_plots(out: &Path, figures: &DbFigures) -> Result<(), String> {
     if let Some(s) = &figures.sql {
-        let n = s.nanos.len().max(1) as f64;
-        let step = (s.nanos.len() / 500).max(1);
-        let points = s
-            .nanos
-            .iter()
-            .enumerate()
-            .step_by(step)
-            .map(|(i, &ns)| (ns as f64 / 1e3, (i + 1) as f64 / n * 100.0))
-            .collect();
+        // (µs, % of queries at or below), from latencies sorted ascending.
         let cdf = |nanos: &[u64]| -> Vec<(f64, f64)> {
             let n = nanos.len().max(1) as f64;
             nanos
@@ -781,6 +773,8 @@ fn write_plots(out: &Path, figures: &DbFigures) -> Result<(), String> {
                 .map(|(i, &ns)| (ns as f64 / 1e3, (i + 1) as f64 / n * 100.0))
                 .collect()
         };
+        let step = (s.nanos.len() / 500).max(1);
+        let points: Vec<(f64, f64)> = cdf(&s.nanos).into_iter().step_by(step).collect();
         plot::log_lines(
             &out.join("db_routing.svg"),
             "The same point query by route: latency CDF (log scales)",
@@ -788,7 +782,7 @@ fn write_plots(out: &Path, figures: &DbFigures) -> Result<(), String> {
             &[
                 Line {
                     label: "index point lookup (id = c)".into(),
-                    points: cdf(&s.nanos).into_iter().step_by(step).collect(),
+                    points: points.clone(),
                     dashed: false,
                 },
                 Line {

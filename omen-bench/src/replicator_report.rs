@@ -233,8 +233,6 @@ fn measure_all(
     })
 }
 
-/// Flushes the whole system's dirty pages (best effort), so that one run's writeback does not
-/// land in the next run's fsyncs.
 /// Writes back what the last run left dirty and waits (up to 10 s) for the machine to go
 /// quiet, so that one run's writeback does not slow the next.
 fn settle() {

@@ -12,6 +12,9 @@ use arrow::record_batch::RecordBatch;
 use crate::change::{DataType, OP_DELETE, OP_UPSERT, RowValues, TableSchema, ValueRef};
 use crate::error::ReplicatorError;
 
+/// Columns a row may have for [`TableBuffer::upsert`] to decode it on the stack.
+const STACK_COLUMNS: usize = 16;
+
 enum ColumnBuilder {
     Boolean(BooleanBuilder),
     Int32(Int32Builder),
@@ -151,9 +154,23 @@ impl TableBuffer {
                 self.columns.len()
             )));
         }
-        // Validate in a first pass (the values decode lazily, without allocating), so that
-        // a bad row leaves the builders aligned; then append in a second.
-        for (i, (value, column)) in values.clone().zip(&self.schema.columns).enumerate() {
+        // Decode and validate every value first, so that a bad row leaves the builders
+        // aligned; then append. Decoded once, into a stack array for tables of up to
+        // `STACK_COLUMNS` columns (decoding, UTF-8 checks included, is most of the tail's CPU).
+        let mut stack = [ValueRef::Null; STACK_COLUMNS];
+        let mut heap = Vec::new();
+        let decoded: &mut [ValueRef<'_>] = if values.len() <= STACK_COLUMNS {
+            &mut stack[..values.len()]
+        } else {
+            heap.resize(values.len(), ValueRef::Null);
+            &mut heap
+        };
+        for (i, ((slot, value), column)) in decoded
+            .iter_mut()
+            .zip(values)
+            .zip(&self.schema.columns)
+            .enumerate()
+        {
             let value = value.map_err(|e| mismatch(e.to_string()))?;
             let fits = match value.data_type() {
                 None => column.nullable && i != self.schema.key,
@@ -167,9 +184,10 @@ impl TableBuffer {
                     if column.nullable { "" } else { ", NOT NULL" }
                 )));
             }
+            *slot = value;
         }
-        for (builder, value) in self.columns.iter_mut().zip(values) {
-            let appended = value.is_ok_and(|value| builder.append(value));
+        for (builder, &value) in self.columns.iter_mut().zip(decoded.iter()) {
+            let appended = builder.append(value);
             debug_assert!(appended, "validated above");
         }
         self.lsns.append_value(lsn);
@@ -219,5 +237,116 @@ impl TableBuffer {
     /// A copy of the buffered rows, leaving them buffered.
     pub(crate) fn snapshot(&mut self) -> Result<RecordBatch, ReplicatorError> {
         self.batch(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{ChangeEncoder, ColumnDef, Entry, RowChange, Value, decode};
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+
+    /// Appends every upsert of a record made of `rows` to `buffer`, returning each one's result.
+    fn append(buffer: &mut TableBuffer, rows: &[Vec<Value>], corrupt: Option<&[u8]>) -> Vec<bool> {
+        let mut encoder = ChangeEncoder::new();
+        for row in rows {
+            encoder.upsert("t", row);
+        }
+        let mut bytes = encoder.finish();
+        if let Some(text) = corrupt {
+            let at = bytes
+                .windows(text.len())
+                .position(|w| w == text)
+                .expect("text");
+            bytes[at] = 0xff;
+        }
+        let entries = decode(&bytes).expect("decode");
+        let Entry::Rows { rows, .. } = &entries[0] else {
+            panic!("rows expected")
+        };
+        rows.clone()
+            .enumerate()
+            .map(|(i, row)| match row.expect("row") {
+                RowChange::Upsert(values) => buffer.upsert("t", i as u64 + 1, 0, values).is_ok(),
+                RowChange::Delete(_) => panic!("upserts only"),
+            })
+            .collect()
+    }
+
+    /// Rows wider than the stack array take the heap path and keep every value in place.
+    #[test]
+    fn wide_rows_keep_every_column() {
+        let width = STACK_COLUMNS + 5;
+        let schema = TableSchema {
+            columns: (0..width)
+                .map(|i| ColumnDef::new(&format!("c{i}"), DataType::Int64, i != 0))
+                .collect(),
+            key: 0,
+        };
+        let mut buffer = TableBuffer::new(schema);
+        let rows: Vec<Vec<Value>> = (0..3)
+            .map(|r| {
+                (0..width)
+                    .map(|c| Value::Int64(r * 100 + c as i64))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(append(&mut buffer, &rows, None), [true; 3]);
+        let batch = buffer.seal().expect("seal");
+        for c in 0..width {
+            let column = batch.column(c).as_primitive::<Int64Type>();
+            let expected: Vec<i64> = (0..3).map(|r| r * 100 + c as i64).collect();
+            assert_eq!(column.values().to_vec(), expected, "column {c}");
+        }
+    }
+
+    /// A row whose text is not UTF-8 (noticed only after earlier values decoded) is refused
+    /// whole: the rows around it stay aligned in every column.
+    #[test]
+    fn a_row_with_bad_text_appends_nothing() {
+        let schema = TableSchema {
+            columns: vec![
+                ColumnDef::new("id", DataType::Int64, false),
+                ColumnDef::new("v", DataType::Int64, true),
+                ColumnDef::new("name", DataType::Utf8, true),
+            ],
+            key: 0,
+        };
+        let mut buffer = TableBuffer::new(schema);
+        let row = |id: i64, name: &str| {
+            vec![
+                Value::Int64(id),
+                Value::Int64(-id),
+                Value::Utf8(name.into()),
+            ]
+        };
+        let rows = [row(1, "one"), row(2, "\u{1}two"), row(3, "three")];
+        assert_eq!(
+            append(&mut buffer, &rows, Some(b"\x01two")),
+            [true, false, true]
+        );
+        let batch = buffer.seal().expect("seal");
+        assert_eq!(batch.num_rows(), 2);
+        let ids = batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        let values = batch
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        let names: Vec<_> = batch
+            .column(2)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(
+            (ids, values, names),
+            (vec![1, 3], vec![-1, -3], vec!["one", "three"])
+        );
     }
 }

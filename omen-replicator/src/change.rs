@@ -517,6 +517,18 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// Moves past one value, checking its tag and length but not its contents.
+    fn skip_value(&mut self) -> Result<(), ChangeError> {
+        let width = match self.u8()? {
+            0..=2 => 0,
+            3 | 8 => 4,
+            4 | 5 | 7 => 8,
+            6 => self.len()?,
+            _ => return self.fail("unknown value tag"),
+        };
+        self.take(width).map(|_| ())
+    }
+
     pub(crate) fn value(&mut self) -> Result<ValueRef<'a>, ChangeError> {
         Ok(match self.u8()? {
             0 => ValueRef::Null,
@@ -638,12 +650,11 @@ impl<'a> Iterator for Rows<'a> {
                     cursor: self.cursor.clone(),
                     remaining: count,
                 };
-                // Skip the values to reach the next row.
-                let mut skip = values.clone();
-                for value in skip.by_ref() {
-                    value?;
+                // Skip the values to reach the next row: their structure only (tags and
+                // lengths). Text is checked for UTF-8 once, when the values are read.
+                for _ in 0..count {
+                    self.cursor.skip_value()?;
                 }
-                self.cursor = skip.cursor;
                 Ok(RowChange::Upsert(values))
             }
             OP_DELETE => Ok(RowChange::Delete(i64::from_le_bytes(self.cursor.array()?))),
@@ -749,6 +760,39 @@ mod tests {
             [ValueRef::Int64(1), ValueRef::Utf8("a"), ValueRef::Null]
         );
         assert!(matches!(rows[2], RowChange::Delete(1)));
+    }
+
+    /// Rows are skipped by structure; text that is not UTF-8 is reported when its value is
+    /// read, and the rows after it still decode.
+    #[test]
+    fn text_that_is_not_utf8_is_an_error_when_read() {
+        let mut encoder = ChangeEncoder::new();
+        encoder.upsert(
+            "t",
+            &[Value::Int64(1), Value::Utf8("\u{1}bad".into()), Value::Null],
+        );
+        encoder.upsert(
+            "t",
+            &[Value::Int64(2), Value::Utf8("ok".into()), Value::Null],
+        );
+        let mut bytes = encoder.finish();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"\x01bad")
+            .expect("text in the record");
+        bytes[at] = 0xff;
+        let entries = decode(&bytes).expect("decode");
+        let Entry::Rows { rows, .. } = &entries[0] else {
+            panic!("rows expected")
+        };
+        let rows: Vec<_> = rows.clone().map(|r| r.expect("row structure")).collect();
+        let [RowChange::Upsert(bad), RowChange::Upsert(good)] = &rows[..] else {
+            panic!("two upserts expected")
+        };
+        let error = bad.clone().find_map(Result::err).expect("a UTF-8 error");
+        assert_eq!((error.reason, error.offset), ("text is not UTF-8", at));
+        let good: Vec<_> = good.clone().map(|v| v.expect("value")).collect();
+        assert_eq!(good[1], ValueRef::Utf8("ok"));
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub struct ReplicatorOptions {
     /// at whichever bound comes first). At least `max_file_rows`, so that a writer that is
     /// behind finds a full file's worth waiting. Default 262144 (two files).
     pub queue_rows: usize,
-    /// The writer merges waiting batches of a table into one file up to this many rows.
+    /// The writer merges waiting batches of a table into one file until it holds at least this
+    /// many rows (a file ends with the batch that reaches it, so that a full file is never
+    /// smaller than `compaction_target_rows` by a fraction of a batch and rewritten for it).
     /// Default 131072.
     pub max_file_rows: usize,
     /// `throttle` refuses writers when the replicator is this many records behind the WAL.
@@ -1034,7 +1036,7 @@ fn shared_view(shared: &Shared) -> SharedView<'_> {
     }
 }
 
-/// Writes every sealed batch: per table, runs of same-schema batches merged up to
+/// Writes every sealed batch: per table, runs of same-schema batches merged until they hold
 /// `max_file_rows`, each run one file, committed before the next. With `patient`, a run
 /// shorter than `max_file_rows` waits (briefly) while the tail is still reading a backlog, so
 /// that a writer that is behind writes full files rather than many small ones that
@@ -1053,9 +1055,7 @@ fn write_sealed(shared: &Shared, patient: bool) -> Result<()> {
                 let mut rows = 0;
                 let mut run = Vec::new();
                 for s in &t.sealed {
-                    let too_big =
-                        rows > 0 && rows + s.batch.num_rows() > shared.options.max_file_rows;
-                    if s.batch.schema() != schema || too_big {
+                    if s.batch.schema() != schema || rows >= shared.options.max_file_rows {
                         break;
                     }
                     rows += s.batch.num_rows();

@@ -1,6 +1,9 @@
 //! A backlog drains into full-size files: the writer writes every batch waiting, waits for
 //! the tail to seal a full file's worth while it is still reading, and so never writes the
-//! small files that compaction would then rewrite.
+//! small files that compaction would then rewrite. A file ends with the batch that reaches
+//! `max_file_rows`, so that it is never smaller than the compaction target by a fraction of a
+//! batch (a backlog once drained into files of 131,000 rows that the 131,072-row target then
+//! rewrote, a third of the writer's CPU).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +23,8 @@ impl Drop for TempDir {
 
 const RECORDS: i64 = 100;
 const RECORD_ROWS: i64 = 1000;
-const FILE_ROWS: u64 = 10_000;
+/// Not a multiple of `RECORD_ROWS`, and the compaction target as well.
+const FILE_ROWS: u64 = 10_500;
 
 #[test]
 fn a_backlog_drains_into_files_of_max_file_rows() {
@@ -64,8 +68,8 @@ fn a_backlog_drains_into_files_of_max_file_rows() {
         max_batch_rows: RECORD_ROWS as usize,
         max_file_rows: FILE_ROWS as usize,
         queue_rows: 2 * FILE_ROWS as usize,
-        // Files as flushed, not as compacted.
-        compaction_trigger_files: usize::MAX,
+        compaction_target_rows: FILE_ROWS as usize,
+        compaction_trigger_files: 4,
         low_priority: false,
         ..ReplicatorOptions::default()
     };
@@ -84,9 +88,18 @@ fn a_backlog_drains_into_files_of_max_file_rows() {
     let rows: Vec<u64> = manifest.tables["t"].files.iter().map(|f| f.rows).collect();
     assert_eq!(rows.iter().sum::<u64>(), (RECORDS * RECORD_ROWS) as u64);
     let (last_file, full) = rows.split_last().expect("files");
+    let batch_rows = RECORD_ROWS as u64;
     assert!(
-        full.iter().all(|&r| r == FILE_ROWS) && *last_file <= FILE_ROWS,
-        "file sizes {rows:?}: all but the last should hold max_file_rows ({FILE_ROWS})"
+        full.iter()
+            .all(|&r| (FILE_ROWS..FILE_ROWS + batch_rows).contains(&r))
+            && *last_file < FILE_ROWS + batch_rows,
+        "file sizes {rows:?}: all but the last should hold max_file_rows ({FILE_ROWS}) and \
+         less than a batch more"
+    );
+    assert_eq!(
+        rows.len() as u64,
+        replicator.stats().files_written,
+        "no flushed file was compacted: {rows:?}"
     );
     replicator.shutdown().expect("shutdown");
 }

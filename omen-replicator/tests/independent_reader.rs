@@ -304,10 +304,11 @@ fn pyarrow_and_duckdb_read_our_files_as_written() {
         ..WalOptions::default()
     };
     let wal = Arc::new(Wal::open(&wal_dir, wal_options).expect("WAL"));
-    // Several files (at most 1000 rows each), all kept: no compaction.
+    // Several files (one 700-row batch each: a file ends with the batch that reaches
+    // `max_file_rows`), all kept: no compaction.
     let options = ReplicatorOptions {
         max_batch_rows: 700,
-        max_file_rows: 1000,
+        max_file_rows: 600,
         compaction_trigger_files: usize::MAX,
         ..ReplicatorOptions::default()
     };

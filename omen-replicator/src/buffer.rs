@@ -280,7 +280,7 @@ mod tests {
         let width = STACK_COLUMNS + 5;
         let schema = TableSchema {
             columns: (0..width)
-                .map(|i| ColumnDef::new(&format!("c{i}"), DataType::Int64, i != 0))
+                .map(|i| ColumnDef::new(format!("c{i}"), DataType::Int64, i != 0))
                 .collect(),
             key: 0,
         };

@@ -19,6 +19,7 @@ use omen_replicator::change::{
     self, ChangeEncoder, ColumnDef, Entry, RowChange, TableSchema, Value,
 };
 use omen_replicator::{ReplicatorOptions, WalReplicator};
+use omen_sql::Route;
 use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
@@ -177,7 +178,7 @@ pub struct QueryResult {
     /// The snapshot LSN the query saw: every write at or below it, nothing above.
     pub snapshot_lsn: Lsn,
     /// How each table scan was served (index or Parquet + delta), in order.
-    pub routes: Vec<String>,
+    pub routes: Vec<Route>,
 }
 
 fn valid_name(name: &str) -> bool {

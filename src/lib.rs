@@ -41,6 +41,7 @@ mod table_cache;
 pub use db::{Db, DbOptions, QueryResult, Row, SCAN_CHUNK, WriteBatch};
 pub use error::{Error, Result};
 pub use omen_replicator::change::Value;
+pub use omen_sql::{Route, RouteKind};
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).
 pub use arrow;

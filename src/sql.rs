@@ -261,7 +261,8 @@ impl Db {
             // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
             let routes = routes.routes();
             let kinds = arrow::array::StringArray::from(vec!["omendb_route"; routes.len()]);
-            let plans = arrow::array::StringArray::from(routes);
+            let plans: arrow::array::StringArray =
+                routes.iter().map(|r| Some(r.to_string())).collect();
             let extra =
                 RecordBatch::try_new(first.schema(), vec![Arc::new(kinds), Arc::new(plans)]);
             batches.push(extra.map_err(datafusion::error::DataFusionError::from)?);

@@ -12,7 +12,7 @@ use arrow::datatypes::Int64Type;
 use omendb::replicator::ReplicatorOptions;
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, Error, Value, WriteBatch};
+use omendb::{Db, DbOptions, Error, RouteKind, Value, WriteBatch};
 
 fn open(dir: &TempDir, max_batch_rows: usize) -> Db {
     let options = DbOptions {
@@ -83,7 +83,8 @@ fn key_filters_take_the_index_and_the_rest_takes_parquet_plus_delta() {
         1
     );
     assert!(
-        result.routes[0].contains("index point lookup"),
+        result.routes[0].kind == RouteKind::IndexPoint
+            && result.routes[0].to_string().contains("index point lookup"),
         "{:?}",
         result.routes
     );
@@ -93,7 +94,8 @@ fn key_filters_take_the_index_and_the_rest_takes_parquet_plus_delta() {
         .expect("range");
     assert_eq!(single_i64(&result.batches), 1);
     assert!(
-        result.routes[0].contains("index range scan"),
+        result.routes[0].kind == RouteKind::IndexRange
+            && result.routes[0].to_string().contains("index range scan"),
         "{:?}",
         result.routes
     );
@@ -107,7 +109,8 @@ fn key_filters_take_the_index_and_the_rest_takes_parquet_plus_delta() {
         .sql("SELECT customer, count(*) AS n, sum(amount) FROM orders GROUP BY customer ORDER BY customer")
         .expect("aggregate");
     assert!(
-        result.routes[0].contains("Parquet + delta"),
+        result.routes[0].kind == RouteKind::ParquetDelta
+            && result.routes[0].to_string().contains("Parquet + delta"),
         "{:?}",
         result.routes
     );

@@ -17,7 +17,7 @@ use arrow::datatypes::Int64Type;
 use omen_alex::AlexMap;
 use omen_replicator::change::Value;
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, Row, WriteBatch};
+use omendb::{Db, DbOptions, RouteKind, Row, WriteBatch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -390,20 +390,21 @@ pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
             .iter()
             .filter_map(|b| b.column(0).as_primitive_opt::<Int64Type>())
             .any(|ids| ids.values().contains(&key));
-        let route = result.routes.join("; ");
+        let route = routes_text(&result.routes);
         if rows != 1 || !found {
             return Err(DbBenchError::Check(format!(
                 "{query}: {rows} rows (route {route})"
             )));
         }
         let expected = if indexed {
-            "index point lookup"
+            RouteKind::IndexPoint
         } else {
-            "Parquet + delta"
+            RouteKind::ParquetDelta
         };
-        if !route.contains(expected) {
+        if result.routes.iter().any(|r| r.kind != expected) || result.routes.is_empty() {
             return Err(DbBenchError::Check(format!(
-                "{query} was not served by {expected}: {route}"
+                "{query} was not served by the {}: {route}",
+                expected.describe()
             )));
         }
         Ok((elapsed, route))
@@ -884,4 +885,10 @@ fn isolation_round(
             cpu,
         })
     })
+}
+
+/// The routes of one query, as `EXPLAIN` lists them, on one line.
+pub(crate) fn routes_text(routes: &[omendb::Route]) -> String {
+    let texts: Vec<String> = routes.iter().map(ToString::to_string).collect();
+    texts.join("; ")
 }

@@ -325,7 +325,7 @@ pub fn run(options: &SqlBenchOptions) -> Result<PathBuf, SqlBenchError> {
         steady(&db)?;
         let ours = omendb_groups(&db)?;
         let omendb = time_omendb(&db, options.runs)?;
-        route = db.sql(QUERY)?.routes.join("; ");
+        route = crate::db_bench::routes_text(&db.sql(QUERY)?.routes);
         let files = table_files(&db);
         let (duckdb, theirs) = time_duckdb(&files, threads, options.runs)?;
         if ours != theirs {

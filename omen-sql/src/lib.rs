@@ -65,12 +65,78 @@ pub trait OmenTable: Send + Sync + Debug {
     fn snapshot_source(&self) -> Result<SnapshotSource, String>;
 }
 
+/// Which path served a table scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKind {
+    /// The learned index, for a set of keys (`pk = c`, `pk IN (...)`).
+    IndexPoint,
+    /// The learned index, for a key range (`pk BETWEEN a AND b`, `<`, `>`).
+    IndexRange,
+    /// The table's Parquet files plus the replicator's unflushed rows, merged at the snapshot.
+    ParquetDelta,
+}
+
+impl RouteKind {
+    /// Every kind, in the order of their discriminants.
+    pub const ALL: [RouteKind; 3] = [
+        RouteKind::IndexPoint,
+        RouteKind::IndexRange,
+        RouteKind::ParquetDelta,
+    ];
+
+    /// A stable snake_case name (metric labels).
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteKind::IndexPoint => "index_point",
+            RouteKind::IndexRange => "index_range",
+            RouteKind::ParquetDelta => "parquet_delta",
+        }
+    }
+
+    /// The kind in words, as `EXPLAIN` shows it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RouteKind::IndexPoint => "index point lookup",
+            RouteKind::IndexRange => "index range scan",
+            RouteKind::ParquetDelta => "Parquet + delta snapshot scan",
+        }
+    }
+}
+
+/// How one table scan of a query was served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The table scanned.
+    pub table: String,
+    /// The path that served it.
+    pub kind: RouteKind,
+    /// What the scan did: keys and rows found, or files read and skipped and the snapshot LSN.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {}",
+            self.table,
+            self.kind.describe(),
+            self.detail
+        )
+    }
+}
+
 /// The routes the scans of one query took, in order.
 #[derive(Clone, Debug, Default)]
-pub struct RouteLog(Arc<Mutex<Vec<String>>>);
+pub struct RouteLog(Arc<Mutex<Vec<Route>>>);
 
 impl RouteLog {
-    fn push(&self, route: String) {
+    fn push(&self, kind: RouteKind, table: &str, detail: String) {
+        let route = Route {
+            table: table.to_string(),
+            kind,
+            detail,
+        };
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -78,7 +144,7 @@ impl RouteLog {
     }
 
     /// The routes so far.
-    pub fn routes(&self) -> Vec<String> {
+    pub fn routes(&self) -> Vec<Route> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -304,20 +370,19 @@ impl TableProvider for OmenTableProvider {
         };
         let batch = match (indexed, &lookup) {
             (Some(batch), Some(KeyLookup::Points(keys))) => {
-                self.routes.push(format!(
-                    "{}: index point lookup of {} key(s), {} row(s)",
-                    self.name,
-                    keys.len(),
-                    batch.num_rows()
-                ));
+                self.routes.push(
+                    RouteKind::IndexPoint,
+                    &self.name,
+                    format!("of {} key(s), {} row(s)", keys.len(), batch.num_rows()),
+                );
                 batch
             }
             (Some(batch), Some(KeyLookup::Range(low, high))) => {
-                self.routes.push(format!(
-                    "{}: index range scan {low:?}..{high:?}, {} row(s)",
-                    self.name,
-                    batch.num_rows()
-                ));
+                self.routes.push(
+                    RouteKind::IndexRange,
+                    &self.name,
+                    format!("{low:?}..{high:?}, {} row(s)", batch.num_rows()),
+                );
                 batch
             }
             _ => {
@@ -331,11 +396,11 @@ impl TableProvider for OmenTableProvider {
                     config.target_partitions(),
                     config.batch_size(),
                 )?;
-                self.routes.push(format!(
-                    "{}: Parquet + delta snapshot scan ({})",
-                    self.name,
-                    scan.describe()
-                ));
+                self.routes.push(
+                    RouteKind::ParquetDelta,
+                    &self.name,
+                    format!("({})", scan.describe()),
+                );
                 return Ok(Arc::new(scan));
             }
         };

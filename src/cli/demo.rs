@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omendb::{Db, DbOptions, Value, WriteBatch};
+use omendb::{Db, DbOptions, Route, Value, WriteBatch};
 
 use super::{CliError, Config, DemoArgs, format, statements};
 
@@ -44,15 +44,15 @@ struct Kind {
 }
 
 impl Kind {
-    fn record(&mut self, started: Instant, routes: &[String]) {
+    fn record(&mut self, started: Instant, routes: &[Route]) {
         self.latencies.push(started.elapsed());
-        // Routes carry per-query details (files, LSNs) in parentheses: keep the route's kind.
+        // Routes carry per-query details (keys, files, LSNs): count by table and kind.
         let route = if routes.is_empty() {
             "write: WAL + index".to_string()
         } else {
-            let kinds: Vec<&str> = routes
+            let kinds: Vec<String> = routes
                 .iter()
-                .map(|r| r.split(" (").next().unwrap_or(r))
+                .map(|r| format!("{}: {}", r.table, r.kind.describe()))
                 .collect();
             kinds.join(", ")
         };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use omendb::Db;
+use omendb::{Db, Route, RouteKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -26,39 +26,6 @@ const LATENCY_BUCKETS: [f64; 12] = [
 const REQUEST_HEAD_MAX: usize = 8 << 10;
 /// A client that sends no complete request head in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The route a statement's scans took, as counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    IndexPoint,
-    IndexRange,
-    ParquetDelta,
-}
-
-impl Route {
-    const ALL: [Route; 3] = [Route::IndexPoint, Route::IndexRange, Route::ParquetDelta];
-
-    fn label(self) -> &'static str {
-        match self {
-            Route::IndexPoint => "index_point",
-            Route::IndexRange => "index_range",
-            Route::ParquetDelta => "parquet_delta",
-        }
-    }
-
-    /// Classifies one line of `QueryResult::routes`.
-    pub fn of(description: &str) -> Option<Self> {
-        if description.contains("index point lookup") {
-            Some(Route::IndexPoint)
-        } else if description.contains("index range scan") {
-            Some(Route::IndexRange)
-        } else if description.contains("Parquet + delta") {
-            Some(Route::ParquetDelta)
-        } else {
-            None
-        }
-    }
-}
 
 /// Counters the sessions bump; rendered with the database's figures on each scrape.
 #[derive(Debug, Default)]
@@ -93,7 +60,7 @@ impl Metrics {
         &self,
         elapsed: Duration,
         ok: bool,
-        routes: impl IntoIterator<Item = &'a String>,
+        routes: impl IntoIterator<Item = &'a Route>,
     ) {
         let counter = if ok {
             &self.statements_ok
@@ -101,8 +68,8 @@ impl Metrics {
             &self.statements_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        for route in routes.into_iter().filter_map(|r| Route::of(r)) {
-            self.routes[route as usize].fetch_add(1, Ordering::Relaxed);
+        for route in routes {
+            self.routes[route.kind as usize].fetch_add(1, Ordering::Relaxed);
         }
         let seconds = elapsed.as_secs_f64();
         // Buckets are stored non-cumulative; rendering sums them.
@@ -235,7 +202,7 @@ impl Metrics {
                 ),
             ],
         );
-        let routes: Vec<(String, f64)> = Route::ALL
+        let routes: Vec<(String, f64)> = RouteKind::ALL
             .iter()
             .map(|&r| {
                 (
@@ -361,23 +328,6 @@ async fn read_head(socket: &mut TcpStream) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_are_classified_from_their_descriptions() {
-        assert_eq!(
-            Route::of("orders: index point lookup of 1 key(s), 1 row(s)"),
-            Some(Route::IndexPoint)
-        );
-        assert_eq!(
-            Route::of("orders: index range scan 1..5, 4 row(s)"),
-            Some(Route::IndexRange)
-        );
-        assert_eq!(
-            Route::of("orders: Parquet + delta snapshot scan (3 files)"),
-            Some(Route::ParquetDelta)
-        );
-        assert_eq!(Route::of("something else"), None);
-    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -24,10 +24,12 @@ use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
 use crate::sql::APPLYING;
+use crate::stored_row::{Encoded, StoredRow};
 use crate::table_cache::{self, CatalogStamp};
 
-/// A row: its values in column order. Cheap to clone.
-pub type Row = Arc<[Value]>;
+/// A row: its values in column order, decoded from the table's index on each read (see
+/// `stored_row`).
+pub type Row = Box<[Value]>;
 
 /// Rows a [`Db::scan`] reads per hold of a table's read lock.
 pub const SCAN_CHUNK: usize = 4096;
@@ -115,27 +117,42 @@ impl WriteBatch {
     }
 }
 
-/// A table in memory: its schema and its rows in the learned index.
+/// A table in memory: its schema and its rows, encoded, in the learned index.
 pub(crate) struct Table {
     pub(crate) schema: TableSchema,
-    rows: RwLock<AlexMap<i64, Row>>,
+    rows: RwLock<AlexMap<i64, StoredRow>>,
+    /// Name, for errors.
+    name: String,
 }
 
 impl Table {
-    fn new(schema: TableSchema) -> Self {
+    fn new(name: &str, schema: TableSchema) -> Self {
         Self {
             schema,
             rows: RwLock::new(AlexMap::new()),
+            name: name.to_string(),
         }
     }
 
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, Row>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, AlexMap<i64, StoredRow>> {
         self.rows.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, Row>> {
+    fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, StoredRow>> {
         self.rows.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The row with `key`, decoded from its stored form.
+    #[inline]
+    pub(crate) fn decode(&self, key: i64, stored: &StoredRow) -> Result<Row> {
+        stored
+            .decode(key, self.schema.key, self.schema.columns.len())
+            .map_err(|e| Error::DamagedRow {
+                table: self.name.clone(),
+                key,
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -385,7 +402,8 @@ impl Db {
     /// The row with `key`, from the learned index.
     #[inline]
     pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        self.with_table(table, |t| t.read().get(key).cloned())
+        self.with_table(table, |t| t.read().get(key).map(|s| t.decode(key, s)))?
+            .transpose()
     }
 
     /// Runs `read` on a table, found through this thread's cached handle when the catalog
@@ -413,9 +431,10 @@ impl Db {
             let rows = t.read();
             rows.get_many(keys)
                 .into_iter()
-                .map(|r| r.cloned())
+                .zip(keys)
+                .map(|(stored, &key)| stored.map(|s| t.decode(key, s)).transpose())
                 .collect()
-        })
+        })?
     }
 
     /// The rows with keys in `range`, by key, from the learned index.
@@ -433,11 +452,9 @@ impl Db {
         loop {
             let rows = table.read();
             let before = out.len();
-            out.extend(
-                rows.range((start, end))
-                    .take(SCAN_CHUNK)
-                    .map(|(k, v)| (k, v.clone())),
-            );
+            for (key, stored) in rows.range((start, end)).take(SCAN_CHUNK) {
+                out.push((key, table.decode(key, stored)?));
+            }
             drop(rows);
             match out.last() {
                 Some(&(last, _)) if out.len() - before == SCAN_CHUNK => {
@@ -534,7 +551,7 @@ fn apply(catalog: &RwLock<Catalog>, stamp: &CatalogStamp, lsn: u64, bytes: &[u8]
     for entry in entries {
         match entry {
             Entry::CreateTable { table, schema } => {
-                write().insert(table.to_string(), Arc::new(Table::new(schema)));
+                write().insert(table.to_string(), Arc::new(Table::new(table, schema)));
                 stamp.bump();
             }
             Entry::DropTable { table } => {
@@ -557,19 +574,16 @@ fn apply(catalog: &RwLock<Catalog>, stamp: &CatalogStamp, lsn: u64, bytes: &[u8]
                     .ok_or_else(|| bad(format!("no table {table:?}")))?;
                 let mut schema = old.schema.clone();
                 schema.columns.push(column);
-                let padded: Vec<(i64, Row)> = old
+                let padded: Vec<(i64, StoredRow)> = old
                     .read()
                     .iter()
-                    .map(|(k, row)| {
-                        let mut values = row.to_vec();
-                        values.push(Value::Null);
-                        (k, Row::from(values))
-                    })
+                    .map(|(k, row)| (k, row.with_null()))
                     .collect();
                 let rows = AlexMap::from_sorted(padded).map_err(|e| bad(e.to_string()))?;
                 let table_now = Table {
                     schema,
                     rows: RwLock::new(rows),
+                    name: table.to_string(),
                 };
                 catalog.insert(table.to_string(), Arc::new(table_now));
                 stamp.bump();
@@ -582,19 +596,17 @@ fn apply(catalog: &RwLock<Catalog>, stamp: &CatalogStamp, lsn: u64, bytes: &[u8]
                     .cloned()
                     .ok_or_else(|| bad(format!("no table {table:?}")))?;
                 let key_index = t.schema.key;
+                let mut scratch = Vec::new();
                 let mut map = t.write();
                 for row in rows {
                     match row.map_err(|e| bad(e.to_string()))? {
                         RowChange::Upsert(values) => {
-                            let values: Vec<Value> = values
-                                .map(|v| v.map(|v| v.to_owned()))
-                                .collect::<Result<_, _>>()
+                            let encoded = StoredRow::encode(values, key_index, &mut scratch)
                                 .map_err(|e| bad(e.to_string()))?;
-                            let Some(Value::Int64(key)) = values.get(key_index) else {
+                            let Encoded::Row(key, stored) = encoded else {
                                 return Err(bad(format!("a row of {table:?} has no BIGINT key")));
                             };
-                            let key = *key;
-                            map.insert(key, Row::from(values));
+                            map.insert(key, stored);
                         }
                         RowChange::Delete(key) => {
                             map.remove(key);

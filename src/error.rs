@@ -71,6 +71,20 @@ pub enum Error {
         key: i64,
     },
 
+    /// A row held in memory no longer decodes: memory was corrupted. Reopen the database
+    /// (it rebuilds its tables from the log).
+    #[error(
+        "the row with key {key} of table {table:?} is damaged in memory ({reason}): reopen the database"
+    )]
+    DamagedRow {
+        /// The table.
+        table: String,
+        /// The row's key.
+        key: i64,
+        /// What the decoder found.
+        reason: String,
+    },
+
     /// The log holds something this database cannot apply (a bug or a foreign log).
     #[error("the log record at LSN {lsn} cannot be applied: {reason}")]
     BadLog {

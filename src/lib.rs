@@ -36,6 +36,7 @@ mod db;
 mod error;
 mod sql;
 mod statement;
+mod stored_row;
 mod table_cache;
 
 pub use db::{Db, DbOptions, QueryResult, Row, SCAN_CHUNK, WriteBatch};

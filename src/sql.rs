@@ -127,15 +127,20 @@ impl OmenTable for SnapshotTable {
         }
         let rows: Vec<Row> = {
             let map = self.table.read();
-            match lookup {
-                KeyLookup::Points(keys) => {
-                    map.get_many(keys).into_iter().flatten().cloned().collect()
-                }
+            let decode = |key: i64, stored| self.table.decode(key, stored);
+            let rows: crate::Result<Vec<Row>> = match lookup {
+                KeyLookup::Points(keys) => map
+                    .get_many(keys)
+                    .into_iter()
+                    .zip(keys)
+                    .filter_map(|(stored, &key)| stored.map(|s| decode(key, s)))
+                    .collect(),
                 KeyLookup::Range(low, high) => {
                     let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
-                    map.range(bounds).map(|(_, row)| row.clone()).collect()
+                    map.range(bounds).map(|(key, s)| decode(key, s)).collect()
                 }
-            }
+            };
+            rows.map_err(|e| e.to_string())?
         };
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);

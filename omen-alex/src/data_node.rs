@@ -230,7 +230,12 @@ impl<K: Key, V> DataNode<K, V> {
     #[inline(always)]
     pub fn prefetch_slot(&self, slot: usize) {
         prefetch(self.bitmap.word_address(slot));
-        prefetch(self.values.as_ptr().wrapping_add(slot));
+        let value = self.values.as_ptr().wrapping_add(slot);
+        prefetch(value);
+        // A value wider than 16 bytes (a row stored in the slot) may end in the next line.
+        if std::mem::size_of::<V>() > 16 {
+            prefetch(value.cast::<u8>().wrapping_add(std::mem::size_of::<V>() - 1));
+        }
     }
 
     /// Slot of the predicted position of `key` (for prefetching).

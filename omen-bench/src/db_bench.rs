@@ -9,7 +9,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Barrier, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
@@ -17,7 +17,7 @@ use arrow::datatypes::Int64Type;
 use omen_alex::AlexMap;
 use omen_replicator::change::Value;
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, RouteKind, Row, WriteBatch};
+use omendb::{Db, DbOptions, RouteKind, WriteBatch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -248,14 +248,19 @@ pub fn measure_gets(
     result.rocks_sst_bytes = rocks.sst_bytes();
     result.rocks_cache_bytes = rocks.cache_usage_bytes();
 
-    step("building a bare AlexMap over the Db's rows (for the breakdown)");
-    let mut pairs: Vec<(i64, Row)> = Vec::with_capacity(keys.len());
-    for &key in keys {
+    step("building a bare AlexMap of Arc rows over the Db's rows (for the breakdown)");
+    // The layout before rows were stored in the index: an `Arc<[Value]>` per row, allocated
+    // one by one in the load's (random) order.
+    let mut order = keys.to_vec();
+    order.shuffle(&mut StdRng::seed_from_u64(0x000a_110c));
+    let mut pairs: Vec<(i64, Arc<[Value]>)> = Vec::with_capacity(keys.len());
+    for key in order {
         let row = db
             .get(TABLE, key)?
             .ok_or_else(|| DbBenchError::Check(format!("Db lost key {key}")))?;
-        pairs.push((key, row));
+        pairs.push((key, Arc::from(row)));
     }
+    pairs.sort_unstable_by_key(|&(key, _)| key);
     let bare =
         RwLock::new(AlexMap::from_sorted(pairs).map_err(|e| DbBenchError::Check(e.to_string()))?);
     result.db_index = Some(db.index_stats(TABLE)?);

@@ -480,8 +480,9 @@ fn render_gets(md: &mut String, g: &GetResult, options: &DbReportOptions) {
          (`BinaryAndHash`), index and filter blocks held by the table readers, no \
          compression (the crate is built without compression libraries). A read is \
          `get_pinned` and decoding the value into a `Vec<Value>` (the `sku` into a `String`), \
-         so that both sides return a usable row; `Db::get` returns its `Arc<[Value]>`. Both \
-         loops read `qty` of each row and the sums are checked.\n",
+         so that both sides return a usable row; `Db::get` decodes its row from the bytes \
+         stored in the index's value slot into a `Box<[Value]>` (the `sku` into a `String`). \
+         Both loops read `qty` of each row and the sums are checked.\n",
         g.rocks_load.as_secs_f64(),
         g.rocks_sst_bytes as f64 / (1 << 20) as f64,
         g.rocks_cache_capacity as f64 / (1 << 20) as f64,
@@ -501,11 +502,17 @@ fn render_gets(md: &mut String, g: &GetResult, options: &DbReportOptions) {
         ("RocksDB `get_pinned` + decode", &g.rocks_ns),
         ("`Db::get`", &g.db_ns),
         (
-            "breakdown: `RwLock::read` + `AlexMap::get` + `Arc` clone",
+            "former layout: `RwLock::read` + `AlexMap::get` + `Arc` clone",
             &g.locked_clone_ns,
         ),
-        ("breakdown: `AlexMap::get` + `Arc` clone", &g.alex_clone_ns),
-        ("breakdown: `AlexMap::get` (reference only)", &g.alex_ref_ns),
+        (
+            "former layout: `AlexMap::get` + `Arc` clone",
+            &g.alex_clone_ns,
+        ),
+        (
+            "former layout: `AlexMap::get` (reference only)",
+            &g.alex_ref_ns,
+        ),
     ];
     for (name, values) in rows {
         let best = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -518,14 +525,16 @@ fn render_gets(md: &mut String, g: &GetResult, options: &DbReportOptions) {
     );
     let _ = writeln!(
         md,
-        "The breakdown rows use a separate `AlexMap<i64, Row>` built in the benchmark over the \
-         same `Arc` rows as the Db holds (same keys, same row allocations), to split `Db::get` \
-         into its parts: the index lookup and the row's first cache line, the reference-count \
-         increment and decrement of the returned `Arc` (a write to the row's cache line), the \
-         table's `RwLock` (two atomic read-modify-writes), and what `Db::get` adds on top of \
-         that (the per-thread table handle: a version check and a name comparison, see \
-         `src/table_cache.rs`) and the shape of its index, which the load built by inserts \
-         while the breakdown's is bulk-loaded:\n"
+        "The \"former layout\" rows use a separate, bulk-loaded `AlexMap<i64, Arc<[Value]>>` \
+         built in the benchmark from the same rows, allocated one by one in random order: how \
+         the Db stored rows before `src/stored_row.rs` (a pointer in the index's value slot \
+         to a row allocation of its own). They split such a read into its parts: the index \
+         lookup and the row's first cache line (a third dependent miss), the reference-count \
+         increment and decrement of the returned `Arc` (a write to the row's cache line), and \
+         the table's `RwLock` (two atomic read-modify-writes). `Db::get` also has the \
+         per-thread table handle (a version check and a name comparison, see \
+         `src/table_cache.rs`), the decoding of its row, and the shape of its index, which \
+         the load built by inserts while the breakdown's is bulk-loaded:\n"
     );
     if let (Some(db), Some(bare)) = (&g.db_index, &g.bare_index) {
         let _ = writeln!(

@@ -301,6 +301,47 @@ fn put_column(buf: &mut Vec<u8>, column: &ColumnDef) {
     buf.push(u8::from(column.nullable));
 }
 
+/// Appends one value in the record's encoding: a tag byte, then its payload (little-endian
+/// numbers; text as a LEB128 length and its bytes). [`values_of`] reads such bytes back.
+pub fn encode_value(buf: &mut Vec<u8>, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Null => buf.push(0),
+        ValueRef::Boolean(v) => buf.push(1 + u8::from(v)),
+        ValueRef::Int32(v) => {
+            buf.push(3);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        ValueRef::Int64(v) => {
+            buf.push(4);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        ValueRef::Float64(v) => {
+            buf.push(5);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        ValueRef::Utf8(v) => {
+            buf.push(6);
+            put_str(buf, v);
+        }
+        ValueRef::TimestampMicros(v) => {
+            buf.push(7);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        ValueRef::Date32(v) => {
+            buf.push(8);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// The `count` values encoded in `bytes` by [`encode_value`], decoded lazily as a row's are.
+pub fn values_of(bytes: &[u8], count: usize) -> RowValues<'_> {
+    RowValues {
+        cursor: Cursor { bytes, pos: 0 },
+        remaining: count as u64,
+    }
+}
+
 /// Row counts are patched in place at a fixed width, so they use 5 LEB128 bytes.
 const COUNT_WIDTH: usize = 5;
 
@@ -389,35 +430,7 @@ impl ChangeEncoder {
     }
 
     fn put_value(&mut self, value: &Value) {
-        let buf = &mut self.buf;
-        match value {
-            Value::Null => buf.push(0),
-            Value::Boolean(v) => buf.push(1 + u8::from(*v)),
-            Value::Int32(v) => {
-                buf.push(3);
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            Value::Int64(v) => {
-                buf.push(4);
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            Value::Float64(v) => {
-                buf.push(5);
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            Value::Utf8(v) => {
-                buf.push(6);
-                put_str(buf, v);
-            }
-            Value::TimestampMicros(v) => {
-                buf.push(7);
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-            Value::Date32(v) => {
-                buf.push(8);
-                buf.extend_from_slice(&v.to_le_bytes());
-            }
-        }
+        encode_value(&mut self.buf, value.as_ref());
     }
 
     /// Whether nothing was added.

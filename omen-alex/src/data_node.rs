@@ -234,7 +234,11 @@ impl<K: Key, V> DataNode<K, V> {
         prefetch(value);
         // A value wider than 16 bytes (a row stored in the slot) may end in the next line.
         if std::mem::size_of::<V>() > 16 {
-            prefetch(value.cast::<u8>().wrapping_add(std::mem::size_of::<V>() - 1));
+            prefetch(
+                value
+                    .cast::<u8>()
+                    .wrapping_add(std::mem::size_of::<V>() - 1),
+            );
         }
     }
 

@@ -106,25 +106,35 @@ fn interactive_session_in_a_pseudo_terminal() {
     let dir = TempDir::new("shell-pty");
     let command = format!("{OMENDB} sql --dir {}", dir.path().display());
     let mut session = rexpect::spawn(&command, Some(60_000)).unwrap();
-    session.exp_string("omendb=> ").unwrap();
+    // Each line is sent once the prompt for it is up: the line editor switches the terminal
+    // to raw mode when it shows a prompt, and input typed before that may be dropped (this
+    // test once timed out on a loaded machine that way).
+    const PROMPT: &str = "omendb=> ";
+    session.exp_string(PROMPT).unwrap();
     session
         .send_line("CREATE TABLE p (id BIGINT PRIMARY KEY, v TEXT);")
         .unwrap();
     session.exp_string("CREATE TABLE").unwrap();
+    session.exp_string(PROMPT).unwrap();
     // A statement over two lines: the continuation prompt, then the result.
     session.send_line("INSERT INTO p VALUES").unwrap();
     session.exp_string("omendb-> ").unwrap();
     session.send_line("(1, 'x'), (2, 'y');").unwrap();
     session.exp_string("INSERT 2").unwrap();
+    session.exp_string(PROMPT).unwrap();
     session.send_line("\\timing").unwrap();
     session.exp_string("Timing is on.").unwrap();
+    session.exp_string(PROMPT).unwrap();
     session.send_line("SELECT COUNT(*) AS n FROM p;").unwrap();
     session.exp_string("(1 row)").unwrap();
     session.exp_string("Time: ").unwrap();
+    session.exp_string(PROMPT).unwrap();
     session.send_line("SELEC nonsense;").unwrap();
     session.exp_string("ERROR").unwrap();
+    session.exp_string(PROMPT).unwrap();
     session.send_line("\\d").unwrap();
     session.exp_string("columns").unwrap();
+    session.exp_string(PROMPT).unwrap();
     session.send_line("\\q").unwrap();
     session.exp_eof().unwrap();
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use omen_alex::AlexMap;
 use omen_replicator::change::{
-    self, ChangeEncoder, ColumnDef, Entry, RowChange, TableSchema, Value,
+    self, ChangeEncoder, ChangeError, ColumnDef, Entry, RowChange, TableSchema, Value, ValueRef,
 };
 use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_sql::Route;
@@ -30,6 +30,48 @@ use crate::table_cache::{self, CatalogStamp};
 /// A row: its values in column order, decoded from the table's index on each read (see
 /// `stored_row`).
 pub type Row = Box<[Value]>;
+
+/// A row read in place by [`Db::get_with`]: values are decoded from the index on demand,
+/// without building the row.
+#[derive(Clone, Copy, Debug)]
+pub struct RowRef<'a> {
+    table: &'a Table,
+    key: i64,
+    stored: &'a StoredRow,
+}
+
+impl<'a> RowRef<'a> {
+    /// The row's primary key.
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// Number of columns.
+    pub fn columns(&self) -> usize {
+        self.table.schema.columns.len()
+    }
+
+    /// The value of `column` (in the table's column order), decoding only the values before
+    /// it.
+    #[inline]
+    pub fn value(&self, column: usize) -> Result<ValueRef<'a>> {
+        if column >= self.columns() {
+            return Err(Error::BadRow {
+                table: self.table.name.clone(),
+                column: column.to_string(),
+                reason: format!("the table has {} columns", self.columns()),
+            });
+        }
+        self.stored
+            .value(self.key, self.table.schema.key, column)
+            .map_err(|e| self.table.damaged(self.key, &e))
+    }
+
+    /// The whole row, as [`Db::get`] returns it.
+    pub fn to_row(&self) -> Result<Row> {
+        self.table.decode(self.key, self.stored)
+    }
+}
 
 /// Rows a [`Db::scan`] reads per hold of a table's read lock.
 pub const SCAN_CHUNK: usize = 4096;
@@ -148,11 +190,15 @@ impl Table {
     pub(crate) fn decode(&self, key: i64, stored: &StoredRow) -> Result<Row> {
         stored
             .decode(key, self.schema.key, self.schema.columns.len())
-            .map_err(|e| Error::DamagedRow {
-                table: self.name.clone(),
-                key,
-                reason: e.to_string(),
-            })
+            .map_err(|e| self.damaged(key, &e))
+    }
+
+    fn damaged(&self, key: i64, error: &ChangeError) -> Error {
+        Error::DamagedRow {
+            table: self.name.clone(),
+            key,
+            reason: error.to_string(),
+        }
     }
 }
 
@@ -404,6 +450,26 @@ impl Db {
     pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
         self.with_table(table, |t| t.read().get(key).map(|s| t.decode(key, s)))?
             .transpose()
+    }
+
+    /// Reads the row with `key` in place: `read` gets a view of it (or `None`) and decodes
+    /// only the values it asks for; no row is built. It runs under the table's read lock, so
+    /// keep it short: the writer waits for it.
+    #[inline]
+    pub fn get_with<R>(
+        &self,
+        table: &str,
+        key: i64,
+        read: impl FnOnce(Option<RowRef<'_>>) -> R,
+    ) -> Result<R> {
+        self.with_table(table, |t| {
+            let rows = t.read();
+            read(rows.get(key).map(|stored| RowRef {
+                table: t,
+                key,
+                stored,
+            }))
+        })
     }
 
     /// Runs `read` on a table, found through this thread's cached handle when the catalog

@@ -39,9 +39,9 @@ mod statement;
 mod stored_row;
 mod table_cache;
 
-pub use db::{Db, DbOptions, QueryResult, Row, SCAN_CHUNK, WriteBatch};
+pub use db::{Db, DbOptions, QueryResult, Row, RowRef, SCAN_CHUNK, WriteBatch};
 pub use error::{Error, Result};
-pub use omen_replicator::change::Value;
+pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).

@@ -108,6 +108,27 @@ impl StoredRow {
         Ok(row.into_boxed_slice())
     }
 
+    /// The value of column `column` of the row with `key` (NULL past the stored values),
+    /// decoding only the values before it.
+    #[inline]
+    pub(crate) fn value(
+        &self,
+        key: i64,
+        key_index: usize,
+        column: usize,
+    ) -> Result<ValueRef<'_>, ChangeError> {
+        if column == key_index {
+            return Ok(ValueRef::Int64(key));
+        }
+        let stored = if column > key_index {
+            column - 1
+        } else {
+            column
+        };
+        let mut values = values_of(self.bytes(), stored + 1);
+        values.nth(stored).unwrap_or(Ok(ValueRef::Null))
+    }
+
     /// The row with a NULL appended (`ADD COLUMN`).
     pub(crate) fn with_null(&self) -> Self {
         let mut bytes = self.bytes().to_vec();

@@ -301,3 +301,65 @@ fn scans_cross_lock_chunks_without_losing_or_repeating_rows() {
     let (high, low) = (5, 10);
     assert!(db.scan("accounts", low..high).expect("empty").is_empty());
 }
+
+/// `get_with` reads values in place: each agrees with the row `get` builds, whatever the key's
+/// position; a column past the last is an error naming the table; after `ADD COLUMN` the new
+/// column reads NULL; a missing key gives `None`.
+#[test]
+fn rows_read_in_place_agree_with_get() {
+    let dir = TempDir::new("get-with");
+    let db = Db::open(&dir.0, options()).expect("open");
+    // The key in the middle, so that columns on both sides of it are read.
+    let schema = TableSchema {
+        columns: vec![
+            ColumnDef::new("owner", DataType::Utf8, true),
+            ColumnDef::new("id", DataType::Int64, false),
+            ColumnDef::new("balance", DataType::Int64, true),
+            ColumnDef::new("memo", DataType::Utf8, true),
+        ],
+        key: 1,
+    };
+    db.create_table("t", schema).expect("create");
+    let mut batch = WriteBatch::new();
+    batch.insert(
+        "t",
+        vec![
+            Value::Utf8("ann".into()),
+            Value::Int64(7),
+            Value::Int64(-3),
+            Value::Utf8("m".repeat(100)), // too wide for the inline slot
+        ],
+    );
+    batch.insert(
+        "t",
+        vec![Value::Null, Value::Int64(8), Value::Null, Value::Null],
+    );
+    db.write(&batch).expect("write");
+    for key in [7, 8] {
+        let row = db.get("t", key).expect("get").expect("row");
+        let read = db
+            .get_with("t", key, |row| {
+                let row = row.expect("in place");
+                assert_eq!(row.key(), key);
+                let values: Vec<Value> = (0..row.columns())
+                    .map(|c| row.value(c).expect("value").to_owned())
+                    .collect();
+                assert!(matches!(row.value(4), Err(Error::BadRow { .. })));
+                (values, row.to_row().expect("row"))
+            })
+            .expect("get_with");
+        assert_eq!(&read.0[..], &row[..]);
+        assert_eq!(read.1, row);
+    }
+    assert!(db.get_with("t", 9, |row| row.is_none()).expect("get_with"));
+    db.alter_table_add_column("t", ColumnDef::new("extra", DataType::Int64, true))
+        .expect("add column");
+    let extra = db
+        .get_with("t", 7, |row| row.map(|r| r.value(4).map(|v| v.to_owned())))
+        .expect("get_with");
+    assert!(matches!(extra, Some(Ok(Value::Null))), "{extra:?}");
+    assert!(matches!(
+        db.get_with("nope", 1, |_| ()),
+        Err(Error::NoSuchTable(_))
+    ));
+}

@@ -17,7 +17,7 @@ use arrow::datatypes::Int64Type;
 use omen_alex::AlexMap;
 use omen_replicator::change::Value;
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, RouteKind, WriteBatch};
+use omendb::{Db, DbOptions, RouteKind, ValueRef, WriteBatch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -164,6 +164,10 @@ pub struct GetResult {
     pub db_ns: Vec<f64>,
     /// ns per RocksDB `get_pinned` plus decoding, each round.
     pub rocks_ns: Vec<f64>,
+    /// ns per `Db::get_with` reading `qty` in place (no row built), each round.
+    pub db_view_ns: Vec<f64>,
+    /// ns per RocksDB `get_pinned` reading `qty` from the pinned bytes, each round.
+    pub rocks_view_ns: Vec<f64>,
     /// ns per `AlexMap::get` reading `qty` through the reference (no refcount, no lock).
     pub alex_ref_ns: Vec<f64>,
     /// ns per `AlexMap::get` plus cloning the `Arc` row (as `Db::get` returns it).
@@ -203,6 +207,12 @@ impl GetResult {
     /// How many times faster `Db::get` is (best rounds).
     pub fn speedup(&self) -> f64 {
         self.rocks_best_ns() / self.db_best_ns()
+    }
+
+    /// How many times faster `Db::get_with` reads one column than RocksDB reading it from
+    /// the pinned value (best rounds).
+    pub fn view_speedup(&self) -> f64 {
+        min(&self.rocks_view_ns) / min(&self.db_view_ns)
     }
 }
 
@@ -289,10 +299,40 @@ pub fn measure_gets(
             check_sum("RocksDB get", sum, expected)?;
             Ok(ns)
         };
+        let db_view_round = || -> Result<f64> {
+            let (ns, sum) = time_ns(n, || {
+                probes
+                    .iter()
+                    .map(|&k| {
+                        db.get_with(TABLE, k, |row| match row.map(|r| r.value(1)) {
+                            Some(Ok(ValueRef::Int64(q))) => q,
+                            _ => 0,
+                        })
+                        .unwrap_or(0)
+                    })
+                    .sum()
+            });
+            check_sum("Db::get_with", sum, expected)?;
+            Ok(ns)
+        };
+        let rocks_view_round = || -> Result<f64> {
+            let (ns, sum) = time_ns(n, || {
+                probes
+                    .iter()
+                    .map(|&k| rocks.qty(k).ok().flatten().unwrap_or(0))
+                    .sum()
+            });
+            check_sum("RocksDB get_pinned (qty in place)", sum, expected)?;
+            Ok(ns)
+        };
         if round % 2 == 0 {
             result.db_ns.push(db_round()?);
             result.rocks_ns.push(rocks_round()?);
+            result.db_view_ns.push(db_view_round()?);
+            result.rocks_view_ns.push(rocks_view_round()?);
         } else {
+            result.rocks_view_ns.push(rocks_view_round()?);
+            result.db_view_ns.push(db_view_round()?);
             result.rocks_ns.push(rocks_round()?);
             result.db_ns.push(db_round()?);
         }

@@ -128,6 +128,15 @@ impl RocksRows {
             .and_then(|value| decode_row(key, &value)))
     }
 
+    /// The `qty` of `key`'s row, read from the pinned value without decoding the row.
+    #[inline]
+    pub fn qty(&self, key: i64) -> Result<Option<i64>, rocksdb::Error> {
+        Ok(self.db.get_pinned(key_bytes(key))?.and_then(|value| {
+            let word: [u8; 8] = value.get(..8)?.try_into().ok()?;
+            Some(i64::from_le_bytes(word))
+        }))
+    }
+
     /// Bytes in the block cache now.
     pub fn cache_usage_bytes(&self) -> usize {
         self.cache.get_usage()

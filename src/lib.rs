@@ -21,6 +21,9 @@
 //! batch.insert("users", vec![Value::Int64(1), Value::Utf8("ada".into())]);
 //! db.write(&batch)?;
 //! assert_eq!(db.get("users", 1)?.map(|row| row[1].clone()), Some(Value::Utf8("ada".into())));
+//! // Or read a column in place, without building the row:
+//! let name = db.get_with("users", 1, |row| row.map(|r| r.value(1).map(|v| v.to_owned())))?;
+//! assert_eq!(name.transpose()?, Some(Value::Utf8("ada".into())));
 //! # db.close()?; std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```

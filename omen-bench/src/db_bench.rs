@@ -225,6 +225,18 @@ fn time_ns(lookups: usize, work: impl FnOnce() -> i64) -> (f64, i64) {
     )
 }
 
+/// Times `read` over `probes` (ns per lookup) and checks the sum of what it read.
+fn time_reader(
+    name: &str,
+    probes: &[i64],
+    expected: i64,
+    read: impl Fn(i64) -> i64,
+) -> Result<f64> {
+    let (ns, sum) = time_ns(probes.len(), || probes.iter().map(|&k| read(k)).sum());
+    check_sum(name, sum, expected)?;
+    Ok(ns)
+}
+
 /// Loads RocksDB with the rows of `keys`, then times `rounds` rounds of each reader over
 /// the same random `probes`, alternating the order between rounds; every reader must find
 /// every row.
@@ -279,51 +291,29 @@ pub fn measure_gets(
 
     for round in 0..rounds.max(1) {
         step(&format!("point reads, round {} of {}", round + 1, rounds));
-        let db_round = || -> Result<f64> {
-            let (ns, sum) = time_ns(n, || {
-                probes
-                    .iter()
-                    .map(|&k| db.get(TABLE, k).ok().flatten().map_or(0, |row| qty(&row)))
-                    .sum()
-            });
-            check_sum("Db::get", sum, expected)?;
-            Ok(ns)
+        let db_round = || {
+            time_reader("Db::get", probes, expected, |k| {
+                db.get(TABLE, k).ok().flatten().map_or(0, |row| qty(&row))
+            })
         };
-        let rocks_round = || -> Result<f64> {
-            let (ns, sum) = time_ns(n, || {
-                probes
-                    .iter()
-                    .map(|&k| rocks.get(k).ok().flatten().map_or(0, |row| qty(&row)))
-                    .sum()
-            });
-            check_sum("RocksDB get", sum, expected)?;
-            Ok(ns)
+        let rocks_round = || {
+            time_reader("RocksDB get", probes, expected, |k| {
+                rocks.get(k).ok().flatten().map_or(0, |row| qty(&row))
+            })
         };
-        let db_view_round = || -> Result<f64> {
-            let (ns, sum) = time_ns(n, || {
-                probes
-                    .iter()
-                    .map(|&k| {
-                        db.get_with(TABLE, k, |row| match row.map(|r| r.value(1)) {
-                            Some(Ok(ValueRef::Int64(q))) => q,
-                            _ => 0,
-                        })
-                        .unwrap_or(0)
-                    })
-                    .sum()
-            });
-            check_sum("Db::get_with", sum, expected)?;
-            Ok(ns)
+        let db_view_round = || {
+            time_reader("Db::get_with", probes, expected, |k| {
+                db.get_with(TABLE, k, |row| match row.map(|r| r.value(1)) {
+                    Some(Ok(ValueRef::Int64(q))) => q,
+                    _ => 0,
+                })
+                .unwrap_or(0)
+            })
         };
-        let rocks_view_round = || -> Result<f64> {
-            let (ns, sum) = time_ns(n, || {
-                probes
-                    .iter()
-                    .map(|&k| rocks.qty(k).ok().flatten().unwrap_or(0))
-                    .sum()
-            });
-            check_sum("RocksDB get_pinned (qty in place)", sum, expected)?;
-            Ok(ns)
+        let rocks_view_round = || {
+            time_reader("RocksDB get_pinned (qty in place)", probes, expected, |k| {
+                rocks.qty(k).ok().flatten().unwrap_or(0)
+            })
         };
         if round % 2 == 0 {
             result.db_ns.push(db_round()?);

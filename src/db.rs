@@ -193,6 +193,17 @@ impl Table {
             .map_err(|e| self.damaged(key, &e))
     }
 
+    /// The rows with `keys`, in order, decoded under one hold of the read lock (batched
+    /// lookups overlap their cache misses).
+    pub(crate) fn get_many(&self, keys: &[i64]) -> Result<Vec<Option<Row>>> {
+        let rows = self.read();
+        rows.get_many(keys)
+            .into_iter()
+            .zip(keys)
+            .map(|(stored, &key)| stored.map(|s| self.decode(key, s)).transpose())
+            .collect()
+    }
+
     fn damaged(&self, key: i64, error: &ChangeError) -> Error {
         Error::DamagedRow {
             table: self.name.clone(),
@@ -493,14 +504,7 @@ impl Db {
 
     /// The rows with `keys`, in order (batched lookups overlap their cache misses).
     pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
-        self.with_table(table, |t| {
-            let rows = t.read();
-            rows.get_many(keys)
-                .into_iter()
-                .zip(keys)
-                .map(|(stored, &key)| stored.map(|s| t.decode(key, s)).transpose())
-                .collect()
-        })?
+        self.with_table(table, |t| t.get_many(keys))?
     }
 
     /// The rows with keys in `range`, by key, from the learned index.

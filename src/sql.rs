@@ -125,23 +125,20 @@ impl OmenTable for SnapshotTable {
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }
-        let rows: Vec<Row> = {
-            let map = self.table.read();
-            let decode = |key: i64, stored| self.table.decode(key, stored);
-            let rows: crate::Result<Vec<Row>> = match lookup {
-                KeyLookup::Points(keys) => map
-                    .get_many(keys)
-                    .into_iter()
-                    .zip(keys)
-                    .filter_map(|(stored, &key)| stored.map(|s| decode(key, s)))
-                    .collect(),
-                KeyLookup::Range(low, high) => {
-                    let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
-                    map.range(bounds).map(|(key, s)| decode(key, s)).collect()
-                }
-            };
-            rows.map_err(|e| e.to_string())?
+        let rows: crate::Result<Vec<Row>> = match lookup {
+            KeyLookup::Points(keys) => self
+                .table
+                .get_many(keys)
+                .map(|rows| rows.into_iter().flatten().collect()),
+            KeyLookup::Range(low, high) => {
+                let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
+                let map = self.table.read();
+                map.range(bounds)
+                    .map(|(key, s)| self.table.decode(key, s))
+                    .collect()
+            }
         };
+        let rows = rows.map_err(|e| e.to_string())?;
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }

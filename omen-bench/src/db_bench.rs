@@ -327,38 +327,27 @@ pub fn measure_gets(
             result.db_ns.push(db_round()?);
         }
         let map = bare.read().unwrap_or_else(PoisonError::into_inner);
-        let (ns, sum) = time_ns(n, || {
-            probes
-                .iter()
-                .map(|&k| map.get(k).map_or(0, |row| qty(row)))
-                .sum()
-        });
-        check_sum("AlexMap::get", sum, expected)?;
-        result.alex_ref_ns.push(ns);
-        let (ns, sum) = time_ns(n, || {
-            probes
-                .iter()
-                .map(|&k| map.get(k).cloned().map_or(0, |row| qty(&row)))
-                .sum()
-        });
-        check_sum("AlexMap::get + clone", sum, expected)?;
-        result.alex_clone_ns.push(ns);
+        result
+            .alex_ref_ns
+            .push(time_reader("AlexMap::get", probes, expected, |k| {
+                map.get(k).map_or(0, |row| qty(row))
+            })?);
+        result.alex_clone_ns.push(time_reader(
+            "AlexMap::get + clone",
+            probes,
+            expected,
+            |k| map.get(k).cloned().map_or(0, |row| qty(&row)),
+        )?);
         drop(map);
-        let (ns, sum) = time_ns(n, || {
-            probes
-                .iter()
-                .map(|&k| {
-                    let row = bare
-                        .read()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get(k)
-                        .cloned();
-                    row.map_or(0, |row| qty(&row))
-                })
-                .sum()
-        });
-        check_sum("RwLock + AlexMap::get + clone", sum, expected)?;
-        result.locked_clone_ns.push(ns);
+        let locked = time_reader("RwLock + AlexMap::get + clone", probes, expected, |k| {
+            let row = bare
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(k)
+                .cloned();
+            row.map_or(0, |row| qty(&row))
+        })?;
+        result.locked_clone_ns.push(locked);
     }
     Ok(result)
 }

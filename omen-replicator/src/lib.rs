@@ -1,7 +1,9 @@
 //! `omen-replicator`: the analytics tier's feed. A [`WalReplicator`] tails the WAL, decodes
 //! row changes ([`change`]) into per-table Arrow buffers, seals a buffer at `max_batch_rows`
 //! rows or when its oldest row is `max_batch_age` old, and writes sealed batches to Parquet
-//! files (zstd, page statistics, rows sorted by key, hidden `_lsn` and `_op` columns).
+//! files (zstd, page statistics, rows sorted by key, hidden `_lsn` and `_op` columns). A
+//! sealed batch lingers up to `file_linger` (1 s) so that a steady stream becomes one file a
+//! second, not one per batch; readers see it in the delta meanwhile.
 //!
 //! # Invariants
 //! - **The manifest is the truth.** A Parquet file is visible only once the manifest lists it;

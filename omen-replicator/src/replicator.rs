@@ -43,6 +43,13 @@ pub struct ReplicatorOptions {
     /// smaller than `compaction_target_rows` by a fraction of a batch and rewritten for it).
     /// Default 131072.
     pub max_file_rows: usize,
+    /// A sealed batch waits up to this long after its oldest row arrived (never longer than
+    /// `max_batch_age`) for more batches of its table, so that a steady stream is written as
+    /// one file a second rather than one per `max_batch_rows`: each file costs an fsync, a
+    /// manifest commit and later a compaction, whatever its size. Readers see waiting batches
+    /// in the delta meanwhile. A run reaching `max_file_rows` is written at once; zero writes
+    /// each batch as it is sealed. Default 1 s.
+    pub file_linger: Duration,
     /// `throttle` refuses writers when the replicator is this many records behind the WAL.
     /// Default 1,000,000.
     pub lag_budget: u64,
@@ -71,6 +78,7 @@ impl Default for ReplicatorOptions {
             queue_batches: 1024,
             queue_rows: 256 << 10,
             max_file_rows: 128 << 10,
+            file_linger: Duration::from_secs(1),
             lag_budget: 1_000_000,
             compaction_trigger_files: 8,
             compaction_target_rows: 128 << 10,
@@ -88,6 +96,7 @@ impl std::fmt::Debug for ReplicatorOptions {
             .field("queue_batches", &self.queue_batches)
             .field("queue_rows", &self.queue_rows)
             .field("max_file_rows", &self.max_file_rows)
+            .field("file_linger", &self.file_linger)
             .field("lag_budget", &self.lag_budget)
             .field("compaction_trigger_files", &self.compaction_trigger_files)
             .field("compaction_target_rows", &self.compaction_target_rows)
@@ -100,6 +109,8 @@ impl std::fmt::Debug for ReplicatorOptions {
 struct Sealed {
     batch: RecordBatch,
     min_lsn: u64,
+    /// When its oldest row arrived (clock nanoseconds).
+    first_arrival: u64,
 }
 
 /// A table as the tail thread knows it.
@@ -120,6 +131,11 @@ impl ReplicatorOptions {
     /// The tail blocks at this many sealed batches waiting.
     fn queue_batches_max(&self) -> usize {
         self.queue_batches.max(1)
+    }
+
+    /// How long a sealed batch may wait for more of its table's (see `file_linger`).
+    fn linger_nanos(&self) -> u64 {
+        self.file_linger.min(self.max_batch_age).as_nanos() as u64
     }
 }
 
@@ -243,7 +259,7 @@ pub struct ReplicatorStats {
     pub lag_records: u64,
     /// WAL records not yet in Parquet (`wal.last_lsn() - checkpoint_lsn`).
     pub unflushed_records: u64,
-    /// How long the oldest buffered row has waited (zero if none).
+    /// How long the oldest row not yet in Parquet (buffered or sealed) has waited (zero if none).
     pub oldest_unflushed_age: Duration,
     /// Rows written to Parquet since start.
     pub rows_replicated: u64,
@@ -569,7 +585,10 @@ impl WalReplicator {
         let oldest = state
             .tables
             .values()
-            .filter_map(|t| t.buffer.first_arrival)
+            .flat_map(|t| {
+                let sealed = t.sealed.front().map(|s| s.first_arrival);
+                sealed.into_iter().chain(t.buffer.first_arrival)
+            })
             .min()
             .map_or(Duration::ZERO, |t| {
                 Duration::from_nanos(now.saturating_sub(t))
@@ -649,8 +668,13 @@ fn seal_all(state: &mut State, which: impl Fn(&TableBuffer) -> bool) -> Result<u
 
 fn seal(table: &mut LiveTable) -> Result<()> {
     let min_lsn = table.buffer.first_lsn.unwrap_or(0);
+    let first_arrival = table.buffer.first_arrival.unwrap_or(0);
     let batch = table.buffer.seal()?;
-    table.sealed.push_back(Sealed { batch, min_lsn });
+    table.sealed.push_back(Sealed {
+        batch,
+        min_lsn,
+        first_arrival,
+    });
     Ok(())
 }
 
@@ -942,7 +966,10 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
                 if shared.stop.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                let quiet = shared.lock().published.elapsed() >= QUIET;
+                // Batches left lingering: write the ones now due.
+                write_sealed(shared, true)?;
+                let quiet_after = QUIET.max(shared.options.file_linger * 2);
+                let quiet = shared.lock().published.elapsed() >= quiet_after;
                 if quiet {
                     let view = shared_view(shared);
                     crate::compaction::maybe_compact(view, crate::compaction::Urgency::Quiet)?;
@@ -1046,7 +1073,11 @@ fn write_sealed(shared: &Shared, patient: bool) -> Result<()> {
         if patient {
             wait_for_full_file(shared);
         }
-        // Pick the first table with sealed batches and take a run from the front.
+        // Pick the first table with a run due for a file and take it from the front: a run is
+        // due when it is full, ends at a schema change, or its oldest row has lingered long
+        // enough (or when nobody may wait: `patient` is false).
+        let now = shared.options.clock.now_nanos();
+        let linger = shared.options.linger_nanos();
         let job = {
             let state = shared.lock();
             state.tables.iter().find_map(|(name, t)| {
@@ -1054,12 +1085,19 @@ fn write_sealed(shared: &Shared, patient: bool) -> Result<()> {
                 let schema = first.batch.schema();
                 let mut rows = 0;
                 let mut run = Vec::new();
+                let mut ends = false;
                 for s in &t.sealed {
                     if s.batch.schema() != schema || rows >= shared.options.max_file_rows {
+                        ends = true;
                         break;
                     }
                     rows += s.batch.num_rows();
                     run.push(s.batch.clone());
+                }
+                let lingered = now.saturating_sub(first.first_arrival) >= linger;
+                let due = !patient || ends || rows >= shared.options.max_file_rows || lingered;
+                if !due {
+                    return None;
                 }
                 let key = key_of(&schema)?;
                 Some((name.clone(), t.dir.clone(), key, schema, run))

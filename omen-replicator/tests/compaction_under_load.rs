@@ -34,6 +34,8 @@ fn compaction_keeps_up_while_writes_continue() {
     let wal = Arc::new(Wal::open(dir.0.join("wal"), wal_options).expect("WAL"));
     let options = ReplicatorOptions {
         max_batch_rows: 10,
+        // A file per sealed batch: the stream of small flushes this test is about.
+        file_linger: Duration::ZERO,
         compaction_trigger_files: 4,
         compaction_target_rows: 100_000,
         ..ReplicatorOptions::default()

@@ -251,6 +251,8 @@ fn buffers_seal_by_age_with_an_injected_clock() {
     let options = ReplicatorOptions {
         max_batch_rows: 1000,
         max_batch_age: Duration::from_secs(5),
+        // Each sealed batch is written at once: the files count the seals.
+        file_linger: Duration::ZERO,
         clock: clock.clone(),
         ..ReplicatorOptions::default()
     };
@@ -298,6 +300,70 @@ fn buffers_seal_by_age_with_an_injected_clock() {
     // with no time passing on the clock.
     let stats = replicator.stats();
     assert_eq!(stats.rows_replicated, 2550, "{stats:?}");
+}
+
+/// Waits (in real time) until `replicator` has written `files` files.
+fn wait_for_files(replicator: &WalReplicator, files: u64, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while replicator.stats().files_written < files {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Appends upserts of keys `ids` as one WAL record.
+fn burst(wal: &Wal, ids: std::ops::Range<i64>) {
+    let mut encoder = ChangeEncoder::new();
+    for id in ids {
+        encoder.upsert("t", &row(id, 1));
+    }
+    wal.append(&encoder.finish()).expect("append");
+}
+
+#[test]
+fn sealed_batches_linger_and_are_written_as_one_file() {
+    let dir = TempDir::new("linger");
+    let wal = open_wal(&dir.wal());
+    let clock = Arc::new(ManualClock::default());
+    let options = ReplicatorOptions {
+        max_batch_rows: 1000,
+        max_batch_age: Duration::from_secs(5),
+        file_linger: Duration::from_secs(1),
+        max_file_rows: 4000,
+        clock: clock.clone(),
+        ..ReplicatorOptions::default()
+    };
+    let replicator = WalReplicator::start(Arc::clone(&wal), dir.parquet(), options).expect("start");
+    create(&wal, "t");
+    // Three full batches over 0.8 s of the clock: sealed, not yet written, but readable.
+    for (i, start) in [0, 1000, 2000].into_iter().enumerate() {
+        if i > 0 {
+            clock.advance(Duration::from_millis(400));
+        }
+        burst(&wal, start..start + 1000);
+        // Rows arrive when the tail reads them: let it, before the clock moves on.
+        replicator.snapshot("t", wal.last_lsn()).expect("read");
+    }
+    let snapshot = replicator.snapshot("t", wal.last_lsn()).expect("snapshot");
+    assert_eq!(snapshot.read().expect("read").num_rows(), 3000);
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = replicator.stats();
+    assert_eq!(stats.files_written, 0, "sealed batches wait: {stats:?}");
+    assert_eq!(stats.oldest_unflushed_age, Duration::from_millis(800));
+    // The oldest row has waited its second: one file takes all three batches.
+    clock.advance(Duration::from_millis(200));
+    wait_for_files(&replicator, 1, "lingering batches were never written");
+    let stats = replicator.stats();
+    assert_eq!((stats.files_written, stats.rows_replicated), (1, 3000));
+    // A run that reaches `max_file_rows` is written without waiting (no time passes).
+    burst(&wal, 3000..5000);
+    burst(&wal, 5000..7000);
+    wait_for_files(&replicator, 2, "a full run was never written");
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = replicator.stats();
+    assert_eq!((stats.files_written, stats.rows_replicated), (2, 7000));
+    let snapshot = replicator.snapshot("t", wal.last_lsn()).expect("snapshot");
+    assert_eq!(snapshot.read().expect("read").num_rows(), 7000);
 }
 
 #[test]

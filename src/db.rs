@@ -16,62 +16,17 @@ use std::time::Duration;
 
 use omen_alex::AlexMap;
 use omen_replicator::change::{
-    self, ChangeEncoder, ChangeError, ColumnDef, Entry, RowChange, TableSchema, Value, ValueRef,
+    self, ChangeEncoder, ChangeError, ColumnDef, Entry, RowChange, TableSchema, Value,
 };
 use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_sql::Route;
 use omen_wal::{Lsn, Wal, WalOptions};
 
 use crate::error::{Error, Result};
+use crate::row::{Row, RowBuf, RowRef};
 use crate::sql::APPLYING;
 use crate::stored_row::{Encoded, StoredRow};
 use crate::table_cache::{self, CatalogStamp};
-
-/// A row: its values in column order, decoded from the table's index on each read (see
-/// `stored_row`).
-pub type Row = Box<[Value]>;
-
-/// A row read in place by [`Db::get_with`]: values are decoded from the index on demand,
-/// without building the row.
-#[derive(Clone, Copy, Debug)]
-pub struct RowRef<'a> {
-    table: &'a Table,
-    key: i64,
-    stored: &'a StoredRow,
-}
-
-impl<'a> RowRef<'a> {
-    /// The row's primary key.
-    pub fn key(&self) -> i64 {
-        self.key
-    }
-
-    /// Number of columns.
-    pub fn columns(&self) -> usize {
-        self.table.schema.columns.len()
-    }
-
-    /// The value of `column` (in the table's column order), decoding only the values before
-    /// it.
-    #[inline]
-    pub fn value(&self, column: usize) -> Result<ValueRef<'a>> {
-        if column >= self.columns() {
-            return Err(Error::BadRow {
-                table: self.table.name.clone(),
-                column: column.to_string(),
-                reason: format!("the table has {} columns", self.columns()),
-            });
-        }
-        self.stored
-            .value(self.key, self.table.schema.key, column)
-            .map_err(|e| self.table.damaged(self.key, &e))
-    }
-
-    /// The whole row, as [`Db::get`] returns it.
-    pub fn to_row(&self) -> Result<Row> {
-        self.table.decode(self.key, self.stored)
-    }
-}
 
 /// Rows a [`Db::scan`] reads per hold of a table's read lock.
 pub const SCAN_CHUNK: usize = 4096;
@@ -164,11 +119,11 @@ pub(crate) struct Table {
     pub(crate) schema: TableSchema,
     rows: RwLock<AlexMap<i64, StoredRow>>,
     /// Name, for errors.
-    name: String,
+    pub(crate) name: String,
 }
 
 impl Table {
-    fn new(name: &str, schema: TableSchema) -> Self {
+    pub(crate) fn new(name: &str, schema: TableSchema) -> Self {
         Self {
             schema,
             rows: RwLock::new(AlexMap::new()),
@@ -204,7 +159,7 @@ impl Table {
             .collect()
     }
 
-    fn damaged(&self, key: i64, error: &ChangeError) -> Error {
+    pub(crate) fn damaged(&self, key: i64, error: &ChangeError) -> Error {
         Error::DamagedRow {
             table: self.name.clone(),
             key,
@@ -456,11 +411,16 @@ impl Db {
         self.commit(record)
     }
 
-    /// The row with `key`, from the learned index.
+    /// The row with `key`, from the learned index: a copy of its encoded values, decoded on
+    /// demand ([`RowBuf::value`], [`RowBuf::to_row`]).
     #[inline]
-    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        self.with_table(table, |t| t.read().get(key).map(|s| t.decode(key, s)))?
-            .transpose()
+    pub fn get(&self, table: &str, key: i64) -> Result<Option<RowBuf>> {
+        self.with_table(table, |t| {
+            t.read()
+                .get(key)
+                .map(|s| RowBuf::read(t, key, s))
+                .transpose()
+        })?
     }
 
     /// Reads the row with `key` in place: `read` gets a view of it (or `None`) and decodes
@@ -503,8 +463,15 @@ impl Db {
     }
 
     /// The rows with `keys`, in order (batched lookups overlap their cache misses).
-    pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
-        self.with_table(table, |t| t.get_many(keys))?
+    pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<RowBuf>>> {
+        self.with_table(table, |t| {
+            let rows = t.read();
+            rows.get_many(keys)
+                .into_iter()
+                .zip(keys)
+                .map(|(stored, &key)| stored.map(|s| RowBuf::read(t, key, s)).transpose())
+                .collect()
+        })?
     }
 
     /// The rows with keys in `range`, by key, from the learned index.
@@ -513,7 +480,7 @@ impl Db {
     /// [`SCAN_CHUNK`] rows at a time. So each row is a committed version and keys come in
     /// order, but writes committed while the scan runs may show in its later chunks. For a
     /// consistent snapshot of a range, use SQL (`SELECT ... WHERE id BETWEEN a AND b`).
-    pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<(i64, Row)>> {
+    pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<RowBuf>> {
         use std::ops::Bound;
         let table = self.table(table)?;
         let end = range.end_bound().cloned();
@@ -523,12 +490,12 @@ impl Db {
             let rows = table.read();
             let before = out.len();
             for (key, stored) in rows.range((start, end)).take(SCAN_CHUNK) {
-                out.push((key, table.decode(key, stored)?));
+                out.push(RowBuf::read(&table, key, stored)?);
             }
             drop(rows);
             match out.last() {
-                Some(&(last, _)) if out.len() - before == SCAN_CHUNK => {
-                    start = Bound::Excluded(last);
+                Some(last) if out.len() - before == SCAN_CHUNK => {
+                    start = Bound::Excluded(last.key());
                 }
                 _ => return Ok(out),
             }

@@ -7,7 +7,7 @@
 //! ```
 //! # fn main() -> Result<(), omendb::Error> {
 //! # let dir = std::env::temp_dir().join(format!("omendb-doc-{}", std::process::id()));
-//! use omendb::{Db, DbOptions, Value, WriteBatch};
+//! use omendb::{Db, DbOptions, Value, ValueRef, WriteBatch};
 //! use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 //! let db = Db::open(&dir, DbOptions::default())?;
 //! db.create_table("users", TableSchema {
@@ -20,7 +20,9 @@
 //! let mut batch = WriteBatch::new();
 //! batch.insert("users", vec![Value::Int64(1), Value::Utf8("ada".into())]);
 //! db.write(&batch)?;
-//! assert_eq!(db.get("users", 1)?.map(|row| row[1].clone()), Some(Value::Utf8("ada".into())));
+//! let row = db.get("users", 1)?.expect("just written");
+//! assert_eq!(row.value(1), Some(ValueRef::Utf8("ada")));
+//! assert_eq!(row.to_row()[1], Value::Utf8("ada".into()));
 //! // Or read a column in place, without building the row:
 //! let name = db.get_with("users", 1, |row| row.map(|r| r.value(1).map(|v| v.to_owned())))?;
 //! assert_eq!(name.transpose()?, Some(Value::Utf8("ada".into())));
@@ -37,15 +39,17 @@
 
 mod db;
 mod error;
+mod row;
 mod sql;
 mod statement;
 mod stored_row;
 mod table_cache;
 
-pub use db::{Db, DbOptions, QueryResult, Row, RowRef, SCAN_CHUNK, WriteBatch};
+pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
 pub use error::{Error, Result};
 pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};
+pub use row::{Row, RowBuf, RowBufValues, RowRef};
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).
 pub use arrow;

@@ -18,8 +18,9 @@ use omen_replicator::change::{DataType, TableSchema, Value};
 use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource};
 use omen_wal::Lsn;
 
-use crate::db::{Db, QueryResult, Row, Table};
+use crate::db::{Db, QueryResult, Table};
 use crate::error::Result;
+use crate::row::Row;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use omen_sql::{OmenTableProvider, RouteLog};

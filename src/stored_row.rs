@@ -18,7 +18,7 @@
 
 use omen_replicator::change::{ChangeError, RowValues, Value, ValueRef, encode_value, values_of};
 
-use crate::db::Row;
+use crate::row::Row;
 
 /// Bytes of encoded values a row keeps inline (a slot is then 48 bytes).
 pub(crate) const INLINE: usize = 46;
@@ -138,7 +138,7 @@ impl StoredRow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use omen_replicator::change::{ChangeEncoder, Entry, RowChange, decode};
 
@@ -158,7 +158,7 @@ mod tests {
     }
 
     /// [`encode`], for a row with a BIGINT key.
-    fn store(row: &[Value], key_index: usize) -> (i64, StoredRow) {
+    pub(crate) fn store(row: &[Value], key_index: usize) -> (i64, StoredRow) {
         match encode(row, key_index) {
             Encoded::Row(key, stored) => (key, stored),
             Encoded::NoKey => panic!("no key"),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{TempDir, rows_text};
 use omendb::replicator::ReplicatorOptions;
-use omendb::{Db, DbOptions, Value, WriteBatch};
+use omendb::{Db, DbOptions, Value, ValueRef, WriteBatch};
 use rand::{Rng, SeedableRng};
 
 const CHILD_ENV: &str = "OMENDB_CRASH_CHILD";
@@ -260,11 +260,13 @@ fn views(db: &Db) -> [Model; 3] {
         .scan("kv", ..)
         .expect("scan")
         .into_iter()
-        .map(|(k, row)| {
-            let (Value::Int64(v), Value::Utf8(note)) = (&row[1], &row[2]) else {
+        .map(|row| {
+            let (Some(ValueRef::Int64(v)), Some(ValueRef::Utf8(note))) =
+                (row.value(1), row.value(2))
+            else {
                 panic!("row {row:?}");
             };
-            (k, (*v, note.clone()))
+            (row.key(), (v, note.to_string()))
         })
         .collect();
     [parse(scanned), parse(by_key), api]

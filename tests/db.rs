@@ -13,7 +13,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, Error, Value, WriteBatch};
+use omendb::{Db, DbOptions, Error, Value, ValueRef, WriteBatch};
 
 fn options() -> DbOptions {
     DbOptions {
@@ -49,9 +49,9 @@ fn account(id: i64, balance: i64) -> Vec<Value> {
 fn balance(db: &Db, id: i64) -> Option<i64> {
     db.get("accounts", id)
         .expect("get")
-        .map(|row| match row[2] {
-            Value::Int64(b) => b,
-            ref other => panic!("balance is {other:?}"),
+        .map(|row| match row.value(2) {
+            Some(ValueRef::Int64(b)) => b,
+            other => panic!("balance is {other:?}"),
         })
 }
 
@@ -90,7 +90,7 @@ fn writes_are_read_back_and_survive_reopening() {
         .scan("accounts", 3..=8)
         .expect("scan")
         .into_iter()
-        .map(|(k, _)| k)
+        .map(|row| row.key())
         .collect();
     assert_eq!(scanned, [3, 4, 5, 7, 8]);
 }
@@ -179,8 +179,8 @@ fn schema_changes_apply_and_replay() {
             "a NOT NULL column cannot be added to existing rows"
         );
         let row = db.get("accounts", 1).expect("get").expect("row");
-        assert_eq!(row.len(), 4);
-        assert_eq!(row[3], Value::Null);
+        assert_eq!(row.columns(), 4);
+        assert_eq!(row.value(3), Some(ValueRef::Null));
         db.create_table("gone", accounts()).expect("create");
         db.drop_table("gone").expect("drop");
         db.close().expect("close");
@@ -190,8 +190,8 @@ fn schema_changes_apply_and_replay() {
     assert_eq!(names, ["accounts"]);
     assert_eq!(db.schema("accounts").expect("schema").columns.len(), 4);
     assert_eq!(
-        db.get("accounts", 1).expect("get").expect("row")[3],
-        Value::Null
+        db.get("accounts", 1).expect("get").expect("row").value(3),
+        Some(ValueRef::Null)
     );
 }
 
@@ -281,7 +281,7 @@ fn scans_cross_lock_chunks_without_losing_or_repeating_rows() {
         .scan("accounts", ..)
         .expect("scan")
         .iter()
-        .map(|r| r.0)
+        .map(|r| r.key())
         .collect();
     assert_eq!(all, (0..rows).map(|id| id * 2).collect::<Vec<_>>());
     let chunk = omendb::SCAN_CHUNK as i64;
@@ -290,7 +290,7 @@ fn scans_cross_lock_chunks_without_losing_or_repeating_rows() {
             .scan("accounts", low..=high)
             .expect("scan")
             .iter()
-            .map(|r| r.0)
+            .map(|r| r.key())
             .collect();
         let want: Vec<i64> = (0..rows)
             .map(|id| id * 2)
@@ -336,7 +336,7 @@ fn rows_read_in_place_agree_with_get() {
     );
     db.write(&batch).expect("write");
     for key in [7, 8] {
-        let row = db.get("t", key).expect("get").expect("row");
+        let get = db.get("t", key).expect("get").expect("row");
         let read = db
             .get_with("t", key, |row| {
                 let row = row.expect("in place");
@@ -345,11 +345,17 @@ fn rows_read_in_place_agree_with_get() {
                     .map(|c| row.value(c).expect("value").to_owned())
                     .collect();
                 assert!(matches!(row.value(4), Err(Error::BadRow { .. })));
+                assert_eq!(row.to_row_buf().expect("row"), get);
                 (values, row.to_row().expect("row"))
             })
             .expect("get_with");
-        assert_eq!(&read.0[..], &row[..]);
-        assert_eq!(read.1, row);
+        // The row `get` returned reads the same values, one by one and built.
+        let values: Vec<Value> = get.values().map(|v| v.to_owned()).collect();
+        assert_eq!(get.values().len(), 4);
+        assert_eq!(values, read.0);
+        assert_eq!(get.to_row(), read.1);
+        assert_eq!(get.key(), key);
+        assert_eq!(get.value(4), None, "past the last column");
     }
     assert!(db.get_with("t", 9, |row| row.is_none()).expect("get_with"));
     db.alter_table_add_column("t", ColumnDef::new("extra", DataType::Int64, true))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, Error, Value, WriteBatch};
+use omendb::{Db, DbOptions, Error, Value, ValueRef, WriteBatch};
 
 fn options() -> DbOptions {
     DbOptions {
@@ -41,9 +41,9 @@ fn put(db: &Db, key: i64, v: i64) {
 }
 
 fn value(db: &Db, key: i64) -> Result<Option<i64>, Error> {
-    Ok(db.get("t", key)?.map(|row| match row[1] {
-        Value::Int64(v) => v,
-        ref other => panic!("v is {other:?}"),
+    Ok(db.get("t", key)?.map(|row| match row.value(1) {
+        Some(ValueRef::Int64(v)) => v,
+        other => panic!("v is {other:?}"),
     }))
 }
 
@@ -69,7 +69,7 @@ fn drop_and_recreate_are_seen_by_the_reading_thread() {
         .expect("alter");
     let row = db.get("t", 1).expect("get").expect("row");
     assert_eq!(
-        row.len(),
+        row.columns(),
         3,
         "the altered table is read, not the cached old one"
     );

@@ -67,7 +67,7 @@ fn create_insert_update_delete_round_trip_and_replay() {
             "1"
         );
         assert_eq!(
-            db.get("accounts", 4).expect("get").expect("row")[1],
+            db.get("accounts", 4).expect("get").expect("row").to_row()[1],
             Value::Utf8("dee".into())
         );
         assert_eq!(
@@ -99,7 +99,7 @@ fn create_insert_update_delete_round_trip_and_replay() {
             "3"
         );
         assert_eq!(
-            db.get("copy", 102).expect("get").expect("row")[2],
+            db.get("copy", 102).expect("get").expect("row").to_row()[2],
             Value::Float64(121.0)
         );
         run(&db, "ALTER TABLE copy ADD COLUMN note TEXT");

@@ -17,7 +17,7 @@ use arrow::datatypes::Int64Type;
 use omen_alex::AlexMap;
 use omen_replicator::change::Value;
 use omendb::wal::{SyncMode, WalOptions};
-use omendb::{Db, DbOptions, RouteKind, ValueRef, WriteBatch};
+use omendb::{Db, DbOptions, RouteKind, RowBuf, ValueRef, WriteBatch};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -93,6 +93,13 @@ fn qty(row: &[Value]) -> i64 {
     }
 }
 
+fn qty_of(row: &RowBuf) -> i64 {
+    match row.value(1) {
+        Some(ValueRef::Int64(q)) => q,
+        _ => 0,
+    }
+}
+
 /// Options of a `Db` with the given sync mode and one SQL thread (so that an analytical
 /// client occupies one core), everything else default.
 pub fn db_options(sync_mode: SyncMode) -> DbOptions {
@@ -160,10 +167,16 @@ pub fn load_db(
 pub struct GetResult {
     /// Lookups per round.
     pub lookups: usize,
-    /// ns per `Db::get`, each round.
+    /// ns per `Db::get` (a `RowBuf`: the row's encoded values, checked) reading `qty`, each
+    /// round.
     pub db_ns: Vec<f64>,
-    /// ns per RocksDB `get_pinned` plus decoding, each round.
+    /// ns per RocksDB `get_pinned`, the row checked as `Db::get` checks it (its text is
+    /// UTF-8), reading `qty`, each round.
     pub rocks_ns: Vec<f64>,
+    /// ns per `Db::get` plus building the row's values (`to_row`), each round.
+    pub db_row_ns: Vec<f64>,
+    /// ns per RocksDB `get_pinned` plus decoding the row into values, each round.
+    pub rocks_row_ns: Vec<f64>,
     /// ns per `Db::get_with` reading `qty` in place (no row built), each round.
     pub db_view_ns: Vec<f64>,
     /// ns per RocksDB `get_pinned` reading `qty` from the pinned bytes, each round.
@@ -207,6 +220,11 @@ impl GetResult {
     /// How many times faster `Db::get` is (best rounds).
     pub fn speedup(&self) -> f64 {
         self.rocks_best_ns() / self.db_best_ns()
+    }
+
+    /// How many times faster `Db::get` is when both sides build the row's values.
+    pub fn row_speedup(&self) -> f64 {
+        min(&self.rocks_row_ns) / min(&self.db_row_ns)
     }
 
     /// How many times faster `Db::get_with` reads one column than RocksDB reading it from
@@ -280,7 +298,7 @@ pub fn measure_gets(
         let row = db
             .get(TABLE, key)?
             .ok_or_else(|| DbBenchError::Check(format!("Db lost key {key}")))?;
-        pairs.push((key, Arc::from(row)));
+        pairs.push((key, Arc::from(row.to_row())));
     }
     pairs.sort_unstable_by_key(|&(key, _)| key);
     let bare =
@@ -291,40 +309,69 @@ pub fn measure_gets(
 
     for round in 0..rounds.max(1) {
         step(&format!("point reads, round {} of {}", round + 1, rounds));
-        let db_round = || {
-            time_reader("Db::get", probes, expected, |k| {
-                db.get(TABLE, k).ok().flatten().map_or(0, |row| qty(&row))
-            })
-        };
-        let rocks_round = || {
-            time_reader("RocksDB get", probes, expected, |k| {
-                rocks.get(k).ok().flatten().map_or(0, |row| qty(&row))
-            })
-        };
-        let db_view_round = || {
-            time_reader("Db::get_with", probes, expected, |k| {
-                db.get_with(TABLE, k, |row| match row.map(|r| r.value(1)) {
-                    Some(Ok(ValueRef::Int64(q))) => q,
-                    _ => 0,
-                })
-                .unwrap_or(0)
-            })
-        };
-        let rocks_view_round = || {
-            time_reader("RocksDB get_pinned (qty in place)", probes, expected, |k| {
-                rocks.qty(k).ok().flatten().unwrap_or(0)
-            })
-        };
-        if round % 2 == 0 {
-            result.db_ns.push(db_round()?);
-            result.rocks_ns.push(rocks_round()?);
-            result.db_view_ns.push(db_view_round()?);
-            result.rocks_view_ns.push(rocks_view_round()?);
-        } else {
-            result.rocks_view_ns.push(rocks_view_round()?);
-            result.db_view_ns.push(db_view_round()?);
-            result.rocks_ns.push(rocks_round()?);
-            result.db_ns.push(db_round()?);
+        // Pairs of readers doing the same work on both sides; the order alternates by round.
+        type Reader<'a> = (&'static str, Box<dyn Fn(i64) -> i64 + 'a>);
+        let readers: [Reader; 6] = [
+            (
+                "Db::get",
+                Box::new(|k| {
+                    db.get(TABLE, k)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |row| qty_of(&row))
+                }),
+            ),
+            (
+                "RocksDB get_pinned (row checked)",
+                Box::new(|k| rocks.qty_checked(k).ok().flatten().unwrap_or(0)),
+            ),
+            (
+                "Db::get + to_row",
+                Box::new(|k| {
+                    let row = db.get(TABLE, k).ok().flatten().map(|row| row.to_row());
+                    row.map_or(0, |row| qty(&row))
+                }),
+            ),
+            (
+                "RocksDB get_pinned + decode",
+                Box::new(|k| rocks.get(k).ok().flatten().map_or(0, |row| qty(&row))),
+            ),
+            (
+                "Db::get_with",
+                Box::new(|k| {
+                    db.get_with(TABLE, k, |row| match row.map(|r| r.value(1)) {
+                        Some(Ok(ValueRef::Int64(q))) => q,
+                        _ => 0,
+                    })
+                    .unwrap_or(0)
+                }),
+            ),
+            (
+                "RocksDB get_pinned (qty in place)",
+                Box::new(|k| rocks.qty(k).ok().flatten().unwrap_or(0)),
+            ),
+        ];
+        let mut order: Vec<usize> = (0..readers.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut ns = [0.0; 6];
+        for i in order {
+            let (name, read) = &readers[i];
+            ns[i] = time_reader(name, probes, expected, read)?;
+        }
+        for (rounds, ns) in [
+            &mut result.db_ns,
+            &mut result.rocks_ns,
+            &mut result.db_row_ns,
+            &mut result.rocks_row_ns,
+            &mut result.db_view_ns,
+            &mut result.rocks_view_ns,
+        ]
+        .into_iter()
+        .zip(ns)
+        {
+            rounds.push(ns);
         }
         let map = bare.read().unwrap_or_else(PoisonError::into_inner);
         result
@@ -876,7 +923,7 @@ fn isolation_round(
                     let key = keys[(r >> 8) as usize % keys.len()];
                     if r % 100 < get_percent {
                         let row = db.get(TABLE, key)?;
-                        std::hint::black_box(row.map(|row| qty(&row)));
+                        std::hint::black_box(row.map(|row| qty_of(&row)));
                     } else {
                         let mut batch = WriteBatch::new();
                         batch.upsert(TABLE, workload::row(key).to_vec());

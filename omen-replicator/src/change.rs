@@ -94,6 +94,9 @@ impl ColumnDef {
     }
 }
 
+/// Most columns a table may have.
+pub const MAX_COLUMNS: usize = u16::MAX as usize;
+
 /// A table's columns and which one is the primary key (a non-null `Int64`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSchema {
@@ -116,6 +119,12 @@ pub const OP_DELETE: u8 = 2;
 impl TableSchema {
     /// Checks that the key is a non-null `Int64` column and names are unique and not hidden.
     pub fn validate(&self) -> Result<(), String> {
+        if self.columns.len() > MAX_COLUMNS {
+            return Err(format!(
+                "a table has at most {MAX_COLUMNS} columns, this schema has {}",
+                self.columns.len()
+            ));
+        }
         let key = self
             .columns
             .get(self.key)

@@ -1,0 +1,225 @@
+//! The rows point reads return: [`RowBuf`] (owned, what [`Db::get`](crate::Db::get),
+//! [`Db::multi_get`](crate::Db::multi_get) and [`Db::scan`](crate::Db::scan) return),
+//! [`RowRef`] (borrowed from the index, for [`Db::get_with`](crate::Db::get_with)), and
+//! [`Row`] (the values, built from either on demand).
+//!
+//! Why a row is not returned as values: building them costs two allocations (the slice and
+//! each text value) and their frees, about 200 ns on a 700 ns read (measured, see
+//! `docs/bench/NOTES.md`). A `RowBuf` is the row's encoded values copied out of the index's
+//! value slot: 64 bytes with no allocation for rows whose values take up to 46 bytes.
+//!
+//! Invariant: a `RowBuf`'s bytes were checked when it was read (every value decodes, text is
+//! UTF-8), and it is immutable, so reading its values cannot fail.
+
+use omen_replicator::change::{RowValues, Value, ValueRef, values_of};
+
+use crate::db::Table;
+use crate::error::{Error, Result};
+use crate::stored_row::StoredRow;
+
+/// A row's values in column order.
+pub type Row = Box<[Value]>;
+
+/// A row read from a table's index: a copy of its encoded values, decoded on demand
+/// (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowBuf {
+    key: i64,
+    key_index: u32,
+    columns: u32,
+    stored: StoredRow,
+}
+
+impl RowBuf {
+    /// Copies `stored`, the row of `key` in `table`, after checking that its values decode.
+    #[inline]
+    pub(crate) fn read(table: &Table, key: i64, stored: &StoredRow) -> Result<Self> {
+        let columns = table.schema.columns.len();
+        if let Some(Err(e)) =
+            values_of(stored.bytes(), columns.saturating_sub(1)).find(Result::is_err)
+        {
+            return Err(table.damaged(key, &e));
+        }
+        // Schemas are far narrower than 2^32 columns: `TableSchema::validate` bounds them.
+        Ok(Self {
+            key,
+            key_index: table.schema.key as u32,
+            columns: columns as u32,
+            stored: stored.clone(),
+        })
+    }
+
+    /// The row's primary key.
+    #[inline]
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// Number of columns.
+    #[inline]
+    pub fn columns(&self) -> usize {
+        self.columns as usize
+    }
+
+    /// The value of `column` (in the table's column order), or `None` past the last column.
+    /// Decodes the values before it, not the ones after.
+    #[inline]
+    pub fn value(&self, column: usize) -> Option<ValueRef<'_>> {
+        self.values().nth(column)
+    }
+
+    /// The values in column order.
+    #[inline]
+    pub fn values(&self) -> RowBufValues<'_> {
+        RowBufValues {
+            row: self,
+            stored: values_of(self.stored.bytes(), self.columns().saturating_sub(1)),
+            next: 0,
+        }
+    }
+
+    /// The row as owned values.
+    pub fn to_row(&self) -> Row {
+        self.values().map(ValueRef::to_owned).collect()
+    }
+}
+
+/// The values of a [`RowBuf`], in column order (see [`RowBuf::values`]).
+#[derive(Clone, Debug)]
+pub struct RowBufValues<'a> {
+    row: &'a RowBuf,
+    stored: RowValues<'a>,
+    next: u32,
+}
+
+impl<'a> Iterator for RowBufValues<'a> {
+    type Item = ValueRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<ValueRef<'a>> {
+        if self.next >= self.row.columns {
+            return None;
+        }
+        let column = self.next;
+        self.next += 1;
+        if column == self.row.key_index {
+            return Some(ValueRef::Int64(self.row.key));
+        }
+        Some(match self.stored.next() {
+            Some(Ok(value)) => value,
+            Some(Err(error)) => {
+                // Checked by `RowBuf::read`, and a `RowBuf` never changes.
+                debug_assert!(false, "a checked row failed to decode: {error}");
+                ValueRef::Null
+            }
+            // The stored values are one fewer than the columns: checked by `RowBuf::read`.
+            None => {
+                debug_assert!(false, "a checked row has a value per column");
+                ValueRef::Null
+            }
+        })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.row.columns - self.next) as usize;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RowBufValues<'_> {}
+
+/// A row read in place by [`Db::get_with`](crate::Db::get_with): values are decoded from the
+/// index on demand, without building the row.
+#[derive(Clone, Copy, Debug)]
+pub struct RowRef<'a> {
+    pub(crate) table: &'a Table,
+    pub(crate) key: i64,
+    pub(crate) stored: &'a StoredRow,
+}
+
+impl<'a> RowRef<'a> {
+    /// The row's primary key.
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// Number of columns.
+    pub fn columns(&self) -> usize {
+        self.table.schema.columns.len()
+    }
+
+    /// The value of `column` (in the table's column order), decoding only the values before
+    /// it.
+    #[inline]
+    pub fn value(&self, column: usize) -> Result<ValueRef<'a>> {
+        if column >= self.columns() {
+            return Err(Error::BadRow {
+                table: self.table.name.clone(),
+                column: column.to_string(),
+                reason: format!("the table has {} columns", self.columns()),
+            });
+        }
+        self.stored
+            .value(self.key, self.table.schema.key, column)
+            .map_err(|e| self.table.damaged(self.key, &e))
+    }
+
+    /// The whole row, as a [`RowBuf`] (what [`Db::get`](crate::Db::get) returns).
+    pub fn to_row_buf(&self) -> Result<RowBuf> {
+        RowBuf::read(self.table, self.key, self.stored)
+    }
+
+    /// The whole row, as values.
+    pub fn to_row(&self) -> Result<Row> {
+        self.table.decode(self.key, self.stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omen_replicator::change::{ColumnDef, DataType, TableSchema};
+
+    fn table() -> Table {
+        let schema = TableSchema {
+            columns: vec![
+                ColumnDef::new("name", DataType::Utf8, true),
+                ColumnDef::new("id", DataType::Int64, false),
+            ],
+            key: 1,
+        };
+        Table::new("people", schema)
+    }
+
+    /// Bytes that do not decode are refused when read, with the table and key named: a
+    /// `RowBuf` is never built from them.
+    #[test]
+    fn a_damaged_row_is_an_error_when_read() {
+        let table = table();
+        let bad_tag = StoredRow::Heap(vec![0xEE, 1, 2].into());
+        match RowBuf::read(&table, 7, &bad_tag) {
+            Err(Error::DamagedRow { table, key, .. }) => {
+                assert_eq!((table.as_str(), key), ("people", 7))
+            }
+            other => panic!("expected DamagedRow, got {other:?}"),
+        }
+    }
+
+    /// The key sits at its column, the stored values around it; past the last column, none.
+    #[test]
+    fn values_put_the_key_in_its_column() {
+        let table = table();
+        let (key, stored) =
+            crate::stored_row::tests::store(&[Value::Utf8("ada".into()), Value::Int64(3)], 1);
+        let row = RowBuf::read(&table, key, &stored).expect("read");
+        assert_eq!(row.values().len(), 2);
+        assert_eq!(row.value(0), Some(ValueRef::Utf8("ada")));
+        assert_eq!(row.value(1), Some(ValueRef::Int64(3)));
+        assert_eq!(row.value(2), None);
+        assert_eq!(
+            row.to_row(),
+            vec![Value::Utf8("ada".into()), Value::Int64(3)].into_boxed_slice()
+        );
+    }
+}

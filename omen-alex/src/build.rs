@@ -16,8 +16,6 @@ const SMALL_NODE_KEYS: usize = 64;
 const LEAF_SLACK: f64 = 3.0;
 /// A built leaf whose exact cost exceeds the leaf threshold by this much is rebuilt.
 const BAD_LEAF_MARGIN: f64 = 2.0;
-/// Cost charged per data node, so that near-empty neighbours merge into one node.
-const NODE_COST: f64 = 32.0;
 /// The fanout search stops once a fanout costs this much more per key than the best so far.
 const FANOUT_WORSE_BY: f64 = 0.05;
 /// ... or after this many doublings that did not lower it.
@@ -343,7 +341,7 @@ impl<'a, K: Key, V, I: Iterator<Item = V>> Builder<'a, K, V, I> {
         if keys > self.config.data_node_keys_max() {
             search + self.config.level_cost * keys as f64
         } else {
-            search + NODE_COST
+            search + self.config.data_node_cost
         }
     }
 

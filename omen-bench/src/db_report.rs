@@ -479,11 +479,12 @@ fn render_gets(md: &mut String, g: &GetResult, options: &DbReportOptions) {
          {:.0} MiB (holds every block: {:.0} MiB in it after a full scan warmed it), {} KiB \
          blocks, {:.0}-bit bloom filters, a hash index in each data block \
          (`BinaryAndHash`), index and filter blocks held by the table readers, no \
-         compression (the crate is built without compression libraries). A read is \
-         `get_pinned` and decoding the value into a `Vec<Value>` (the `sku` into a `String`), \
-         so that both sides return a usable row; `Db::get` decodes its row from the bytes \
-         stored in the index's value slot into a `Box<[Value]>` (the `sku` into a `String`). \
-         Both loops read `qty` of each row and the sums are checked.\n",
+         compression (the crate is built without compression libraries). The readers come \
+         in pairs doing the same work: `Db::get` returns a `RowBuf` (the row's encoded values \
+         copied from the index's value slot and checked) and RocksDB's reader checks its \
+         pinned value the same way (the `sku` is UTF-8); both build the row's values \
+         (`to_row`, and RocksDB decoding into the same `Vec<Value>`); both read one column in \
+         place. Every loop reads `qty` of each row and the sums are checked.\n",
         g.rocks_load.as_secs_f64(),
         g.rocks_sst_bytes as f64 / (1 << 20) as f64,
         g.rocks_cache_capacity as f64 / (1 << 20) as f64,

@@ -416,11 +416,8 @@ impl Db {
     #[inline]
     pub fn get(&self, table: &str, key: i64) -> Result<Option<RowBuf>> {
         self.with_table(table, |t| {
-            t.read()
-                .get(key)
-                .map(|s| RowBuf::read(t, key, s))
-                .transpose()
-        })?
+            t.read().get(key).map(|s| RowBuf::copy(t, key, s))
+        })
     }
 
     /// Reads the row with `key` in place: `read` gets a view of it (or `None`) and decodes
@@ -469,9 +466,9 @@ impl Db {
             rows.get_many(keys)
                 .into_iter()
                 .zip(keys)
-                .map(|(stored, &key)| stored.map(|s| RowBuf::read(t, key, s)).transpose())
+                .map(|(stored, &key)| stored.map(|s| RowBuf::copy(t, key, s)))
                 .collect()
-        })?
+        })
     }
 
     /// The rows with keys in `range`, by key, from the learned index.
@@ -490,7 +487,7 @@ impl Db {
             let rows = table.read();
             let before = out.len();
             for (key, stored) in rows.range((start, end)).take(SCAN_CHUNK) {
-                out.push(RowBuf::read(&table, key, stored)?);
+                out.push(RowBuf::copy(&table, key, stored));
             }
             drop(rows);
             match out.last() {

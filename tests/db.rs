@@ -345,7 +345,7 @@ fn rows_read_in_place_agree_with_get() {
                     .map(|c| row.value(c).expect("value").to_owned())
                     .collect();
                 assert!(matches!(row.value(4), Err(Error::BadRow { .. })));
-                assert_eq!(row.to_row_buf().expect("row"), get);
+                assert_eq!(row.to_row_buf(), get);
                 (values, row.to_row().expect("row"))
             })
             .expect("get_with");

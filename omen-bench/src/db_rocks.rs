@@ -137,17 +137,6 @@ impl RocksRows {
         }))
     }
 
-    /// The `qty` of `key`'s row, read from the pinned value once the row is checked as
-    /// `Db::get` checks its own (the layout's length, the text UTF-8), nothing built.
-    #[inline]
-    pub fn qty_checked(&self, key: i64) -> Result<Option<i64>, rocksdb::Error> {
-        Ok(self.db.get_pinned(key_bytes(key))?.and_then(|value| {
-            std::str::from_utf8(value.get(24..)?).ok()?;
-            let word: [u8; 8] = value.get(..8)?.try_into().ok()?;
-            Some(i64::from_le_bytes(word))
-        }))
-    }
-
     /// Bytes in the block cache now.
     pub fn cache_usage_bytes(&self) -> usize {
         self.cache.get_usage()

@@ -148,14 +148,18 @@ impl Table {
             .map_err(|e| self.damaged(key, &e))
     }
 
-    /// The rows with `keys`, in order, decoded under one hold of the read lock (batched
-    /// lookups overlap their cache misses).
-    pub(crate) fn get_many(&self, keys: &[i64]) -> Result<Vec<Option<Row>>> {
+    /// `read` of the rows with `keys` (key, stored row), in order, under one hold of the read
+    /// lock (batched lookups overlap their cache misses).
+    pub(crate) fn get_many<T>(
+        &self,
+        keys: &[i64],
+        read: impl Fn(i64, &StoredRow) -> T,
+    ) -> Vec<Option<T>> {
         let rows = self.read();
         rows.get_many(keys)
             .into_iter()
             .zip(keys)
-            .map(|(stored, &key)| stored.map(|s| self.decode(key, s)).transpose())
+            .map(|(stored, &key)| stored.map(|s| read(key, s)))
             .collect()
     }
 
@@ -462,12 +466,7 @@ impl Db {
     /// The rows with `keys`, in order (batched lookups overlap their cache misses).
     pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<RowBuf>>> {
         self.with_table(table, |t| {
-            let rows = t.read();
-            rows.get_many(keys)
-                .into_iter()
-                .zip(keys)
-                .map(|(stored, &key)| stored.map(|s| RowBuf::copy(t, key, s)))
-                .collect()
+            t.get_many(keys, |key, s| RowBuf::copy(t, key, s))
         })
     }
 

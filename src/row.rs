@@ -14,11 +14,11 @@
 //! again (checking cost 100 of a 500 ns `Db::get`). Were memory corrupted, a value that does
 //! not decode trips a debug assertion and reads as NULL in release builds.
 
-use omen_replicator::change::{RowValues, Value, ValueRef, values_of};
+use omen_replicator::change::{Value, ValueRef};
 
 use crate::db::Table;
 use crate::error::{Error, Result};
-use crate::stored_row::StoredRow;
+use crate::stored_row::{StoredRow, StoredValues};
 
 /// A row's values in column order.
 pub type Row = Box<[Value]>;
@@ -68,11 +68,8 @@ impl RowBuf {
     /// The values in column order.
     #[inline]
     pub fn values(&self) -> RowBufValues<'_> {
-        RowBufValues {
-            row: self,
-            stored: values_of(self.stored.bytes(), self.columns().saturating_sub(1)),
-            next: 0,
-        }
+        let (key_index, columns) = (self.key_index as usize, self.columns());
+        RowBufValues(self.stored.values(self.key, key_index, columns))
     }
 
     /// The row as owned values.
@@ -83,35 +80,18 @@ impl RowBuf {
 
 /// The values of a [`RowBuf`], in column order (see [`RowBuf::values`]).
 #[derive(Clone, Debug)]
-pub struct RowBufValues<'a> {
-    row: &'a RowBuf,
-    stored: RowValues<'a>,
-    next: u32,
-}
+pub struct RowBufValues<'a>(StoredValues<'a>);
 
 impl<'a> Iterator for RowBufValues<'a> {
     type Item = ValueRef<'a>;
 
     #[inline]
     fn next(&mut self) -> Option<ValueRef<'a>> {
-        if self.next >= self.row.columns {
-            return None;
-        }
-        let column = self.next;
-        self.next += 1;
-        if column == self.row.key_index {
-            return Some(ValueRef::Int64(self.row.key));
-        }
-        Some(match self.stored.next() {
-            Some(Ok(value)) => value,
-            Some(Err(error)) => {
+        Some(match self.0.next()? {
+            Ok(value) => value,
+            Err(error) => {
                 // Checked when the row entered the index (see the module documentation).
                 debug_assert!(false, "a checked row failed to decode: {error}");
-                ValueRef::Null
-            }
-            // The stored values are one fewer than the columns (`ADD COLUMN` widens them all).
-            None => {
-                debug_assert!(false, "a checked row has a value per column");
                 ValueRef::Null
             }
         })
@@ -119,8 +99,7 @@ impl<'a> Iterator for RowBufValues<'a> {
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.row.columns - self.next) as usize;
-        (left, Some(left))
+        self.0.size_hint()
     }
 }
 
@@ -157,8 +136,10 @@ impl<'a> RowRef<'a> {
                 reason: format!("the table has {} columns", self.columns()),
             });
         }
-        self.stored
-            .value(self.key, self.table.schema.key, column)
+        let (key_index, columns) = (self.table.schema.key, self.columns());
+        let value = self.stored.values(self.key, key_index, columns).nth(column);
+        value
+            .unwrap_or(Ok(ValueRef::Null))
             .map_err(|e| self.table.damaged(self.key, &e))
     }
 

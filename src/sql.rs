@@ -127,10 +127,12 @@ impl OmenTable for SnapshotTable {
             return Ok(None);
         }
         let rows: crate::Result<Vec<Row>> = match lookup {
-            KeyLookup::Points(keys) => self
-                .table
-                .get_many(keys)
-                .map(|rows| rows.into_iter().flatten().collect()),
+            KeyLookup::Points(keys) => {
+                let rows = self
+                    .table
+                    .get_many(keys, |key, s| self.table.decode(key, s));
+                rows.into_iter().flatten().collect()
+            }
             KeyLookup::Range(low, high) => {
                 let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
                 let map = self.table.read();

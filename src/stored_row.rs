@@ -16,7 +16,7 @@
 //! - They were decoded once (UTF-8 checked) before they were stored, so decoding them again
 //!   fails only if memory was corrupted; [`StoredRow::decode`] still reports it as an error.
 
-use omen_replicator::change::{ChangeError, RowValues, Value, ValueRef, encode_value, values_of};
+use omen_replicator::change::{ChangeError, RowValues, ValueRef, encode_value, values_of};
 
 use crate::row::Row;
 
@@ -85,6 +85,19 @@ impl StoredRow {
         }
     }
 
+    /// The values of the row with `key` in column order: `columns` of them, the key at
+    /// `key_index`, the stored ones around it, each decoded when the iterator reaches it.
+    #[inline]
+    pub(crate) fn values(&self, key: i64, key_index: usize, columns: usize) -> StoredValues<'_> {
+        StoredValues {
+            key,
+            key_index,
+            column: 0,
+            columns,
+            stored: values_of(self.bytes(), columns.saturating_sub(1)),
+        }
+    }
+
     /// The row with `key`: its `columns` values, the key at `key_index`.
     #[inline]
     pub(crate) fn decode(
@@ -94,39 +107,10 @@ impl StoredRow {
         columns: usize,
     ) -> Result<Row, ChangeError> {
         let mut row = Vec::with_capacity(columns);
-        let mut values = values_of(self.bytes(), columns.saturating_sub(1));
-        for i in 0..columns {
-            if i == key_index {
-                row.push(Value::Int64(key));
-            } else {
-                // Fewer values than columns cannot happen (`ADD COLUMN` widens every row);
-                // were it to, the missing ones read as NULL, as a column added later would.
-                let value = values.next().transpose()?;
-                row.push(value.map_or(Value::Null, ValueRef::to_owned));
-            }
+        for value in self.values(key, key_index, columns) {
+            row.push(value?.to_owned());
         }
         Ok(row.into_boxed_slice())
-    }
-
-    /// The value of column `column` of the row with `key` (NULL past the stored values),
-    /// decoding only the values before it.
-    #[inline]
-    pub(crate) fn value(
-        &self,
-        key: i64,
-        key_index: usize,
-        column: usize,
-    ) -> Result<ValueRef<'_>, ChangeError> {
-        if column == key_index {
-            return Ok(ValueRef::Int64(key));
-        }
-        let stored = if column > key_index {
-            column - 1
-        } else {
-            column
-        };
-        let mut values = values_of(self.bytes(), stored + 1);
-        values.nth(stored).unwrap_or(Ok(ValueRef::Null))
     }
 
     /// The row with a NULL appended (`ADD COLUMN`).
@@ -137,10 +121,47 @@ impl StoredRow {
     }
 }
 
+/// The values of a stored row in column order (see [`StoredRow::values`]).
+#[derive(Clone, Debug)]
+pub(crate) struct StoredValues<'a> {
+    key: i64,
+    key_index: usize,
+    column: usize,
+    columns: usize,
+    stored: RowValues<'a>,
+}
+
+impl<'a> Iterator for StoredValues<'a> {
+    type Item = Result<ValueRef<'a>, ChangeError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.column >= self.columns {
+            return None;
+        }
+        let column = self.column;
+        self.column += 1;
+        if column == self.key_index {
+            return Some(Ok(ValueRef::Int64(self.key)));
+        }
+        // Fewer values than columns cannot happen (`ADD COLUMN` widens every row); were it
+        // to, the missing ones read as NULL, as a column added later would.
+        Some(self.stored.next().unwrap_or(Ok(ValueRef::Null)))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.columns - self.column;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for StoredValues<'_> {}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use omen_replicator::change::{ChangeEncoder, Entry, RowChange, decode};
+    use omen_replicator::change::{ChangeEncoder, Entry, RowChange, Value, decode};
 
     /// Encodes `row` as a WAL record would, then encodes it for the index.
     fn encode(row: &[Value], key_index: usize) -> Encoded {

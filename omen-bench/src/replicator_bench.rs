@@ -472,6 +472,8 @@ pub struct LagResult {
     pub never_flushed: u64,
     /// From `append` returning to the checkpoint passing the record's LSN, over every commit.
     pub lag: Latency,
+    /// The same to the durable (stored) checkpoint, over the commits it passed in the wait.
+    pub durable_lag: Latency,
     /// `(seconds since start, max lag ms, median lag ms)` per 250 ms window of commits.
     pub series: Vec<(f64, f64, f64)>,
     /// Latency of one `append`.
@@ -541,18 +543,27 @@ pub fn measure_lag(
     let interval = Duration::from_secs_f64(record_rows as f64 / load.rows_per_s.max(1) as f64);
     let stop = AtomicBool::new(false);
     let checkpoints: Mutex<Vec<(Instant, u64)>> = Mutex::new(Vec::new());
+    let durable_checkpoints: Mutex<Vec<(Instant, u64)>> = Mutex::new(Vec::new());
     let staleness = Mutex::new(Staleness::default());
     let (sample_tx, sample_rx) = std::sync::mpsc::sync_channel::<(i64, u64)>(4096);
 
     let outcome = std::thread::scope(|scope| {
         let monitor = scope.spawn(|| {
-            let mut last = 0;
+            let (mut last, mut last_durable) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
-                let checkpoint = replicator.stats().checkpoint_lsn;
-                if checkpoint != last {
-                    last = checkpoint;
+                let stats = replicator.stats();
+                let now = Instant::now();
+                if stats.checkpoint_lsn != last {
+                    last = stats.checkpoint_lsn;
                     let mut log = checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-                    log.push((Instant::now(), checkpoint));
+                    log.push((now, last));
+                }
+                if stats.durable_checkpoint_lsn != last_durable {
+                    last_durable = stats.durable_checkpoint_lsn;
+                    let mut log = durable_checkpoints
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    log.push((now, last_durable));
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -581,11 +592,13 @@ pub fn measure_lag(
         // take up to `max_batch_age`.
         let last = wal.last_lsn().0;
         let deadline = Instant::now() + ReplicatorOptions::default().max_batch_age * 2;
-        let seen = || {
-            let log = checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = |log: &Mutex<Vec<(Instant, u64)>>| {
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner);
             log.last().map_or(0, |c| c.1)
         };
-        while seen() < last && Instant::now() < deadline {
+        while (seen(&checkpoints) < last || seen(&durable_checkpoints) < last)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         stop.store(true, Ordering::Relaxed);
@@ -622,6 +635,14 @@ pub fn measure_lag(
     let checkpoints = checkpoints
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
+    let durable_checkpoints = durable_checkpoints
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut durable_nanos: Vec<u64> = lags(&commits, &durable_checkpoints)
+        .0
+        .iter()
+        .map(|&l| nanos(l))
+        .collect();
     let (lags, never_flushed) = lags(&commits, &checkpoints);
     let start = commits.first().map(|c| c.1);
     let series = series(&commits, &lags, start);
@@ -633,6 +654,7 @@ pub fn measure_lag(
         commits: commits.len() as u64,
         never_flushed,
         lag: Latency::of(&mut lag_nanos),
+        durable_lag: Latency::of(&mut durable_nanos),
         series,
         append,
         staleness: staleness

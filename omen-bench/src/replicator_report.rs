@@ -585,7 +585,9 @@ fn render_lag(md: &mut String, lag: &LagResult) {
          tailing the WAL. A monitor thread polls `stats().checkpoint_lsn` every millisecond; a \
          commit's lag runs from its `append` returning to the first poll that saw the \
          checkpoint at or past its LSN (so it includes up to about 1 ms of polling), over all \
-         {} commits. After the writer stops, the checkpoint is awaited for up to {} s.\n",
+         {} commits. \"Durable\" is the same for `durable_checkpoint_lsn`, the stored \
+         manifest's (at most `sync_interval`, 1 s, behind). After the writer stops, both \
+         checkpoints are awaited for up to {} s.\n",
         lag.record_rows,
         lag.record_rows as f64 * 1e3 / lag.target_rows_per_s.max(1) as f64,
         lag.target_rows_per_s,
@@ -607,6 +609,9 @@ fn render_lag(md: &mut String, lag: &LagResult) {
         );
     };
     row(md, "commit to Parquet (lag)", &lag.lag, |d| {
+        format!("{:.1} ms", millis(d))
+    });
+    row(md, "commit to durable Parquet", &lag.durable_lag, |d| {
         format!("{:.1} ms", millis(d))
     });
     row(md, "`append` (GroupCommit)", &lag.append, |d| {

@@ -9,6 +9,11 @@
 //! - **The manifest is the truth.** A Parquet file is visible only once the manifest lists it;
 //!   the manifest is replaced atomically (temporary file, fsync, rename, directory fsync).
 //!   Files it does not list are leftovers of a crash and are deleted at start.
+//! - **Durable at most `sync_interval` late.** Files are written without an fsync and
+//!   published to readers at once; the manifest is stored at most every `sync_interval` (1 s),
+//!   after an fsync of each file it adds. A file the stored manifest lists is durable and is
+//!   not deleted until a stored manifest drops it. The WAL may be truncated below
+//!   `durable_checkpoint_lsn` only: after a crash, what followed it is written again.
 //! - **Exactly once.** The manifest records, per table, the LSN up to which all its row
 //!   changes are in files (`flushed_lsn`), and a global `checkpoint_lsn` below which every
 //!   record is reflected. After a crash, replication resumes after the checkpoint and skips

@@ -104,6 +104,19 @@ impl Manifest {
 
     /// Replaces the manifest in `root` atomically and durably.
     pub fn store(&self, root: &Path) -> Result<()> {
+        self.store_with(root, |tmp| {
+            tmp.sync_all()
+                .map_err(|e| ReplicatorError::io("fsync manifest", root, e))
+        })
+    }
+
+    /// [`Manifest::store`], with `make_durable` in place of the temporary file's fsync (it
+    /// must make the file durable, and may make more so).
+    pub(crate) fn store_with(
+        &self,
+        root: &Path,
+        make_durable: impl FnOnce(&File) -> Result<()>,
+    ) -> Result<()> {
         let tmp = root.join(MANIFEST_TMP);
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| ReplicatorError::BadManifest {
             path: tmp.clone(),
@@ -116,8 +129,8 @@ impl Manifest {
             .open(&tmp)
             .map_err(|e| ReplicatorError::io("create manifest", &tmp, e))?;
         file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
             .map_err(|e| ReplicatorError::io("write manifest", &tmp, e))?;
+        make_durable(&file)?;
         drop(file);
         let path = root.join(MANIFEST_FILE);
         std::fs::rename(&tmp, &path)

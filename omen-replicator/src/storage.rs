@@ -130,6 +130,35 @@ impl Write for ChecksumWriter {
     }
 }
 
+/// Makes a written file durable (its data and size; its directory entry needs the
+/// directory's fsync).
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| ReplicatorError::io("fsync Parquet file", path, e))
+}
+
+/// Makes everything written to the file system holding `file` durable (`syncfs`): data,
+/// metadata and directory entries of every file on it, with one journal commit.
+#[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "syncfs is a C function")]
+pub(crate) fn sync_filesystem(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes a file descriptor, which `file` keeps open for the call, and
+    // touches no memory of ours.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere: unsupported (the caller fsyncs file by file).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn sync_filesystem(_file: &File) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
 /// Starts the asynchronous writeback of bytes `from..to` of `file` (`sync_file_range` with
 /// `SYNC_FILE_RANGE_WRITE`: it neither waits nor makes anything durable; the fsync that
 /// follows does). A hint: errors are ignored.
@@ -233,7 +262,8 @@ fn count_distinct(mut values: Vec<&[u8]>) -> usize {
     values.len()
 }
 
-/// Writes a sorted stored-form batch to a new file at `path` and fsyncs it.
+/// Writes a sorted stored-form batch to a new file at `path`, without an fsync: the manifest
+/// that first lists the file fsyncs it before it is stored (see `sync_file`).
 pub(crate) fn write_file(
     path: &Path,
     name: &str,
@@ -256,9 +286,6 @@ pub(crate) fn write_file(
         .map_err(parquet_error)?;
     writer.write(batch).map_err(parquet_error)?;
     let sink = writer.into_inner().map_err(parquet_error)?;
-    sink.file
-        .sync_all()
-        .map_err(|e| ReplicatorError::io("fsync Parquet file", path, e))?;
     let keys = batch.column(key).as_primitive::<Int64Type>();
     let lsns = batch
         .column(batch.num_columns() - 2)

@@ -366,6 +366,100 @@ fn sealed_batches_linger_and_are_written_as_one_file() {
     assert_eq!(snapshot.read().expect("read").num_rows(), 7000);
 }
 
+/// Waits (in real time) until the stored checkpoint reaches the published one.
+fn wait_for_store(replicator: &WalReplicator, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = replicator.stats();
+        if stats.durable_checkpoint_lsn == stats.checkpoint_lsn {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn the_manifest_is_stored_at_most_every_sync_interval_and_a_crash_resumes_from_it() {
+    let dir = TempDir::new("sync-interval");
+    let crashed = dir.0.join("crashed");
+    let clock = Arc::new(ManualClock::default());
+    let options = ReplicatorOptions {
+        max_batch_rows: 1000,
+        file_linger: Duration::ZERO,
+        sync_interval: Duration::from_secs(1),
+        compaction_trigger_files: 1000,
+        clock: clock.clone(),
+        ..ReplicatorOptions::default()
+    };
+    {
+        let wal = open_wal(&dir.wal());
+        let replicator =
+            WalReplicator::start(Arc::clone(&wal), dir.parquet(), options.clone()).expect("start");
+        create(&wal, "t");
+        replicator.flush_now().expect("flush stores at once");
+        let load = || omen_replicator::manifest::Manifest::load(&dir.parquet()).expect("load");
+        assert!(load().tables["t"].files.is_empty());
+        for (i, ids) in [0..1000, 1000..2000].into_iter().enumerate() {
+            // Published (readers see the file) but not stored while the clock stands.
+            burst(&wal, ids);
+            wait_for_files(&replicator, i as u64 + 1, "a full batch was never written");
+            std::thread::sleep(Duration::from_millis(200));
+            let stats = replicator.stats();
+            assert_eq!(
+                (stats.files, stats.checkpoint_lsn),
+                (i + 1, wal.last_lsn().0)
+            );
+            assert!(
+                stats.durable_checkpoint_lsn < stats.checkpoint_lsn,
+                "stored before its interval: {stats:?}"
+            );
+            assert_eq!(
+                load().tables["t"].files.len(),
+                i,
+                "stored before its interval"
+            );
+            if i == 1 {
+                // What a crash now would leave: the stored manifest and an unlisted file.
+                copy_dir(&dir.parquet(), &crashed);
+            }
+            clock.advance(Duration::from_secs(1));
+            wait_for_store(&replicator, "a published file was never stored");
+            assert_eq!(load().tables["t"].files.len(), i + 1);
+            assert_eq!(load().checkpoint_lsn, wal.last_lsn().0);
+        }
+    }
+    // Restarted on the crashed copy: the unlisted file goes, its rows come again, once.
+    let wal = open_wal(&dir.wal());
+    let replicator = WalReplicator::start(Arc::clone(&wal), &crashed, options).expect("restart");
+    replicator.flush_now().expect("flush");
+    let snapshot = replicator.snapshot("t", wal.last_lsn()).expect("snapshot");
+    let rows: u64 = snapshot.files.iter().map(|(_, meta)| meta.rows).sum();
+    assert_eq!(rows, 2000, "each row once in the files");
+    assert_eq!(snapshot.read().expect("read").num_rows(), 2000);
+    let on_disk = std::fs::read_dir(crashed.join(&snapshot.manifest.tables["t"].dir))
+        .expect("list")
+        .count();
+    assert_eq!(
+        on_disk,
+        snapshot.files.len(),
+        "the unlisted file was removed"
+    );
+}
+
 #[test]
 fn adding_a_column_keeps_old_files_readable_as_null() {
     let dir = TempDir::new("schema");

@@ -549,22 +549,18 @@ pub fn measure_lag(
 
     let outcome = std::thread::scope(|scope| {
         let monitor = scope.spawn(|| {
-            let (mut last, mut last_durable) = (0, 0);
+            // Each log notes when its checkpoint moved (the last entry is the latest seen).
+            let note = |log: &Mutex<Vec<(Instant, u64)>>, now: Instant, lsn: u64| {
+                let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                if log.last().is_none_or(|&(_, last)| last != lsn) {
+                    log.push((now, lsn));
+                }
+            };
             while !stop.load(Ordering::Relaxed) {
                 let stats = replicator.stats();
                 let now = Instant::now();
-                if stats.checkpoint_lsn != last {
-                    last = stats.checkpoint_lsn;
-                    let mut log = checkpoints.lock().unwrap_or_else(PoisonError::into_inner);
-                    log.push((now, last));
-                }
-                if stats.durable_checkpoint_lsn != last_durable {
-                    last_durable = stats.durable_checkpoint_lsn;
-                    let mut log = durable_checkpoints
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    log.push((now, last_durable));
-                }
+                note(&checkpoints, now, stats.checkpoint_lsn);
+                note(&durable_checkpoints, now, stats.durable_checkpoint_lsn);
                 std::thread::sleep(Duration::from_millis(1));
             }
         });

@@ -11,7 +11,8 @@
 //!   Files it does not list are leftovers of a crash and are deleted at start.
 //! - **Durable at most `sync_interval` late.** Files are written without an fsync and
 //!   published to readers at once; the manifest is stored at most every `sync_interval` (1 s),
-//!   after an fsync of each file it adds. A file the stored manifest lists is durable and is
+//!   once the files it adds are durable (one `syncfs` on Linux, else an fsync each). A file
+//!   the stored manifest lists is durable and is
 //!   not deleted until a stored manifest drops it. The WAL may be truncated below
 //!   `durable_checkpoint_lsn` only: after a crash, what followed it is written again.
 //! - **Exactly once.** The manifest records, per table, the LSN up to which all its row

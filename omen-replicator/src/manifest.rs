@@ -104,18 +104,22 @@ impl Manifest {
 
     /// Replaces the manifest in `root` atomically and durably.
     pub fn store(&self, root: &Path) -> Result<()> {
-        self.store_with(root, |tmp| {
-            tmp.sync_all()
-                .map_err(|e| ReplicatorError::io("fsync manifest", root, e))
-        })
+        self.store_with(root, Self::sync_tmp)
     }
 
-    /// [`Manifest::store`], with `make_durable` in place of the temporary file's fsync (it
-    /// must make the file durable, and may make more so).
+    /// The fsync of the temporary manifest (at `path`) in [`Manifest::store`].
+    pub(crate) fn sync_tmp(tmp: &File, path: &Path) -> Result<()> {
+        tmp.sync_all()
+            .map_err(|e| ReplicatorError::io("fsync manifest", path, e))
+    }
+
+    /// [`Manifest::store`], with `make_durable` (given the temporary file and its path) in
+    /// place of the temporary file's fsync: it must make the file durable, and may make more
+    /// so.
     pub(crate) fn store_with(
         &self,
         root: &Path,
-        make_durable: impl FnOnce(&File) -> Result<()>,
+        make_durable: impl FnOnce(&File, &Path) -> Result<()>,
     ) -> Result<()> {
         let tmp = root.join(MANIFEST_TMP);
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| ReplicatorError::BadManifest {
@@ -130,7 +134,7 @@ impl Manifest {
             .map_err(|e| ReplicatorError::io("create manifest", &tmp, e))?;
         file.write_all(&bytes)
             .map_err(|e| ReplicatorError::io("write manifest", &tmp, e))?;
-        make_durable(&file)?;
+        make_durable(&file, &tmp)?;
         drop(file);
         let path = root.join(MANIFEST_FILE);
         std::fs::rename(&tmp, &path)

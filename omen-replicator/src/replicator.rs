@@ -52,8 +52,8 @@ pub struct ReplicatorOptions {
     pub file_linger: Duration,
     /// How often at most the manifest is made durable. Files are written without an fsync
     /// and published to readers at once; then, at most once per `sync_interval`, the writer
-    /// fsyncs the files written since and stores the manifest (temporary file, fsync,
-    /// rename, directory fsync). [`ReplicatorStats::durable_checkpoint_lsn`] is the stored
+    /// makes the files written since durable and stores the manifest (temporary file,
+    /// fsync, rename, directory fsync). [`ReplicatorStats::durable_checkpoint_lsn`] is the stored
     /// checkpoint: the WAL may be truncated below it, not below `checkpoint_lsn`. After a
     /// crash the replicator resumes from the stored manifest, removes the files it does not
     /// list and writes their rows again, exactly once. `flush_now`, `repair` and stopping
@@ -1327,11 +1327,10 @@ fn store_manifest(shared: &Shared, force: bool) -> Result<()> {
         }
         (Arc::clone(&state.manifest), Arc::clone(&state.durable))
     };
-    manifest.store_with(&shared.root, |tmp| {
+    manifest.store_with(&shared.root, |tmp, tmp_path| {
         if storage::sync_filesystem(tmp).is_err() {
             sync_new_files(&shared.root, &manifest, &durable)?;
-            tmp.sync_all()
-                .map_err(|e| ReplicatorError::io("fsync manifest", &shared.root, e))?;
+            Manifest::sync_tmp(tmp, tmp_path)?;
         }
         Ok(())
     })?;

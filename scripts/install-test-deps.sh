@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the tests need besides Rust: `psql` (Debian's postgresql-client), which
-# tests/cli_psql.rs runs against `omendb serve`; and the Python modules duckdb and pyarrow,
-# which scripts/check_parquet.py uses to read our Parquet files with readers that share no
-# code with ours (omen-replicator/tests/independent_reader.rs runs it).
+# Installs what the tests need besides Rust:
+# - `psql` (Debian's postgresql-client), which tests/cli_psql.rs runs against `omendb serve`;
+# - the Python modules duckdb and pyarrow, which scripts/check_parquet.py uses to read our
+#   Parquet files with readers that share no code with ours
+#   (omen-replicator/tests/independent_reader.rs runs it);
+# - the drivers of tests/cli_drivers.rs: psycopg 3, asyncpg, SQLAlchemy 2 and pandas
+#   (Python), node-postgres (npm, into ~/.cache/omendb-drivers) and pgjdbc (Debian's
+#   libpostgresql-jdbc-java, with a JDK to run the test's source file).
 #
-# Idempotent: installs psql only when it is missing, and the Python modules only when
-# `python3 -c 'import duckdb, pyarrow'` fails. Works on
+# Idempotent: installs each only when it is missing. Works on
 # a fresh Debian 12 machine, where the system Python refuses `pip install` (PEP 668,
 # "externally-managed-environment"): it tries, in order, a plain install (a virtualenv or a
 # pyenv Python), a user install, and a user install with --break-system-packages (which
@@ -13,7 +16,7 @@
 # they are missing (as root, or through sudo).
 set -euo pipefail
 
-modules=(duckdb pyarrow)
+modules=(duckdb pyarrow "psycopg[binary]" asyncpg sqlalchemy pandas)
 
 # Runs a command as root: directly when we are root, through sudo otherwise.
 as_root() {
@@ -33,7 +36,7 @@ apt_install() {
 }
 
 have_modules() {
-    python3 -c 'import duckdb, pyarrow' >/dev/null 2>&1
+    python3 -c 'import duckdb, pyarrow, psycopg, asyncpg, sqlalchemy, pandas' >/dev/null 2>&1
 }
 
 if ! command -v psql >/dev/null 2>&1; then
@@ -47,8 +50,28 @@ if ! command -v python3 >/dev/null 2>&1; then
     apt_install python3 python3-pip
 fi
 
+# node-postgres: node and npm from Debian when missing, `pg` into a cache the test finds.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (node or npm not found)"
+    apt_install nodejs npm
+fi
+drivers_dir="${OMENDB_DRIVERS_DIR:-$HOME/.cache/omendb-drivers}"
+if [ ! -d "$drivers_dir/node_modules/pg" ]; then
+    echo "installing node-postgres (pg) into $drivers_dir"
+    mkdir -p "$drivers_dir"
+    npm install --silent --no-audit --no-fund --prefix "$drivers_dir" pg@8
+fi
+echo "node-postgres present in $drivers_dir"
+
+# pgjdbc and a JDK (the test runs its Java source file directly).
+if [ ! -f /usr/share/java/postgresql.jar ] || ! command -v javac >/dev/null 2>&1; then
+    echo "installing libpostgresql-jdbc-java and default-jdk-headless"
+    apt_install libpostgresql-jdbc-java default-jdk-headless
+fi
+echo "pgjdbc present: /usr/share/java/postgresql.jar"
+
 if have_modules; then
-    echo "python test dependencies present: $(python3 -c 'import duckdb, pyarrow; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)')"
+    echo "python test dependencies present: $(python3 -c 'import duckdb, pyarrow, psycopg, asyncpg, sqlalchemy, pandas as p; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__, "psycopg", psycopg.__version__, "asyncpg", asyncpg.__version__, "sqlalchemy", sqlalchemy.__version__, "pandas", p.__version__)')"
     exit 0
 fi
 
@@ -70,7 +93,7 @@ fi
 
 if ! have_modules; then
     echo "error: installed ${modules[*]} but python3 cannot import them" >&2
-    python3 -c 'import duckdb, pyarrow'
+    python3 -c 'import duckdb, pyarrow, psycopg, asyncpg, sqlalchemy, pandas'
     exit 1
 fi
-echo "python test dependencies installed: $(python3 -c 'import duckdb, pyarrow; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__)')"
+echo "python test dependencies installed: $(python3 -c 'import duckdb, pyarrow, psycopg, asyncpg, sqlalchemy, pandas as p; print("duckdb", duckdb.__version__, "pyarrow", pyarrow.__version__, "psycopg", psycopg.__version__, "pandas", p.__version__)')"

@@ -31,6 +31,10 @@ use crate::table_cache::{self, CatalogStamp};
 /// Rows a [`Db::scan`] reads per hold of a table's read lock.
 pub const SCAN_CHUNK: usize = 4096;
 
+/// Stack of each SQL thread: room for expressions nested `SqlLimits::max_expression_depth`
+/// deep (evaluating one level takes a few hundred bytes).
+const SQL_THREAD_STACK: usize = 16 << 20;
+
 /// Options of [`Db::open`].
 #[derive(Clone, Debug)]
 pub struct DbOptions {
@@ -45,6 +49,12 @@ pub struct DbOptions {
     /// Threads (and DataFusion partitions) for SQL queries. Default: the available cores, at
     /// least 1.
     pub sql_threads: usize,
+    /// What a SQL statement may be: its length and the depth of its expressions.
+    pub sql_limits: crate::SqlLimits,
+    /// Memory one SQL query may use for its operators (sorts, aggregations and joins), in
+    /// bytes. Sorts and aggregations spill to disk beyond it; others fail with a clear error.
+    /// Default: 2 GiB.
+    pub sql_memory_limit: usize,
 }
 
 impl Default for DbOptions {
@@ -54,6 +64,8 @@ impl Default for DbOptions {
             replicator: ReplicatorOptions::default(),
             throttle_timeout: Duration::from_secs(1),
             sql_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            sql_limits: crate::SqlLimits::default(),
+            sql_memory_limit: 2 << 30,
         }
     }
 }
@@ -201,6 +213,8 @@ pub struct Db {
     /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) sql_limits: crate::SqlLimits,
+    pub(crate) sql_memory_limit: usize,
 }
 
 /// The result of [`Db::sql`].
@@ -241,6 +255,8 @@ impl Db {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.sql_threads.max(1))
             .thread_name("omendb-sql")
+            // Expressions are evaluated recursively; SqlLimits bounds their depth.
+            .thread_stack_size(SQL_THREAD_STACK)
             .build()
             .map_err(|e| Error::Io {
                 op: "start the SQL runtime",
@@ -256,6 +272,8 @@ impl Db {
             writer: Mutex::new(()),
             throttle_timeout: options.throttle_timeout,
             runtime,
+            sql_limits: options.sql_limits,
+            sql_memory_limit: options.sql_memory_limit,
         })
     }
 

@@ -85,6 +85,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A SQL statement exceeds a limit of [`crate::SqlLimits`]; nothing of it ran.
+    #[error("{}", limit_message(*kind, *found, *limit))]
+    Limit {
+        /// Which limit.
+        kind: LimitKind,
+        /// What the statement has.
+        found: usize,
+        /// What the limit allows.
+        limit: usize,
+    },
+
+    /// A value is out of the range of its type (an integer overflow, a literal too large);
+    /// nothing of the statement was applied.
+    #[error("value out of range: {0}")]
+    OutOfRange(String),
+
+    /// A statement was cancelled before it changed anything.
+    #[error("canceling statement due to {0}")]
+    Cancelled(CancelReason),
+
     /// The log holds something this database cannot apply (a bug or a foreign log).
     #[error("the log record at LSN {lsn} cannot be applied: {reason}")]
     BadLog {
@@ -93,6 +113,49 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+/// Which limit of [`crate::SqlLimits`] a statement exceeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Its text is too long.
+    StatementBytes,
+    /// Its expressions nest too deep.
+    ExpressionDepth,
+}
+
+fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
+    match kind {
+        LimitKind::StatementBytes => format!(
+            "statement too long: {found} bytes, the limit is {limit}; split it, or pass large \
+             values as parameters"
+        ),
+        LimitKind::ExpressionDepth => format!(
+            "statement too complex: its expressions nest more than {limit} deep; use IN (...) \
+             for long OR lists, or split the statement"
+        ),
+    }
+}
+
+/// Why a statement was cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The client asked (a cancel request) or went away.
+    UserRequest,
+    /// It ran longer than its statement timeout.
+    StatementTimeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UserRequest => "user request",
+            Self::StatementTimeout => "statement timeout",
+            Self::Shutdown => "server shutdown",
+        })
+    }
 }
 
 /// Results of the database.

@@ -37,8 +37,11 @@
 //! tiering layers, and a checkpoint of the in-memory tables (today the whole log is kept and
 //! replayed on open).
 
+mod checked;
 mod db;
 mod error;
+mod interrupt;
+mod limits;
 mod row;
 mod sql;
 mod statement;
@@ -46,10 +49,16 @@ mod stored_row;
 mod table_cache;
 
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
-pub use error::{Error, Result};
+pub use error::{CancelReason, Error, LimitKind, Result};
+pub use interrupt::Interrupt;
+pub use limits::{
+    DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, SqlLimits, check as check_sql,
+    parse_sql,
+};
 pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};
 pub use row::{Row, RowBuf, RowBufValues, RowRef};
+pub use sql::QueryStream;
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).
 pub use arrow;

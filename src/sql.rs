@@ -20,7 +20,9 @@ use omen_wal::Lsn;
 
 use crate::db::{Db, QueryResult, Table};
 use crate::error::Result;
+use crate::interrupt::Interrupt;
 use crate::row::Row;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use omen_sql::{OmenTableProvider, RouteLog};
@@ -193,6 +195,44 @@ pub(crate) fn snapshot_source(snapshot: TableSnapshot) -> SnapshotSource {
     }
 }
 
+/// The batches of a query as they are computed ([`Db::sql_stream`]); dropping it cancels the
+/// query.
+pub struct QueryStream<'a> {
+    db: &'a Db,
+    /// `None` once the stream ended or failed.
+    stream: Option<datafusion::execution::SendableRecordBatchStream>,
+    interrupt: Interrupt,
+}
+
+impl QueryStream<'_> {
+    /// The columns of every batch.
+    pub fn schema(&self) -> SchemaRef {
+        self.stream
+            .as_ref()
+            .map_or_else(|| Arc::new(Schema::empty()), |s| s.schema())
+    }
+}
+
+impl Iterator for QueryStream<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let stream = self.stream.as_mut()?;
+        let next = self.db.runtime.block_on(
+            self.interrupt
+                .run(async { Ok::<_, crate::Error>(omen_sql::next_batch(stream).await) }),
+        );
+        let item = match next {
+            Ok(Some(Ok(batch))) => return Some(Ok(batch)),
+            Ok(None) => None,
+            Ok(Some(Err(error))) => Some(Err(crate::Error::from(error))),
+            Err(error) => Some(Err(error)),
+        };
+        self.stream = None;
+        item
+    }
+}
+
 /// A DataFusion session over every table at one snapshot LSN, and the routes its scans take.
 pub(crate) struct SqlSession {
     pub(crate) context: SessionContext,
@@ -229,7 +269,13 @@ impl Db {
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
         let threads = self.runtime.metrics().num_workers().max(1);
         let config = SessionConfig::new().with_target_partitions(threads);
-        let context = SessionContext::new_with_config(config);
+        // Each query gets its own pool: sorts and aggregations spill to disk beyond it,
+        // other operators fail with ResourcesExhausted rather than grow without bound.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.sql_memory_limit, 1.0)
+            .build_arc()?;
+        let context = SessionContext::new_with_config_rt(config, runtime);
+        context.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic));
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {
                 name: name.clone(),
@@ -251,17 +297,22 @@ impl Db {
 
     /// Runs a planned query in its session and collects the rows. `EXPLAIN` output gets one
     /// `omendb_route` row per table scan, saying how it was served.
-    pub(crate) fn run_plan(&self, session: SqlSession, plan: LogicalPlan) -> Result<QueryResult> {
+    pub(crate) fn run_plan(
+        &self,
+        session: SqlSession,
+        plan: LogicalPlan,
+        interrupt: &Interrupt,
+    ) -> Result<QueryResult> {
         let explain = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         let SqlSession {
             context,
             lsn,
             routes,
         } = session;
-        let mut batches = self.runtime.block_on(async {
+        let mut batches = self.runtime.block_on(interrupt.run(async {
             let frame = context.execute_logical_plan(plan).await?;
             frame.collect().await
-        })?;
+        }))?;
         if explain && let Some(first) = batches.first() {
             // EXPLAIN's rows are (plan_type, plan): add one row per route taken.
             let routes = routes.routes();
@@ -312,13 +363,16 @@ impl Db {
     /// # db.close()?; std::fs::remove_dir_all(&dir).ok();
     /// # Ok(()) }
     /// ```
-    pub fn sql_stream(
-        &self,
-        query: &str,
-    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + '_> {
+    pub fn sql_stream(&self, query: &str) -> Result<QueryStream<'_>> {
+        self.sql_stream_with(query, &Interrupt::new())
+    }
+
+    /// [`Db::sql_stream`], cancelled when `interrupt` is given: the next batch is then
+    /// `Err(Error::Cancelled)` and the stream ends.
+    pub fn sql_stream_with(&self, query: &str, interrupt: &Interrupt) -> Result<QueryStream<'_>> {
         self.retry_moved(|| {
             let session = self.sql_session()?;
-            self.stream_in(session, query)
+            self.stream_in(session, query, interrupt)
         })
     }
 
@@ -326,10 +380,17 @@ impl Db {
         &self,
         session: SqlSession,
         query: &str,
-    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + '_> {
+        interrupt: &Interrupt,
+    ) -> Result<QueryStream<'_>> {
         let context = session.context;
-        let mut stream = self.runtime.block_on(async {
-            let plan = context.state().create_logical_plan(query).await?;
+        let mut statements = crate::limits::parse_sql(query, &self.sql_limits)?;
+        let (Some(statement), None) = (statements.pop_front(), statements.pop_front()) else {
+            return Err(crate::Error::Unsupported(
+                "Db::sql_stream runs exactly one query".into(),
+            ));
+        };
+        let stream = self.runtime.block_on(interrupt.run(async {
+            let plan = context.state().statement_to_plan(statement).await?;
             if matches!(
                 plan,
                 LogicalPlan::Ddl(_)
@@ -346,12 +407,12 @@ impl Db {
                 .await?
                 .execute_stream()
                 .await
-        })?;
-        Ok(std::iter::from_fn(move || {
-            self.runtime
-                .block_on(omen_sql::next_batch(&mut stream))
-                .map(|batch| batch.map_err(crate::Error::from))
-        }))
+        }))?;
+        Ok(QueryStream {
+            db: self,
+            stream: Some(stream),
+            interrupt: interrupt.clone(),
+        })
     }
 
     /// Runs a query at an earlier snapshot `lsn` of the replicator (no index route), for
@@ -360,7 +421,7 @@ impl Db {
     #[doc(hidden)]
     pub fn sql_at_snapshot(&self, query: &str, lsn: Lsn) -> Result<Vec<RecordBatch>> {
         let session = self.sql_session_at(lsn.0, false)?;
-        self.stream_in(session, query)?.collect()
+        self.stream_in(session, query, &Interrupt::new())?.collect()
     }
 }
 
@@ -416,7 +477,8 @@ mod tests {
         );
         let count = |strict: bool| -> Result<Vec<RecordBatch>> {
             let session = db.sql_session_at(first.0, strict)?;
-            db.stream_in(session, "SELECT v FROM t")?.collect()
+            db.stream_in(session, "SELECT v FROM t", &Interrupt::new())?
+                .collect()
         };
         match count(true) {
             Err(e) => assert!(e.to_string().contains(SNAPSHOT_MOVED), "{e}"),

@@ -29,6 +29,7 @@ use omen_wal::Lsn;
 
 use crate::db::{Db, QueryResult, WriteBatch};
 use crate::error::{Error, Result};
+use crate::interrupt::Interrupt;
 
 /// What a statement does, as far as locking is concerned.
 enum Kind {
@@ -68,24 +69,33 @@ impl Db {
     /// `count` of rows. Errors (bad SQL, unknown tables or columns, bad values) leave the
     /// database usable and unchanged by the failed statement.
     pub fn sql(&self, text: &str) -> Result<QueryResult> {
-        let statements = DFParser::parse_sql_with_dialect(text, &GenericDialect {})?;
+        self.sql_with(text, &Interrupt::new())
+    }
+
+    /// [`Db::sql`], cancelled when `interrupt` is given: a statement cancelled before it
+    /// commits fails with [`Error::Cancelled`] and changes nothing; once its write has begun
+    /// it runs to the end and reports what it applied. In a script, the statements before the
+    /// cancelled one stay applied.
+    pub fn sql_with(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
+        let statements = crate::limits::parse_sql(text, &self.sql_limits)?;
         if statements.is_empty() {
             return Err(unsupported("an empty statement: write a SQL statement"));
         }
         let mut result = None;
         for statement in statements {
-            result = Some(self.run_statement(statement)?);
+            interrupt.check()?;
+            result = Some(self.run_statement(statement, interrupt)?);
         }
         result.ok_or_else(|| unsupported("an empty statement"))
     }
 
-    fn run_statement(&self, statement: DfStatement) -> Result<QueryResult> {
+    fn run_statement(&self, statement: DfStatement, interrupt: &Interrupt) -> Result<QueryResult> {
         match kind(&statement) {
             Kind::Query => self.retry_moved(|| {
                 let session = self.sql_session()?;
-                let plan = self
-                    .runtime
-                    .block_on(session.context.state().statement_to_plan(statement.clone()))?;
+                let plan = self.runtime.block_on(
+                    interrupt.run(session.context.state().statement_to_plan(statement.clone())),
+                )?;
                 match plan {
                     LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
                         unsupported("this statement; see docs/sql.md for what OmenDB runs"),
@@ -93,7 +103,7 @@ impl Db {
                     LogicalPlan::Statement(_) => Err(unsupported(
                         "transaction and session statements; each statement commits on its own",
                     )),
-                    plan => self.run_plan(session, plan),
+                    plan => self.run_plan(session, plan, interrupt),
                 }
             }),
             Kind::Ddl => self.run_ddl(statement),
@@ -101,13 +111,13 @@ impl Db {
                 let _writer = self.lock_writer();
                 let session = self.sql_session()?;
                 let lsn = session.lsn;
-                let plan = self
-                    .runtime
-                    .block_on(session.context.state().statement_to_plan(statement))?;
+                let plan = self.runtime.block_on(
+                    interrupt.run(session.context.state().statement_to_plan(statement)),
+                )?;
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
                 };
-                let count = self.run_dml(session, dml)?;
+                let count = self.run_dml(session, dml, interrupt)?;
                 count_result(count, lsn)
             }
         }
@@ -206,7 +216,12 @@ impl Db {
 
     /// Runs a planned `INSERT`, `UPDATE` or `DELETE` (the writer lock is held) and commits
     /// its rows as one batch. Returns the number of rows written.
-    fn run_dml(&self, session: crate::sql::SqlSession, dml: DmlStatement) -> Result<u64> {
+    fn run_dml(
+        &self,
+        session: crate::sql::SqlSession,
+        dml: DmlStatement,
+        interrupt: &Interrupt,
+    ) -> Result<u64> {
         let table = dml.table_name.table().to_string();
         let schema = self.schema(&table)?;
         if matches!(dml.op, WriteOp::Update) && !update_keeps_key(&dml.input, &schema) {
@@ -217,7 +232,7 @@ impl Db {
             ));
         }
         let input = Arc::unwrap_or_clone(dml.input);
-        let rows = self.run_plan(session, input)?;
+        let rows = self.run_plan(session, input, interrupt)?;
         let mut batch = WriteBatch::new();
         let mut count = 0u64;
         for part in &rows.batches {
@@ -241,6 +256,8 @@ impl Db {
                 }
             }
         }
+        // The last moment to cancel: from here on the statement is applied whole.
+        interrupt.check()?;
         if !batch.is_empty() {
             self.write_locked(&batch)?;
         }

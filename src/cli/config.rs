@@ -11,6 +11,9 @@
 //! password = "change me"
 //! max_connections = 64
 //! metrics_listen = "127.0.0.1:9187"   # Prometheus `GET /metrics` (off when absent)
+//! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
+//! login_timeout_ms = 10000            # time a client has to log in
+//! max_pending_logins = 64             # connections logging in at once (besides sessions)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,6 +30,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// The default user name of `serve`.
 pub const DEFAULT_USER: &str = "omendb";
+/// Default `login_timeout_ms`: a client has 10 s to log in.
+pub const DEFAULT_LOGIN_TIMEOUT_MS: u64 = 10_000;
+/// Default `max_pending_logins`.
+pub const DEFAULT_MAX_PENDING_LOGINS: usize = 64;
 
 /// The configuration file's contents.
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +62,14 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when absent.
     pub metrics_listen: Option<String>,
+    /// The default `statement_timeout` of each session, in milliseconds (0 or absent: none;
+    /// a session may `SET statement_timeout`).
+    pub statement_timeout_ms: Option<u64>,
+    /// How long a connection may take to log in, in milliseconds (default 10 s).
+    pub login_timeout_ms: Option<u64>,
+    /// Connections that may be logging in at once, besides the logged-in sessions (default
+    /// 64); more are answered `53300` and closed.
+    pub max_pending_logins: Option<usize>,
 }
 
 impl Config {

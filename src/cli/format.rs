@@ -13,7 +13,7 @@ use super::statements::{self, Kind};
 /// `INSERT 3` for writes.
 pub fn result(kind: Kind, batches: &[RecordBatch]) -> Result<String, omendb::Error> {
     match kind {
-        Kind::Rows => {
+        Kind::Rows | Kind::Local => {
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let mut out = String::new();
             if !batches.is_empty() {

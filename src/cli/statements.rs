@@ -1,9 +1,8 @@
 //! Splitting SQL text into statements and telling what each returns, so that the shell and
 //! the server answer each statement of a script on its own (as psql and PostgreSQL do).
 
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 /// What a statement's result is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +14,9 @@ pub enum Kind {
     Count(&'static str),
     /// A schema change with nothing to return; the tag is e.g. `CREATE TABLE`.
     Done(&'static str),
+    /// A session or transaction statement (`SET`, `SHOW`, `BEGIN`, `PREPARE`, ...), which the
+    /// server answers itself.
+    Local,
 }
 
 /// One statement of a script.
@@ -31,7 +33,7 @@ pub struct Statement {
 /// Parses `text` into statements. A single statement keeps its text as written; several are
 /// each printed back from their syntax trees.
 pub fn split(text: &str) -> Result<Vec<Statement>, omendb::Error> {
-    let statements = DFParser::parse_sql_with_dialect(text, &GenericDialect {})?;
+    let statements = omendb::parse_sql(text, &omendb::SqlLimits::default())?;
     let single = statements.len() == 1;
     Ok(statements
         .into_iter()
@@ -49,8 +51,10 @@ pub fn split(text: &str) -> Result<Vec<Statement>, omendb::Error> {
 
 /// What `statement` returns.
 pub fn kind(statement: &DfStatement) -> Kind {
-    let DfStatement::Statement(statement) = statement else {
-        return Kind::Rows;
+    let statement = match statement {
+        DfStatement::Statement(statement) => statement,
+        DfStatement::Reset(_) => return Kind::Local,
+        _ => return Kind::Rows,
     };
     match statement.as_ref() {
         SqlStatement::Insert(_) => Kind::Count("INSERT"),
@@ -59,6 +63,16 @@ pub fn kind(statement: &DfStatement) -> Kind {
         SqlStatement::CreateTable(_) => Kind::Done("CREATE TABLE"),
         SqlStatement::Drop { .. } => Kind::Done("DROP TABLE"),
         SqlStatement::AlterTable(_) => Kind::Done("ALTER TABLE"),
+        SqlStatement::Set(_)
+        | SqlStatement::ShowVariable { .. }
+        | SqlStatement::Reset(_)
+        | SqlStatement::StartTransaction { .. }
+        | SqlStatement::Commit { .. }
+        | SqlStatement::Rollback { .. }
+        | SqlStatement::Prepare { .. }
+        | SqlStatement::Execute { .. }
+        | SqlStatement::Deallocate { .. }
+        | SqlStatement::Discard { .. } => Kind::Local,
         _ => Kind::Rows,
     }
 }

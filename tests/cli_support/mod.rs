@@ -46,7 +46,20 @@ pub struct Server {
 impl Server {
     /// Starts the server on `dir` with extra flags and waits until it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(OMENDB)
+        Self::spawn(dir, None, extra)
+    }
+
+    /// Starts the server with a configuration file.
+    pub fn start_with_config(dir: &Path, config: &Path, extra: &[&str]) -> Self {
+        Self::spawn(dir, Some(config), extra)
+    }
+
+    fn spawn(dir: &Path, config: Option<&Path>, extra: &[&str]) -> Self {
+        let mut command = Command::new(OMENDB);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .args(["serve", "--dir"])
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])

@@ -2,7 +2,9 @@
 //! extended protocol (parse, describe, bind with parameters, execute).
 //!
 //! `Db::sql` blocks on the database's own runtime, so every call runs on a blocking thread
-//! (`spawn_blocking`), never on a server worker.
+//! (`spawn_blocking`), never on a server worker. Each statement runs with its session's
+//! interrupt: a cancel request, a disconnect, the `statement_timeout` or the server's
+//! shutdown stops it, and a statement cancelled before its write leaves nothing applied.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -21,26 +23,64 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::commands::{self, Local};
 use super::metrics::Metrics;
 use super::params::{self, Prepared};
+use super::session::{Session, Sessions};
 use super::{encode, sqlstate};
-use crate::cli::statements::{self, Kind};
+use crate::cli::statements::{self, Kind, Statement};
+use arrow::record_batch::RecordBatch;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use omendb::CancelReason;
+use pgwire::api::query::send_describe_response;
+use pgwire::api::results::DescribeResponse;
+use pgwire::api::store::Entry;
+use pgwire::messages::extendedquery::Describe;
 
-/// Runs `text` (one statement) and turns its result into a response.
+/// Runs `text` (one statement) in the database, cancellable by the session (cancel request,
+/// disconnect) and bounded by its `statement_timeout`.
+async fn run_in_db(
+    db: &Arc<Db>,
+    session: &Session,
+    text: String,
+) -> Result<omendb::QueryResult, omendb::Error> {
+    let mut running = session.start();
+    let interrupt = running.interrupt().clone();
+    let db = Arc::clone(db);
+    let signal = interrupt.clone();
+    let mut task = tokio::task::spawn_blocking(move || db.sql_with(&text, &signal));
+    let joined = match session.statement_timeout() {
+        Some(timeout) => match tokio::time::timeout(timeout, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                interrupt.interrupt(CancelReason::StatementTimeout);
+                task.await
+            }
+        },
+        None => task.await,
+    };
+    running.disarm();
+    joined.unwrap_or_else(|e| {
+        Err(omendb::Error::Unsupported(format!(
+            "the statement's thread failed: {e}"
+        )))
+    })
+}
+
+/// Runs one statement of the database and turns its result into a response.
 async fn execute(
     db: &Arc<Db>,
     metrics: &Metrics,
+    session: &Session,
     text: String,
     kind: Kind,
     format: Option<&Format>,
     described: Option<&SchemaRef>,
 ) -> PgWireResult<Response> {
-    let db = Arc::clone(db);
     tracing::debug!(sql = %text, "execute");
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || db.sql(&text))
-        .await
-        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, format!("query task: {e}")))?;
+    let result = run_in_db(db, session, text).await;
     match &result {
         Ok(result) => metrics.statement(started.elapsed(), true, &result.routes),
         Err(_) => metrics.statement(started.elapsed(), false, &[]),
@@ -59,7 +99,7 @@ async fn execute(
             Ok(Response::Execution(tag))
         }
         Kind::Done(tag) => Ok(Response::Execution(Tag::new(tag))),
-        Kind::Rows => {
+        Kind::Rows | Kind::Local => {
             // A described statement is answered in the described types (the client decodes
             // with them); values are cast to them.
             let schema = described
@@ -67,13 +107,204 @@ async fn execute(
                 .cloned()
                 .or_else(|| result.batches.first().map(|b| b.schema()))
                 .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-            let fields = Arc::new(encode::fields(&schema, format));
-            let rows = encode::rows(&result.batches, &fields)?;
-            Ok(Response::Query(QueryResponse::new(
-                fields,
-                stream::iter(rows.into_iter().map(Ok)),
-            )))
+            rows_response(&schema, &result.batches, format)
         }
+    }
+}
+
+/// How many computed batches wait for a client that reads slowly (each up to 8192 rows).
+const STREAM_BUFFER: usize = 2;
+
+/// Runs a query and streams its rows to the client as they are computed, with backpressure:
+/// a client that stops reading stops the query (its thread waits for room), and one that
+/// goes away or cancels ends it. The statement timeout covers the whole stream.
+async fn stream_query(
+    db: &Arc<Db>,
+    metrics: &Arc<Metrics>,
+    session: &Session,
+    text: String,
+    format: Option<&Format>,
+    described: Option<&SchemaRef>,
+) -> PgWireResult<Response> {
+    let started = std::time::Instant::now();
+    let running = session.start();
+    let interrupt = running.interrupt().clone();
+    let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+    let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+    let database = Arc::clone(db);
+    let signal = interrupt.clone();
+    tokio::task::spawn_blocking(move || match database.sql_stream_with(&text, &signal) {
+        Err(error) => {
+            let _ = schema_tx.send(Err(error));
+        }
+        Ok(stream) => {
+            if schema_tx.send(Ok(stream.schema())).is_err() {
+                return;
+            }
+            for batch in stream {
+                if batch_tx.blocking_send(batch).is_err() {
+                    // The client's response was dropped: dropping the stream ends the query.
+                    return;
+                }
+            }
+        }
+    });
+    let timer = session.statement_timeout().map(|timeout| {
+        let signal = interrupt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            signal.interrupt(CancelReason::StatementTimeout);
+        })
+    });
+    let schema = match schema_rx.await {
+        Ok(Ok(schema)) => schema,
+        Ok(Err(error)) => {
+            metrics.statement(started.elapsed(), false, &[]);
+            return Err(sqlstate::from_db(&error));
+        }
+        Err(_) => {
+            return Err(sqlstate::error(
+                sqlstate::INTERNAL_ERROR,
+                "the query's thread ended without an answer",
+            ));
+        }
+    };
+    let schema = described
+        .filter(|s| !s.fields().is_empty())
+        .cloned()
+        .unwrap_or(schema);
+    let fields = Arc::new(encode::fields(&schema, format));
+    let metrics = Arc::clone(metrics);
+    // Ends the timer and the query with the stream, however it ends.
+    let finish = (running, timer.map(|t| t.abort_handle()));
+    let rows = stream::unfold(
+        (
+            batch_rx,
+            fields.clone(),
+            std::collections::VecDeque::new(),
+            Some(finish),
+        ),
+        move |(mut rx, fields, mut pending, mut finish)| {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                loop {
+                    if let Some(row) = pending.pop_front() {
+                        return Some((Ok(row), (rx, fields, pending, finish)));
+                    }
+                    finish.as_ref()?;
+                    match rx.recv().await {
+                        Some(Ok(batch)) => match encode::rows(&[batch], &fields) {
+                            Ok(rows) => pending.extend(rows),
+                            Err(error) => {
+                                finish = None;
+                                return Some((Err(error), (rx, fields, pending, finish)));
+                            }
+                        },
+                        Some(Err(error)) => {
+                            metrics.statement(started.elapsed(), false, &[]);
+                            if let Some((mut running, timer)) = finish.take() {
+                                running.disarm();
+                                timer.inspect(tokio::task::AbortHandle::abort);
+                            }
+                            return Some((
+                                Err(sqlstate::from_db(&error)),
+                                (rx, fields, pending, finish),
+                            ));
+                        }
+                        None => {
+                            metrics.statement(started.elapsed(), true, &[]);
+                            if let Some((mut running, timer)) = finish.take() {
+                                running.disarm();
+                                timer.inspect(tokio::task::AbortHandle::abort);
+                            }
+                            return None;
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+fn rows_response(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Option<&Format>,
+) -> PgWireResult<Response> {
+    let fields = Arc::new(encode::fields(schema, format));
+    let rows = encode::rows(batches, &fields)?;
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        stream::iter(rows.into_iter().map(Ok)),
+    )))
+}
+
+/// A result of text columns.
+fn text_rows(
+    columns: &[&str],
+    rows: Vec<Vec<Option<String>>>,
+) -> PgWireResult<(SchemaRef, RecordBatch)> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays = (0..columns.len())
+        .map(|i| {
+            Arc::new(arrow::array::StringArray::from(
+                rows.iter()
+                    .map(|r| r.get(i).cloned().flatten())
+                    .collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+    Ok((schema, batch))
+}
+
+/// The result columns of a statement the server answers itself (for Describe).
+pub fn local_schema(local: &Local) -> SchemaRef {
+    let columns: Vec<String> = match local {
+        Local::Show(Some(name)) => vec![name.replace(' ', "_")],
+        Local::Show(None) => vec!["name".into(), "setting".into()],
+        Local::Functions(values) => values.iter().map(|(c, _)| c.clone()).collect(),
+        _ => Vec::new(),
+    };
+    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+    text_rows(&refs, Vec::new())
+        .map(|(schema, _)| schema)
+        .unwrap_or_else(|_| Arc::new(arrow::datatypes::Schema::empty()))
+}
+
+/// A Describe answer: `NoData` exactly when the statement returns no rows, whatever its
+/// parameters (pgwire's own answer keys `NoData` on having neither).
+struct Described {
+    parameters: Option<Vec<Type>>,
+    fields: Vec<FieldInfo>,
+}
+
+impl DescribeResponse for Described {
+    fn parameters(&self) -> Option<&[Type]> {
+        self.parameters.as_deref()
+    }
+
+    fn fields(&self) -> &[FieldInfo] {
+        &self.fields
+    }
+
+    fn no_data() -> Self {
+        Self {
+            parameters: None,
+            fields: Vec::new(),
+        }
+    }
+
+    fn is_no_data(&self) -> bool {
+        self.fields.is_empty()
     }
 }
 
@@ -82,24 +313,209 @@ pub struct Backend {
     db: Arc<Db>,
     parser: Arc<OmenParser>,
     metrics: Arc<Metrics>,
+    sessions: Arc<Sessions>,
 }
 
 impl Backend {
-    /// A handler serving `db`, counting statements in `metrics`.
-    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>) -> Self {
+    /// A handler serving `db`, counting statements in `metrics`, keeping each connection's
+    /// state in `sessions`.
+    pub fn new(db: Arc<Db>, metrics: Arc<Metrics>, sessions: Arc<Sessions>) -> Self {
         Self {
             parser: Arc::new(OmenParser {
                 db: Arc::clone(&db),
             }),
             db,
             metrics,
+            sessions,
+        }
+    }
+
+    fn session(&self, client: &impl ClientInfo) -> Arc<Session> {
+        self.sessions
+            .get(client.socket_addr())
+            .unwrap_or_else(|| Arc::new(Session::new(std::time::Duration::ZERO, Arc::default())))
+    }
+
+    /// Runs one statement for `client`'s session.
+    async fn run<C>(
+        &self,
+        client: &C,
+        statement: Statement,
+        (format, described): (Option<&Format>, Option<&SchemaRef>),
+        stream: bool,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let session = self.session(client);
+        let user = client
+            .metadata()
+            .get(pgwire::api::METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(local) = commands::classify(&statement.ast, &user)? {
+            return self.local(client, &session, local, format, stream).await;
+        }
+        let writes = !matches!(statement.kind, Kind::Rows);
+        if let Some(block) = session.block() {
+            if block.failed {
+                return Err(sqlstate::error(
+                    "25P02",
+                    "current transaction is aborted, commands ignored until end of transaction \
+                     block",
+                ));
+            }
+            if writes && block.wrote {
+                session.note(false, true);
+                return Err(sqlstate::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "a transaction block may hold one write statement: this block already \
+                     applied one (OmenDB applies each write when it runs); COMMIT, then run this \
+                     statement; nothing of it was applied",
+                ));
+            }
+        }
+        let streams = stream
+            && matches!(&statement.ast, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)));
+        let result = if streams {
+            stream_query(
+                &self.db,
+                &self.metrics,
+                &session,
+                statement.text,
+                format,
+                described,
+            )
+            .await
+        } else {
+            execute(
+                &self.db,
+                &self.metrics,
+                &session,
+                statement.text,
+                statement.kind,
+                format,
+                described,
+            )
+            .await
+        };
+        session.note(writes && result.is_ok(), result.is_err());
+        result
+    }
+
+    async fn local<C>(
+        &self,
+        client: &C,
+        session: &Arc<Session>,
+        local: Local,
+        format: Option<&Format>,
+        stream: bool,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        if let Some(block) = session.block()
+            && block.failed
+            && !matches!(local, Local::Commit | Local::Rollback)
+        {
+            return Err(sqlstate::error(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let done = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
+        match local {
+            Local::Set { name, value } => {
+                session.set(&name, value)?;
+                done("SET")
+            }
+            Local::SetNothing => done("SET"),
+            Local::Show(name) => {
+                let rows = session.show(name.as_deref())?;
+                let (schema, batch) = match &name {
+                    Some(name) => text_rows(
+                        &[&name.replace(' ', "_")],
+                        rows.into_iter().map(|(_, v)| vec![Some(v)]).collect(),
+                    )?,
+                    None => text_rows(
+                        &["name", "setting"],
+                        rows.into_iter()
+                            .map(|(n, v)| vec![Some(n), Some(v)])
+                            .collect(),
+                    )?,
+                };
+                rows_response(&schema, &[batch], format)
+            }
+            Local::Functions(values) => {
+                let columns: Vec<&str> = values.iter().map(|(c, _)| c.as_str()).collect();
+                let (schema, batch) = text_rows(
+                    &columns,
+                    vec![values.iter().map(|(_, v)| v.clone()).collect()],
+                )?;
+                rows_response(&schema, &[batch], format)
+            }
+            Local::Reset(name) => {
+                session.reset(name.as_deref())?;
+                done("RESET")
+            }
+            Local::Begin => {
+                session.begin();
+                Ok(Response::TransactionStart(Tag::new("BEGIN")))
+            }
+            Local::Commit => {
+                let block = session.end();
+                let tag = if block.is_some_and(|b| b.failed) {
+                    "ROLLBACK"
+                } else {
+                    "COMMIT"
+                };
+                Ok(Response::TransactionEnd(Tag::new(tag)))
+            }
+            Local::Rollback => match session.block() {
+                Some(block) if block.wrote && !block.failed => {
+                    session.note(false, true);
+                    Err(sqlstate::error(
+                        "25000",
+                        "ROLLBACK cannot undo the write this transaction block already applied \
+                         (OmenDB applies each write statement when it runs); the write stays; \
+                         ROLLBACK again to end the block",
+                    ))
+                }
+                _ => {
+                    session.end();
+                    Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+                }
+            },
+            Local::Prepare { name, statement } => {
+                session.prepare(name, *statement)?;
+                done("PREPARE")
+            }
+            Local::Execute { name, parameters } => {
+                let statement = session.prepared(&name)?;
+                let statement = params::substitute(statement, &parameters)?;
+                Box::pin(self.run(client, statement, (format, None), stream)).await
+            }
+            Local::Deallocate(name) => {
+                session.deallocate(name.as_deref())?;
+                done(if name.is_some() {
+                    "DEALLOCATE"
+                } else {
+                    "DEALLOCATE ALL"
+                })
+            }
+            Local::Discard => {
+                session.discard();
+                done("DISCARD ALL")
+            }
         }
     }
 }
 
 #[async_trait]
 impl SimpleQueryHandler for Backend {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -107,17 +523,11 @@ impl SimpleQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let parsed = statements::split(query).map_err(|e| sqlstate::from_db(&e))?;
+        // A lone query streams its rows; in a script each statement completes before the next.
+        let stream = parsed.len() == 1;
         let mut responses = Vec::with_capacity(parsed.len());
         for statement in parsed {
-            let executed = execute(
-                &self.db,
-                &self.metrics,
-                statement.text,
-                statement.kind,
-                None,
-                None,
-            );
-            match executed.await {
+            match self.run(&*client, statement, (None, None), stream).await {
                 Ok(response) => responses.push(response),
                 Err(error) => {
                     // As in PostgreSQL, an error ends the script; earlier results stand.
@@ -185,7 +595,7 @@ impl ExtendedQueryHandler for Backend {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Prepared>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -195,16 +605,67 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let text = params::bind(portal)?;
+        let statement = params::bind(portal)?;
         let prepared = &portal.statement.statement;
-        execute(
-            &self.db,
-            &self.metrics,
-            text,
-            prepared.statement.kind,
-            Some(&portal.result_column_format),
-            Some(&prepared.schema),
+        self.run(
+            &*client,
+            statement,
+            (Some(&portal.result_column_format), Some(&prepared.schema)),
+            true,
         )
         .await
+    }
+
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // As PostgreSQL: a statement without rows is described as NoData (pgwire's default
+        // sends an empty RowDescription when the statement has parameters, which drivers read
+        // as "returns rows").
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let (parameters, prepared, format) = match message.target_type {
+            b'S' => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stored)) => {
+                    let types = (0..stored
+                        .parameter_types
+                        .len()
+                        .max(stored.statement.parameter_types.len()))
+                        .map(|i| {
+                            stored
+                                .parameter_types
+                                .get(i)
+                                .cloned()
+                                .flatten()
+                                .or_else(|| stored.statement.parameter_types.get(i).cloned())
+                                .unwrap_or(Type::UNKNOWN)
+                        })
+                        .collect::<Vec<_>>();
+                    (Some(types), Some(stored.statement.clone()), None)
+                }
+                Some(Entry::Empty) => (Some(Vec::new()), None, None),
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            b'P' => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => (
+                    None,
+                    Some(portal.statement.statement.clone()),
+                    Some(portal.result_column_format.clone()),
+                ),
+                Some(Entry::Empty) => (None, None, None),
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        let fields = prepared
+            .as_ref()
+            .filter(|p| matches!(p.statement.kind, Kind::Rows | Kind::Local))
+            .map(|p| encode::fields(&p.schema, format.as_ref()))
+            .unwrap_or_default();
+        send_describe_response(client, &Described { parameters, fields }).await?;
+        Ok(())
     }
 }

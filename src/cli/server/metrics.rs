@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use omendb::{Db, Route, RouteKind};
@@ -39,9 +39,16 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Statements running now (shared with the sessions, which count them).
+    statements_running: Arc<AtomicUsize>,
 }
 
 impl Metrics {
+    /// The counter of running statements, for the sessions to keep.
+    pub fn statements_running(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.statements_running)
+    }
+
     pub fn connection_opened(&self) {
         self.connections_accepted.fetch_add(1, Ordering::Relaxed);
         self.connections_active.fetch_add(1, Ordering::Relaxed);
@@ -93,6 +100,12 @@ impl Metrics {
         };
         let one = |value: f64| vec![(String::new(), value)];
 
+        metric(
+            "omendb_statements_running",
+            "gauge",
+            "Statements running now (cancelled ones stop within one batch).",
+            &one(self.statements_running.load(Ordering::Relaxed) as f64),
+        );
         let wal = db.wal();
         metric(
             "omendb_wal_last_lsn",

@@ -10,11 +10,19 @@
 //!   then close the database (replicator flushed, log synced).
 
 mod auth;
+mod commands;
 mod encode;
 mod handler;
 mod metrics;
 mod params;
+mod session;
 mod sqlstate;
+
+/// How long statements running at SIGTERM may take to end before they are cancelled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL version the server reports (`server_version`, `version()`).
+pub const SERVER_VERSION: &str = concat!("16.0 (OmenDB ", env!("CARGO_PKG_VERSION"), ")");
 
 use std::sync::Arc;
 
@@ -27,13 +35,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::config::{DEFAULT_DIR, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_USER};
+use super::config::{
+    DEFAULT_DIR, DEFAULT_LISTEN, DEFAULT_LOGIN_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PENDING_LOGINS, DEFAULT_USER,
+};
 use super::{CliError, Config, ServeArgs};
+use std::time::Duration;
 
 /// What each connection is handed.
 struct Handlers {
     backend: Arc<handler::Backend>,
     startup: Arc<auth::Startup>,
+    cancel: Arc<Canceller>,
+}
+
+/// Answers cancel requests: cancels the running statement of the session their key names.
+struct Canceller {
+    sessions: Arc<session::Sessions>,
+}
+
+#[async_trait::async_trait]
+impl pgwire::api::cancel::CancelHandler for Canceller {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let found = self
+            .sessions
+            .cancel(request.pid, &request.secret_key.to_bytes());
+        tracing::debug!(pid = request.pid, found, "cancel request");
+    }
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -46,7 +74,11 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.handler()
+        Arc::clone(&self.startup)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
     }
 }
 
@@ -78,9 +110,36 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
             )
         })?;
 
+    let max_pending_logins = config
+        .server
+        .max_pending_logins
+        .unwrap_or(DEFAULT_MAX_PENDING_LOGINS)
+        .max(1);
+    let login_timeout = Duration::from_millis(
+        config
+            .server
+            .login_timeout_ms
+            .unwrap_or(DEFAULT_LOGIN_TIMEOUT_MS)
+            .max(1),
+    );
     let metrics_listen = args
         .metrics_listen
         .or_else(|| config.server.metrics_listen.clone());
+    // A panic ends only the connection whose task it is in; log it as one line (a
+    // backtrace per bad client would flood the log).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, "a connection failed on a bug: {message}");
+    }));
     let db = Arc::new(Db::open(&dir, DbOptions::default())?);
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,21 +148,39 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("start the server runtime", e))?;
+    let sessions = Arc::new(session::Sessions::new(metrics.statements_running()));
+    let slots = Arc::new(Semaphore::new(max_connections));
     let handlers = Arc::new(Handlers {
-        backend: Arc::new(handler::Backend::new(Arc::clone(&db), Arc::clone(&metrics))),
-        startup: Arc::new(auth::Startup::new(user, &password)),
+        backend: Arc::new(handler::Backend::new(
+            Arc::clone(&db),
+            Arc::clone(&metrics),
+            Arc::clone(&sessions),
+        )),
+        startup: Arc::new(auth::Startup::new(
+            user,
+            &password,
+            Arc::clone(&sessions),
+            Arc::clone(&slots),
+        )),
+        cancel: Arc::new(Canceller {
+            sessions: Arc::clone(&sessions),
+        }),
     });
+    let statement_timeout =
+        std::time::Duration::from_millis(config.server.statement_timeout_ms.unwrap_or(0));
     let endpoints = Endpoints {
         listen: &listen,
         metrics_listen: metrics_listen.as_deref(),
     };
     let served = runtime.block_on(serve(
         endpoints,
-        max_connections,
+        max_pending_logins,
         handlers,
         (&db, &metrics),
+        (&sessions, statement_timeout, login_timeout),
         &dir,
     ));
+    drop(slots);
     // Dropping the runtime waits for statements still running on blocking threads; then no
     // handle to the database is left.
     drop(runtime);
@@ -128,9 +205,10 @@ struct Endpoints<'a> {
 
 async fn serve(
     endpoints: Endpoints<'_>,
-    max_connections: usize,
+    max_pending_logins: usize,
     handlers: Arc<Handlers>,
     (db, metrics): (&Arc<Db>, &Arc<metrics::Metrics>),
+    (sessions, statement_timeout, login_timeout): (&Arc<session::Sessions>, Duration, Duration),
     dir: &std::path::Path,
 ) -> Result<(), CliError> {
     let listen = endpoints.listen;
@@ -150,8 +228,10 @@ async fn serve(
     let (listener, address) = bind(listen, "PostgreSQL clients").await?;
     // Tests and scripts wait for this line (it carries the port when 0 was asked for).
     eprintln!("omendb: serving {} on {address}", dir.display());
-    let limit = Arc::new(Semaphore::new(max_connections));
-    let mut sessions = JoinSet::new();
+    // Connections not yet logged in hold a login slot (a session slot is taken at login), so
+    // that clients which never log in cannot lock out those that do.
+    let limit = Arc::new(Semaphore::new(max_pending_logins));
+    let mut running = JoinSet::new();
     loop {
         tokio::select! {
             signal = &mut shutdown => {
@@ -169,31 +249,106 @@ async fn serve(
                     }
                 };
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    tracing::warn!(%peer, max_connections, "connection refused: too many connections");
+                    tracing::warn!(%peer, max_pending_logins, "connection refused: too many connections logging in");
                     metrics.connection_refused();
-                    sessions.spawn(refuse(socket));
+                    running.spawn(async move {
+                        let _ = tokio::time::timeout(login_timeout, refuse(socket)).await;
+                    });
                     continue;
                 };
                 let handlers = Arc::clone(&handlers);
                 let metrics = Arc::clone(metrics);
-                sessions.spawn(async move {
+                let registry = Arc::clone(sessions);
+                running.spawn(async move {
                     tracing::debug!(%peer, "session start");
                     metrics.connection_opened();
-                    if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                        tracing::debug!(%peer, %error, "session ended with an error");
+                    let session = Arc::new(session::Session::new(
+                        statement_timeout,
+                        Arc::clone(&registry.active),
+                    ));
+                    session.hold(permit);
+                    registry.open(peer, Arc::clone(&session));
+                    match watch_disconnect(socket, Arc::clone(&session)) {
+                        Ok((socket, watcher)) => {
+                            let login_deadline = async {
+                                tokio::time::sleep(login_timeout).await;
+                                if session.is_logged_in() {
+                                    std::future::pending::<()>().await;
+                                }
+                            };
+                            tokio::select! {
+                                served = pgwire::tokio::process_socket(socket, None, handlers) => {
+                                    if let Err(error) = served {
+                                        tracing::debug!(%peer, %error, "session ended with an error");
+                                    }
+                                }
+                                () = login_deadline => {
+                                    tracing::info!(%peer, ?login_timeout, "connection closed: no login in time");
+                                }
+                            }
+                            watcher.abort();
+                        }
+                        Err(error) => tracing::warn!(%peer, %error, "could not watch the connection"),
                     }
+                    // Whatever still runs for this connection is of no use to anyone.
+                    session.cancel(omendb::CancelReason::UserRequest);
+                    registry.close(peer);
                     metrics.connection_closed();
-                    drop(permit);
                 });
             }
             // Reap finished sessions so the set does not grow.
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
         }
     }
     drop(listener);
-    sessions.shutdown().await;
+    // Statements running now get `SHUTDOWN_GRACE` to end; then they are cancelled, and every
+    // connection is closed.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while sessions.running() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if sessions.running() > 0 {
+        tracing::info!(
+            running = sessions.running(),
+            "cancelling statements still running"
+        );
+        sessions.cancel_all(omendb::CancelReason::Shutdown);
+        // Let the cancelled statements tell their clients (57P01) before the sessions end.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while sessions.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown().await;
     metrics_task.shutdown().await;
     Ok(())
+}
+
+/// Watches a connection for its client going away while a statement runs (the protocol
+/// loop reads nothing then): a second handle on the socket waits for the peer's close and
+/// cancels the session's running statement. Returns the socket to serve and the watcher.
+fn watch_disconnect(
+    socket: TcpStream,
+    session: Arc<session::Session>,
+) -> std::io::Result<(TcpStream, tokio::task::JoinHandle<()>)> {
+    let socket = socket.into_std()?;
+    let watched = TcpStream::from_std(socket.try_clone()?)?;
+    let socket = TcpStream::from_std(socket)?;
+    let watcher = tokio::spawn(async move {
+        loop {
+            match watched.ready(tokio::io::Interest::READABLE).await {
+                Ok(ready) if ready.is_read_closed() => {
+                    session.cancel(omendb::CancelReason::UserRequest);
+                    return;
+                }
+                // Data waiting (the protocol loop will read it): look again shortly.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(_) => return,
+            }
+        }
+    });
+    Ok((socket, watcher))
 }
 
 /// Listens on `address` for `what`, warning when that is beyond loopback; returns the listener

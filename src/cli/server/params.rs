@@ -85,6 +85,26 @@ fn visit(statement: &mut DfStatement, f: &mut dyn FnMut(&mut Expr)) {
 /// Plans `statement` against empty copies of the database's tables, giving the parameter
 /// types and the result schema.
 pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
+    if statement.kind == Kind::Local {
+        // Answered by the server itself: no parameters; SHOW returns one text column.
+        let schema = match super::commands::classify(&statement.ast, "")? {
+            Some(local) => super::handler::local_schema(&local),
+            None => Arc::new(Schema::empty()),
+        };
+        return Ok(Prepared {
+            statement,
+            parameter_types: Vec::new(),
+            schema,
+        });
+    }
+    if let Some(local) = super::commands::classify(&statement.ast, "")? {
+        // `SELECT version()` and the like.
+        return Ok(Prepared {
+            schema: super::handler::local_schema(&local),
+            statement,
+            parameter_types: Vec::new(),
+        });
+    }
     let mut ast = statement.ast.clone();
     let count = placeholder_count(&mut ast);
     let context = SessionContext::new();
@@ -247,8 +267,34 @@ fn literal(portal: &Portal<Prepared>, index: usize, pg: &Type) -> PgWireResult<S
     })
 }
 
-/// The statement of `portal` with its parameters substituted, as SQL text.
-pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<String> {
+/// `statement` with `$1`, `$2`, ... replaced by `values` (`EXECUTE name (values)`).
+pub fn substitute(mut statement: DfStatement, values: &[Expr]) -> PgWireResult<Statement> {
+    let needed = placeholder_count(&mut statement);
+    if needed != values.len() {
+        return Err(sqlstate::error(
+            "42P02",
+            format!(
+                "wrong number of parameters for prepared statement: it needs {needed}, {} given",
+                values.len()
+            ),
+        ));
+    }
+    visit(&mut statement, &mut |expr| {
+        if let Some(index) = placeholder(expr)
+            && let Some(value) = values.get(index - 1)
+        {
+            *expr = value.clone();
+        }
+    });
+    Ok(Statement {
+        text: statement.to_string(),
+        kind: crate::cli::statements::kind(&statement),
+        ast: statement,
+    })
+}
+
+/// The statement of `portal` with its parameters substituted.
+pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<Statement> {
     let prepared = &portal.statement.statement;
     let expected = prepared.parameter_types.len();
     if portal.parameter_len() != expected {
@@ -261,7 +307,7 @@ pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<String> {
         ));
     }
     if expected == 0 {
-        return Ok(prepared.statement.text.clone());
+        return Ok(prepared.statement.clone());
     }
     let mut values = Vec::with_capacity(expected);
     for (i, inferred) in prepared.parameter_types.iter().enumerate() {
@@ -285,15 +331,7 @@ pub fn bind(portal: &Portal<Prepared>) -> PgWireResult<String> {
             })?;
         values.push(expr);
     }
-    let mut ast = prepared.statement.ast.clone();
-    visit(&mut ast, &mut |expr| {
-        if let Some(index) = placeholder(expr)
-            && let Some(value) = values.get(index - 1)
-        {
-            *expr = value.clone();
-        }
-    });
-    Ok(ast.to_string())
+    substitute(prepared.statement.ast.clone(), &values)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! PostgreSQL error codes (SQLSTATE) for OmenDB errors, so that drivers can tell bad SQL
 //! (class 42), bad data (22, 23) and unsupported features (0A) from server failures (XX).
 
+use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
@@ -14,6 +15,18 @@ pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const INVALID_PASSWORD: &str = "28P01";
 /// SQLSTATE `53300`: too many connections.
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
+/// SQLSTATE `54000`: program limit exceeded.
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+/// SQLSTATE `54001`: statement too complex.
+pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+/// SQLSTATE `22003`: numeric value out of range.
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// SQLSTATE `57014`: query canceled.
+pub const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE `53100`: disk full.
+pub const DISK_FULL: &str = "53100";
+/// SQLSTATE `58030`: I/O error.
+pub const IO_ERROR: &str = "58030";
 /// SQLSTATE `XX000`: internal error.
 pub const INTERNAL_ERROR: &str = "XX000";
 
@@ -29,7 +42,9 @@ pub fn info(severity: &str, code: &str, message: impl Into<String>) -> ErrorInfo
 
 /// The SQLSTATE of an OmenDB error.
 pub fn code(error: &omendb::Error) -> &'static str {
-    use omendb::Error;
+    use omendb::replicator::ReplicatorError;
+    use omendb::wal::WalError;
+    use omendb::{Error, LimitKind};
     match error {
         Error::Sql(error) => datafusion_code(error),
         Error::Unsupported(_) => FEATURE_NOT_SUPPORTED,
@@ -39,10 +54,42 @@ pub fn code(error: &omendb::Error) -> &'static str {
         Error::BadRow { reason, .. } if reason.contains("NOT NULL") => "23502",
         Error::BadRow { .. } => "42804",
         Error::DuplicateKey { .. } => "23505",
-        // Backpressure: the client may retry.
-        Error::Replicator(_) => "53000",
+        Error::Limit {
+            kind: LimitKind::StatementBytes,
+            ..
+        } => PROGRAM_LIMIT_EXCEEDED,
+        Error::Limit {
+            kind: LimitKind::ExpressionDepth,
+            ..
+        } => STATEMENT_TOO_COMPLEX,
+        Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,
+        Error::Cancelled(omendb::CancelReason::Shutdown) => "57P01",
+        Error::Cancelled(_) => QUERY_CANCELED,
+        _ if disk_full(error) => DISK_FULL,
+        // Backpressure: the client may retry once the replicator catches up.
+        Error::Replicator(ReplicatorError::Behind { .. } | ReplicatorError::Timeout(_)) => "53000",
+        // The replicator stopped: writes wait for an operator (see its message).
+        Error::Replicator(_) => "58000",
+        Error::Wal(WalError::Poisoned { .. } | WalError::Io { .. }) => IO_ERROR,
         _ => INTERNAL_ERROR,
     }
+}
+
+/// Whether an operating-system "no space left on device" is among the causes of `error`.
+pub fn disk_full(error: &omendb::Error) -> bool {
+    if let omendb::Error::Wal(omendb::wal::WalError::DiskFull { .. }) = error {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 fn datafusion_code(error: &DataFusionError) -> &'static str {
@@ -59,7 +106,13 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
                 "42000"
             }
         }
-        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => "22000",
+        DataFusionError::ArrowError(error, _) => match error.as_ref() {
+            ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
+            ArrowError::DivideByZero => "22012",
+            _ => "22000",
+        },
+        DataFusionError::Execution(_) => "22000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
         _ => INTERNAL_ERROR,
     }
 }
@@ -69,7 +122,21 @@ pub fn from_db(error: &omendb::Error) -> PgWireError {
     PgWireError::UserError(Box::new(db_info(error)))
 }
 
-/// An OmenDB error as a PostgreSQL error body.
+/// An OmenDB error as a PostgreSQL error body. Errors that need an operator say what to do
+/// with the server (the library's messages speak of the WAL and `Db`).
 pub fn db_info(error: &omendb::Error) -> ErrorInfo {
-    info("ERROR", code(error), error.to_string())
+    let code = code(error);
+    let mut message = error.to_string();
+    if code == DISK_FULL
+        || matches!(
+            error,
+            omendb::Error::Wal(omendb::wal::WalError::Poisoned { .. })
+        )
+    {
+        message.push_str(
+            "; every acknowledged write is safe: free disk space, then restart omendb serve \
+             (writes stay refused until then; reads go on)",
+        );
+    }
+    info("ERROR", code, message)
 }

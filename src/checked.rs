@@ -1,0 +1,266 @@
+//! Integer arithmetic that fails on overflow instead of wrapping.
+//!
+//! DataFusion evaluates `+`, `-` and `*` on integers with wrapping kernels and sums `BIGINT`
+//! columns in a wrapping `i64`, so `i64::MAX + 1` would silently become `i64::MIN` and be
+//! stored. [`CheckedArithmetic`], an analyzer rule that runs after type coercion, rewrites:
+//! - `a + b`, `a - b`, `a * b` on integer operands into [`CheckedOp`] calls, whose kernels
+//!   (arrow's `numeric::{add, sub, mul}`) fail with `ArithmeticOverflow`;
+//! - `sum(x)` of a `BIGINT` into `sum(CAST(x AS DECIMAL(38, 0)))`, cast back to `BIGINT` by a
+//!   projection just above the aggregate; the cast fails when the sum does not fit (like
+//!   PostgreSQL's, whose `sum(bigint)` is exact).
+//!
+//! Invariant: an overflow is an error of the statement (SQLSTATE 22003), so nothing of a
+//! write whose values overflow is applied.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array};
+use arrow::compute::kernels::numeric;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The checked integer operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// `a + b`, `a - b` or `a * b` on integers, failing on overflow.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CheckedOp {
+    op: Op,
+    signature: Signature,
+}
+
+impl CheckedOp {
+    fn udf(op: Op) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            op,
+            signature: Signature::any(2, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for CheckedOp {
+    fn name(&self) -> &str {
+        match self.op {
+            Op::Add => "checked_add",
+            Op::Sub => "checked_sub",
+            Op::Mul => "checked_mul",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Int64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [left, right] = arrays.as_slice() else {
+            return datafusion::common::exec_err!("{} takes two arguments", self.name());
+        };
+        let result = match self.op {
+            Op::Add => numeric::add(left, right)?,
+            Op::Sub => numeric::sub(left, right)?,
+            Op::Mul => numeric::mul(left, right)?,
+        };
+        if scalar {
+            let value = datafusion::common::ScalarValue::try_from_array(&result, 0)?;
+            return Ok(ColumnarValue::Scalar(value));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// An exact `sum` (a `DECIMAL(38, 0)`) back to `BIGINT`, failing when it does not fit.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SumToBigint {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SumToBigint {
+    fn name(&self) -> &str {
+        "checked_bigint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalar = matches!(args.args.as_slice(), [ColumnarValue::Scalar(_)]);
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(sums) = arrays
+            .first()
+            .and_then(|a| a.as_any().downcast_ref::<Decimal128Array>())
+        else {
+            return datafusion::common::exec_err!("checked_bigint takes a DECIMAL(38, 0)");
+        };
+        let narrowed: Int64Array = arrow::compute::try_unary(sums, |sum| {
+            i64::try_from(sum).map_err(|_| {
+                ArrowError::ArithmeticOverflow(format!("sum {sum} is out of range of BIGINT"))
+            })
+        })?;
+        let narrowed: ArrayRef = Arc::new(narrowed);
+        if scalar {
+            let value = datafusion::common::ScalarValue::try_from_array(&narrowed, 0)?;
+            return Ok(ColumnarValue::Scalar(value));
+        }
+        Ok(ColumnarValue::Array(narrowed))
+    }
+}
+
+/// The analyzer rule described in the module docs.
+#[derive(Debug, Default)]
+pub struct CheckedArithmetic;
+
+impl AnalyzerRule for CheckedArithmetic {
+    fn name(&self) -> &str {
+        "omendb_checked_arithmetic"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let add = Arc::new(CheckedOp::udf(Op::Add));
+        let sub = Arc::new(CheckedOp::udf(Op::Sub));
+        let mul = Arc::new(CheckedOp::udf(Op::Mul));
+        plan.transform_up_with_subqueries(|plan| {
+            let schema = input_schema(&plan)?;
+            let names = NamePreserver::new(&plan);
+            let plan = plan.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|expr| {
+                    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+                        return Ok(Transformed::no(expr));
+                    };
+                    let udf = match op {
+                        Operator::Plus => &add,
+                        Operator::Minus => &sub,
+                        Operator::Multiply => &mul,
+                        _ => return Ok(Transformed::no(expr)),
+                    };
+                    let integers = left.get_type(&schema).is_ok_and(|t| t.is_integer())
+                        && right.get_type(&schema).is_ok_and(|t| t.is_integer());
+                    if !integers {
+                        return Ok(Transformed::no(expr));
+                    }
+                    Ok(Transformed::yes(Expr::ScalarFunction(
+                        ScalarFunction::new_udf(
+                            Arc::clone(udf),
+                            vec![left.as_ref().clone(), right.as_ref().clone()],
+                        ),
+                    )))
+                })?;
+                // Output columns keep the names they had (`a + b`), so references resolve.
+                Ok(rewritten.update_data(|expr| saved.restore(expr)))
+            })?;
+            plan.transform_data(checked_sums)
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// The schema a node's expressions are evaluated against: its inputs' columns together.
+fn input_schema(plan: &LogicalPlan) -> Result<DFSchema> {
+    let mut schema = DFSchema::empty();
+    for input in plan.inputs() {
+        schema.merge(input.schema());
+    }
+    Ok(schema)
+}
+
+/// An aggregate whose `sum`s of `BIGINT` are exact (see the module docs).
+fn checked_sums(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Aggregate(aggregate) = plan else {
+        return Ok(Transformed::no(plan));
+    };
+    let input_schema = aggregate.input.schema();
+    let mut changed = false;
+    let aggr_expr = aggregate
+        .aggr_expr
+        .iter()
+        .map(|expr| {
+            let (inner, alias) = match expr {
+                Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias.name.clone())),
+                other => (other, None),
+            };
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+                return Ok(expr.clone());
+            };
+            let [argument] = params.args.as_slice() else {
+                return Ok(expr.clone());
+            };
+            if func.name() != "sum"
+                || !matches!(
+                    argument.get_type(input_schema)?,
+                    DataType::Int64 | DataType::UInt64
+                )
+            {
+                return Ok(expr.clone());
+            }
+            changed = true;
+            let mut params = params.clone();
+            params.args = vec![cast(argument.clone(), DataType::Decimal128(38, 0))];
+            let name = alias.unwrap_or_else(|| inner.schema_name().to_string());
+            Ok(Expr::AggregateFunction(AggregateFunction {
+                func: Arc::clone(func),
+                params,
+            })
+            .alias(name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate)));
+    }
+    let original = Arc::clone(&aggregate.schema);
+    let exact = Aggregate::try_new(aggregate.input, aggregate.group_expr, aggr_expr)?;
+    let exact = LogicalPlan::Aggregate(exact);
+    // The same columns, names and types as before: the sums cast back to BIGINT.
+    let columns = original
+        .iter()
+        .zip(exact.schema().iter())
+        .map(|((qualifier, field), (exact_qualifier, exact_field))| {
+            let value = Expr::Column(datafusion::common::Column::new(
+                exact_qualifier.cloned(),
+                exact_field.name(),
+            ));
+            let value = if field.data_type() != exact_field.data_type() {
+                let narrow = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(SumToBigint {
+                        signature: Signature::any(1, Volatility::Immutable),
+                    })),
+                    vec![value],
+                ));
+                cast(narrow, field.data_type().clone())
+            } else {
+                value
+            };
+            value.alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect::<Vec<_>>();
+    let projection = Projection::try_new(columns, Arc::new(exact))?;
+    Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+}

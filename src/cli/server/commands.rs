@@ -1,0 +1,297 @@
+//! Statements the server answers itself, without the database: session settings,
+//! transaction control, SQL-level prepared statements, and the handful of catalog functions
+//! drivers call on connect (`version()`, `current_schema()`, ...).
+
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    DiscardObject, Expr, FunctionArguments, ObjectName, Reset, SelectItem, Set, SetExpr,
+    Statement as SqlStatement, TransactionIsolationLevel, TransactionMode, Value,
+};
+use pgwire::error::PgWireResult;
+
+use super::sqlstate;
+
+/// A statement the server answers itself.
+#[derive(Debug)]
+pub enum Local {
+    /// `SET name = value`.
+    Set { name: String, value: String },
+    /// A `SET` form that changes nothing OmenDB has (e.g. `SET NAMES 'UTF8'`).
+    SetNothing,
+    /// `SHOW name` (`None`: `SHOW ALL`).
+    Show(Option<String>),
+    /// `RESET name` (`None`: `RESET ALL`).
+    Reset(Option<String>),
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// `PREPARE name AS statement`.
+    Prepare {
+        name: String,
+        statement: Box<DfStatement>,
+    },
+    /// `EXECUTE name (parameters)`.
+    Execute { name: String, parameters: Vec<Expr> },
+    /// `DEALLOCATE [PREPARE] name` (`None`: `ALL`).
+    Deallocate(Option<String>),
+    /// `DISCARD ALL`.
+    Discard,
+    /// `SELECT version(), current_schema(), ...` without `FROM`: (column, value) pairs.
+    Functions(Vec<(String, Option<String>)>),
+}
+
+/// The statement as a [`Local`] one, if the server answers it itself.
+pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Local>> {
+    let statement = match statement {
+        DfStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) => {
+            return Ok(Some(Local::Reset(reset_name(name))));
+        }
+        DfStatement::Statement(statement) => statement.as_ref(),
+        _ => return Ok(None),
+    };
+    Ok(Some(match statement {
+        SqlStatement::Set(set) => set_command(set)?,
+        SqlStatement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Local::Show((name != "all").then_some(name))
+        }
+        SqlStatement::Reset(reset) => Local::Reset(match &reset.reset {
+            Reset::ALL => None,
+            Reset::ConfigurationParameter(name) => reset_name(name),
+        }),
+        SqlStatement::StartTransaction { modes, .. } => {
+            check_isolation(modes)?;
+            Local::Begin
+        }
+        SqlStatement::Commit { chain, .. } | SqlStatement::Rollback { chain, .. } if *chain => {
+            return Err(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "AND CHAIN is not supported: end the block, then BEGIN again",
+            ));
+        }
+        SqlStatement::Commit { .. } => Local::Commit,
+        SqlStatement::Rollback {
+            savepoint: Some(_), ..
+        } => {
+            return Err(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "savepoints are not supported",
+            ));
+        }
+        SqlStatement::Rollback { .. } => Local::Rollback,
+        SqlStatement::Prepare {
+            name, statement, ..
+        } => Local::Prepare {
+            name: name.value.clone(),
+            statement: Box::new(DfStatement::Statement(statement.clone())),
+        },
+        SqlStatement::Execute {
+            name: Some(name),
+            parameters,
+            immediate: false,
+            ..
+        } => Local::Execute {
+            name: object_name(name),
+            parameters: parameters.clone(),
+        },
+        SqlStatement::Deallocate { name, .. } => Local::Deallocate(
+            (!name.value.eq_ignore_ascii_case("all") || name.quote_style.is_some())
+                .then(|| name.value.clone()),
+        ),
+        SqlStatement::Discard { object_type } => match object_type {
+            DiscardObject::ALL | DiscardObject::PLANS => Local::Discard,
+            _ => Local::SetNothing,
+        },
+        SqlStatement::Query(query) => match functions(query, user) {
+            Some(values) => Local::Functions(values),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+fn reset_name(name: &ObjectName) -> Option<String> {
+    let name = object_name(name);
+    (!name.eq_ignore_ascii_case("all")).then_some(name)
+}
+
+fn object_name(name: &ObjectName) -> String {
+    name.to_string().trim_matches('"').to_string()
+}
+
+fn set_command(set: &Set) -> PgWireResult<Local> {
+    Ok(match set {
+        Set::SingleAssignment {
+            variable, values, ..
+        } => Local::Set {
+            name: object_name(variable).to_ascii_lowercase(),
+            value: values.iter().map(value_text).collect::<Vec<_>>().join(", "),
+        },
+        Set::SetTimeZone { value, .. } => Local::Set {
+            name: "timezone".into(),
+            value: value_text(value),
+        },
+        Set::SetTransaction { modes, .. } => {
+            check_isolation(modes)?;
+            Local::SetNothing
+        }
+        Set::SetNames { .. } | Set::SetNamesDefault {} => Local::SetNothing,
+        other => {
+            return Err(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("{other} is not supported"),
+            ));
+        }
+    })
+}
+
+/// OmenDB gives each statement a snapshot of every write committed before it: read
+/// committed. Stronger levels are refused rather than claimed.
+fn check_isolation(modes: &[TransactionMode]) -> PgWireResult<()> {
+    for mode in modes {
+        if let TransactionMode::IsolationLevel(level) = mode
+            && !matches!(
+                level,
+                TransactionIsolationLevel::ReadCommitted
+                    | TransactionIsolationLevel::ReadUncommitted
+            )
+        {
+            return Err(sqlstate::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "isolation level {level} is not supported: OmenDB runs each statement on a \
+                     snapshot (READ COMMITTED)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `SET` value as PostgreSQL takes it: strings unquoted, identifiers and numbers as written.
+fn value_text(expr: &Expr) -> String {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The values of a `SELECT` of session functions only (no `FROM`, no arguments).
+fn functions(
+    query: &datafusion::sql::sqlparser::ast::Query,
+    user: &str,
+) -> Option<Vec<(String, Option<String>)>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if !select.from.is_empty() || select.selection.is_some() || select.projection.is_empty() {
+        return None;
+    }
+    select
+        .projection
+        .iter()
+        .map(|item| {
+            let (expr, alias) = match item {
+                SelectItem::UnnamedExpr(expr) => (expr, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+                _ => return None,
+            };
+            let Expr::Function(function) = expr else {
+                return None;
+            };
+            let no_arguments = match &function.args {
+                FunctionArguments::None => true,
+                FunctionArguments::List(list) => list.args.is_empty(),
+                FunctionArguments::Subquery(_) => false,
+            };
+            let parts = &function.name.0;
+            let qualified_ok = parts.len() == 1
+                || (parts.len() == 2
+                    && parts[0]
+                        .as_ident()
+                        .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog")));
+            if !no_arguments || !qualified_ok {
+                return None;
+            }
+            let name = parts.last()?.as_ident()?.value.to_ascii_lowercase();
+            let value = match name.as_str() {
+                "version" => Some(format!(
+                    "PostgreSQL {} on {}-linux",
+                    super::SERVER_VERSION,
+                    std::env::consts::ARCH
+                )),
+                "current_schema" => Some("public".to_string()),
+                "current_database" | "current_catalog" => Some("omendb".to_string()),
+                "current_user" | "session_user" | "user" => Some(user.to_string()),
+                _ => return None,
+            };
+            Some((alias.unwrap_or(name), value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(sql: &str) -> Option<Local> {
+        let statement = crate::cli::statements::split(sql)
+            .expect("valid SQL")
+            .remove(0)
+            .ast;
+        classify(&statement, "omen").expect("accepted")
+    }
+
+    #[test]
+    fn drivers_connect_statements_are_answered_locally() {
+        assert!(matches!(
+            local("SET extra_float_digits = 3"),
+            Some(Local::Set { name, value }) if name == "extra_float_digits" && value == "3"
+        ));
+        assert!(matches!(
+            local("SET application_name = 'PostgreSQL JDBC Driver'"),
+            Some(Local::Set { value, .. }) if value == "PostgreSQL JDBC Driver"
+        ));
+        assert!(
+            matches!(local("SHOW transaction isolation level"), Some(Local::Show(Some(n))) if n == "transaction isolation level")
+        );
+        assert!(matches!(local("BEGIN"), Some(Local::Begin)));
+        assert!(matches!(local("COMMIT"), Some(Local::Commit)));
+        assert!(matches!(local("ROLLBACK"), Some(Local::Rollback)));
+        assert!(matches!(
+            local("DEALLOCATE ALL"),
+            Some(Local::Deallocate(None))
+        ));
+        assert!(matches!(local("DEALLOCATE p1"), Some(Local::Deallocate(Some(n))) if n == "p1"));
+        assert!(matches!(local("RESET ALL"), Some(Local::Reset(None))));
+        match local("SELECT pg_catalog.version()") {
+            Some(Local::Functions(values)) => {
+                assert_eq!(values[0].0, "version");
+                assert!(
+                    values[0]
+                        .1
+                        .as_deref()
+                        .is_some_and(|v| v.starts_with("PostgreSQL 16"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            local("SELECT current_schema()"),
+            Some(Local::Functions(_))
+        ));
+        assert!(local("SELECT 1").is_none());
+        assert!(local("SELECT version() FROM t").is_none());
+    }
+}

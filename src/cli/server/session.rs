@@ -1,0 +1,501 @@
+//! One connection's state: its settings (`SET`/`SHOW`/`RESET`), its transaction block
+//! (`BEGIN`/`COMMIT`/`ROLLBACK`), its SQL-level prepared statements (`PREPARE`/`EXECUTE`/
+//! `DEALLOCATE`) and the statement it is running (for cancel requests, disconnects and
+//! timeouts).
+//!
+//! Transaction blocks: OmenDB applies each write statement when it runs (atomically, as one
+//! batch). A block may hold reads and one write; a second write is refused before it runs
+//! (`0A000`), and the block is then failed, as after any error in PostgreSQL: statements are
+//! refused (`25P02`) until `ROLLBACK` or `COMMIT` ends it. `ROLLBACK` of a block whose write
+//! was applied says so (`25000`) rather than pretend to undo it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use datafusion::sql::parser::Statement as DfStatement;
+use omendb::{CancelReason, Interrupt};
+
+use pgwire::error::{PgWireError, PgWireResult};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::sqlstate;
+
+/// The parameters `SHOW` reports and `SET` may change, with their defaults (as PostgreSQL
+/// reports them; drivers read several at connect).
+const PARAMETERS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("lock_timeout", "0"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+/// Parameters `SHOW` reports but `SET` may not change.
+const READ_ONLY: &[&str] = &[
+    "integer_datetimes",
+    "max_identifier_length",
+    "server_encoding",
+    "server_version",
+    "transaction_isolation",
+];
+
+/// A transaction block opened by `BEGIN`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Block {
+    /// A write statement of the block was applied.
+    pub wrote: bool,
+    /// An error happened in the block: statements are refused until it ends.
+    pub failed: bool,
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Session {
+    settings: Mutex<BTreeMap<String, String>>,
+    block: Mutex<Option<Block>>,
+    running: Mutex<Option<Interrupt>>,
+    prepared: Mutex<HashMap<String, DfStatement>>,
+    default_timeout: Duration,
+    /// Statements running in all sessions of the server.
+    active: Arc<AtomicUsize>,
+    /// The connection's slot: a login slot until it logs in, then a session slot.
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
+    logged_in: AtomicBool,
+    password_messages: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Session {
+    /// A new session whose `statement_timeout` starts at `default_timeout` (zero: none).
+    pub fn new(default_timeout: Duration, active: Arc<AtomicUsize>) -> Self {
+        let session = Self {
+            settings: Mutex::new(BTreeMap::new()),
+            block: Mutex::new(None),
+            running: Mutex::new(None),
+            prepared: Mutex::new(HashMap::new()),
+            default_timeout,
+            active,
+            slot: Mutex::new(None),
+            logged_in: AtomicBool::new(false),
+            password_messages: AtomicUsize::new(0),
+        };
+        session.reset_all();
+        session
+    }
+
+    /// Holds `slot` (a login slot) for the connection until it logs in.
+    pub fn hold(&self, slot: OwnedSemaphorePermit) {
+        *lock(&self.slot) = Some(slot);
+    }
+
+    /// The client logged in: its login slot is released for `slot`, a session slot.
+    pub fn logged_in(&self, slot: OwnedSemaphorePermit) {
+        *lock(&self.slot) = Some(slot);
+        self.logged_in.store(true, Ordering::SeqCst);
+    }
+
+    /// Counts a password message; whether it is the connection's first.
+    pub fn first_password_message(&self) -> bool {
+        self.password_messages.fetch_add(1, Ordering::SeqCst) == 0
+    }
+
+    /// Whether the client has logged in.
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::SeqCst)
+    }
+
+    fn reset_all(&self) {
+        let mut settings = lock(&self.settings);
+        settings.clear();
+        for (name, value) in PARAMETERS {
+            settings.insert((*name).to_string(), (*value).to_string());
+        }
+        settings.insert(
+            "statement_timeout".into(),
+            format!("{}", self.default_timeout.as_millis()),
+        );
+        settings.insert("server_version".into(), super::SERVER_VERSION.to_string());
+    }
+
+    /// The statement timeout in force (`None`: no limit).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let settings = lock(&self.settings);
+        let value = settings.get("statement_timeout")?;
+        parse_duration(value).ok().filter(|d| !d.is_zero())
+    }
+
+    /// `SET name = value`.
+    pub fn set(&self, name: &str, value: String) -> PgWireResult<()> {
+        let name = name.to_ascii_lowercase();
+        let known = PARAMETERS.iter().any(|(n, _)| *n == name) || READ_ONLY.contains(&&*name);
+        if !known {
+            // Unknown parameters are refused, as PostgreSQL does, unless they name a
+            // namespace (`myapp.setting`), which PostgreSQL accepts as a custom variable.
+            if !name.contains('.') {
+                return Err(unrecognized(&name));
+            }
+        } else if READ_ONLY.contains(&&*name) {
+            return Err(sqlstate::error(
+                "55P02",
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
+        if name == "statement_timeout" {
+            let timeout = parse_duration(&value).map_err(|reason| {
+                sqlstate::error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "invalid value for parameter \"statement_timeout\": {value:?} ({reason})"
+                    ),
+                )
+            })?;
+            lock(&self.settings).insert(name, timeout.as_millis().to_string());
+            return Ok(());
+        }
+        lock(&self.settings).insert(name, value);
+        Ok(())
+    }
+
+    /// `SHOW name` (`None` for `SHOW ALL`): the rows (name, value).
+    pub fn show(&self, name: Option<&str>) -> PgWireResult<Vec<(String, String)>> {
+        let settings = lock(&self.settings);
+        match name.map(str::to_ascii_lowercase) {
+            None => Ok(settings
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect()),
+            Some(name) => {
+                let key = match name.as_str() {
+                    "transaction isolation level" => "transaction_isolation",
+                    "time zone" => "timezone",
+                    other => other,
+                };
+                let value = settings.get(key).ok_or_else(|| unrecognized(&name))?;
+                let value = if key == "statement_timeout" {
+                    show_duration(value)
+                } else {
+                    value.clone()
+                };
+                Ok(vec![(name, value)])
+            }
+        }
+    }
+
+    /// `RESET name` (`None`: `RESET ALL`).
+    pub fn reset(&self, name: Option<&str>) -> PgWireResult<()> {
+        let Some(name) = name.map(str::to_ascii_lowercase) else {
+            self.reset_all();
+            return Ok(());
+        };
+        if name == "statement_timeout" {
+            lock(&self.settings).insert(name, self.default_timeout.as_millis().to_string());
+            return Ok(());
+        }
+        match PARAMETERS.iter().find(|(n, _)| *n == name) {
+            Some((_, default)) => {
+                lock(&self.settings).insert(name, (*default).to_string());
+                Ok(())
+            }
+            None if name.contains('.') => {
+                lock(&self.settings).remove(&name);
+                Ok(())
+            }
+            None => Err(unrecognized(&name)),
+        }
+    }
+
+    /// The open transaction block, if any.
+    pub fn block(&self) -> Option<Block> {
+        *lock(&self.block)
+    }
+
+    /// Opens a block (`BEGIN`; one already open stays as it is).
+    pub fn begin(&self) {
+        lock(&self.block).get_or_insert_with(Block::default);
+    }
+
+    /// Ends the block; returns it.
+    pub fn end(&self) -> Option<Block> {
+        lock(&self.block).take()
+    }
+
+    /// Records what a statement did inside the open block (no-op outside a block).
+    pub fn note(&self, wrote: bool, failed: bool) {
+        if let Some(block) = lock(&self.block).as_mut() {
+            block.wrote |= wrote;
+            block.failed |= failed;
+        }
+    }
+
+    /// `PREPARE name AS statement`.
+    pub fn prepare(&self, name: String, statement: DfStatement) -> PgWireResult<()> {
+        let mut prepared = lock(&self.prepared);
+        if prepared.contains_key(&name) {
+            return Err(sqlstate::error(
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            ));
+        }
+        prepared.insert(name, statement);
+        Ok(())
+    }
+
+    /// The statement `PREPARE`d as `name`.
+    pub fn prepared(&self, name: &str) -> PgWireResult<DfStatement> {
+        lock(&self.prepared)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| missing_prepared(name))
+    }
+
+    /// `DEALLOCATE name` (`None`: `ALL`).
+    pub fn deallocate(&self, name: Option<&str>) -> PgWireResult<()> {
+        let mut prepared = lock(&self.prepared);
+        match name {
+            None => {
+                prepared.clear();
+                Ok(())
+            }
+            Some(name) => prepared
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| missing_prepared(name)),
+        }
+    }
+
+    /// `DISCARD ALL`: settings, prepared statements and the block back to a new session's.
+    pub fn discard(&self) {
+        self.reset_all();
+        lock(&self.prepared).clear();
+        lock(&self.block).take();
+    }
+
+    /// Registers the statement about to run; it is cancelled by [`Session::cancel`], and by
+    /// dropping the returned guard before it is disarmed.
+    pub fn start(&self) -> Running {
+        let interrupt = Interrupt::new();
+        *lock(&self.running) = Some(interrupt.clone());
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Running {
+            interrupt,
+            active: Arc::clone(&self.active),
+            armed: true,
+        }
+    }
+
+    /// Cancels the running statement, if any.
+    pub fn cancel(&self, reason: CancelReason) {
+        if let Some(interrupt) = lock(&self.running).as_ref() {
+            interrupt.interrupt(reason);
+        }
+    }
+}
+
+/// A statement being run: counted while it lives; cancelled if dropped while armed (the
+/// future running it was dropped: the client went away or the server is stopping).
+#[derive(Debug)]
+pub struct Running {
+    interrupt: Interrupt,
+    active: Arc<AtomicUsize>,
+    armed: bool,
+}
+
+impl Running {
+    /// The statement's cancel signal.
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
+    /// The statement ended: dropping the guard no longer cancels it.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        if self.armed {
+            self.interrupt.interrupt(CancelReason::UserRequest);
+        }
+    }
+}
+
+fn unrecognized(name: &str) -> PgWireError {
+    sqlstate::error(
+        "42704",
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
+}
+
+fn missing_prepared(name: &str) -> PgWireError {
+    sqlstate::error(
+        "26000",
+        format!("prepared statement \"{name}\" does not exist"),
+    )
+}
+
+/// A duration as PostgreSQL's time parameters take it: a number of milliseconds, or a
+/// number with a unit (`us`, `ms`, `s`, `min`, `h`, `d`).
+fn parse_duration(text: &str) -> Result<Duration, &'static str> {
+    let text = text.trim().trim_matches('\'');
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| "not a number")?;
+    let millis = match unit.trim() {
+        "" | "ms" => number,
+        "us" => number / 1000.0,
+        "s" => number * 1000.0,
+        "min" => number * 60_000.0,
+        "h" => number * 3_600_000.0,
+        "d" => number * 86_400_000.0,
+        _ => return Err("valid units are us, ms, s, min, h and d"),
+    };
+    if !(0.0..=i32::MAX as f64).contains(&millis) {
+        return Err("out of range: 0 to 2147483647 ms");
+    }
+    Ok(Duration::from_micros((millis * 1000.0) as u64))
+}
+
+/// A stored millisecond count as `SHOW` prints it.
+fn show_duration(millis: &str) -> String {
+    match millis.parse::<u64>() {
+        Ok(0) | Err(_) => "0".to_string(),
+        Ok(ms) if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        Ok(ms) => format!("{ms}ms"),
+    }
+}
+
+/// The sessions of a server, by the client's address (which the handlers are given) and by
+/// the process id their cancel key carries.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    /// Statements running in all sessions.
+    pub active: Arc<AtomicUsize>,
+    by_peer: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+    /// pid → (secret key, peer).
+    keys: Mutex<HashMap<i32, (Vec<u8>, SocketAddr)>>,
+}
+
+impl Sessions {
+    /// No sessions yet; `active` counts the statements running in them.
+    pub fn new(active: Arc<AtomicUsize>) -> Self {
+        Self {
+            active,
+            ..Self::default()
+        }
+    }
+
+    /// Registers the session of a new connection from `peer`.
+    pub fn open(&self, peer: SocketAddr, session: Arc<Session>) {
+        lock(&self.by_peer).insert(peer, session);
+    }
+
+    /// Statements running now.
+    pub fn running(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Cancels the running statement of every session.
+    pub fn cancel_all(&self, reason: CancelReason) {
+        for session in lock(&self.by_peer).values() {
+            session.cancel(reason);
+        }
+    }
+
+    /// Forgets the connection from `peer`.
+    pub fn close(&self, peer: SocketAddr) {
+        lock(&self.by_peer).remove(&peer);
+        lock(&self.keys).retain(|_, (_, p)| *p != peer);
+    }
+
+    /// The session of the connection from `peer`.
+    pub fn get(&self, peer: SocketAddr) -> Option<Arc<Session>> {
+        lock(&self.by_peer).get(&peer).cloned()
+    }
+
+    /// Records the cancel key given to the connection from `peer`.
+    pub fn key(&self, pid: i32, secret: Vec<u8>, peer: SocketAddr) {
+        lock(&self.keys).insert(pid, (secret, peer));
+    }
+
+    /// A cancel request: cancels the running statement of the session the key names (a
+    /// wrong secret is ignored, as PostgreSQL does).
+    pub fn cancel(&self, pid: i32, secret: &[u8]) -> bool {
+        let peer = match lock(&self.keys).get(&pid) {
+            Some((s, peer)) if s == secret => *peer,
+            _ => return false,
+        };
+        match self.get(peer) {
+            Some(session) => {
+                session.cancel(CancelReason::UserRequest);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_postgresql_takes_them() {
+        assert_eq!(parse_duration("1500"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("'2s'"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert_eq!(show_duration("2000"), "2s");
+        assert_eq!(show_duration("250"), "250ms");
+    }
+
+    #[test]
+    fn settings_set_show_and_reset() {
+        let session = Session::new(Duration::ZERO, Arc::default());
+        assert_eq!(session.statement_timeout(), None);
+        session.set("statement_timeout", "250".into()).expect("set");
+        assert_eq!(
+            session.statement_timeout(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            session.show(Some("statement_timeout")).expect("show")[0].1,
+            "250ms"
+        );
+        assert!(session.set("no_such_thing", "1".into()).is_err());
+        assert!(session.set("myapp.flag", "1".into()).is_ok());
+        assert!(session.set("server_version", "1".into()).is_err());
+        session.reset(Some("statement_timeout")).expect("reset");
+        assert_eq!(session.statement_timeout(), None);
+        assert_eq!(
+            session
+                .show(Some("transaction isolation level"))
+                .expect("show")[0]
+                .1,
+            "read committed"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! [`Interrupt`]: cancels a running SQL statement from another thread.
+//!
+//! Invariants: the first reason given wins and stays; a statement that is interrupted before
+//! it commits changes nothing and fails with `Error::Cancelled`; a statement whose write has
+//! begun is never interrupted (its result reports what was applied).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::error::{CancelReason, Error, Result};
+
+const NONE: u8 = 0;
+
+/// A cancel signal shared by a statement and whoever may cancel it. Clones share the signal.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    reason: AtomicU8,
+    notify: Notify,
+}
+
+fn encode(reason: CancelReason) -> u8 {
+    match reason {
+        CancelReason::UserRequest => 1,
+        CancelReason::StatementTimeout => 2,
+        CancelReason::Shutdown => 3,
+    }
+}
+
+fn decode(code: u8) -> Option<CancelReason> {
+    match code {
+        1 => Some(CancelReason::UserRequest),
+        2 => Some(CancelReason::StatementTimeout),
+        3 => Some(CancelReason::Shutdown),
+        _ => None,
+    }
+}
+
+impl Interrupt {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the statements watching this signal (the first reason given is kept).
+    pub fn interrupt(&self, reason: CancelReason) {
+        let _ = self.inner.reason.compare_exchange(
+            NONE,
+            encode(reason),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Why the signal was given, if it was.
+    pub fn reason(&self) -> Option<CancelReason> {
+        decode(self.inner.reason.load(Ordering::SeqCst))
+    }
+
+    /// `Err(Cancelled)` once the signal was given.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.reason() {
+            Some(reason) => Err(Error::Cancelled(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves when the signal is given.
+    async fn given(&self) -> CancelReason {
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a signal between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(reason) = self.reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs `work` until it ends or the signal is given; dropping `work` then cancels it
+    /// (DataFusion's tasks end with their stream).
+    pub(crate) async fn run<T, E>(
+        &self,
+        work: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T>
+    where
+        Error: From<E>,
+    {
+        tokio::select! {
+            biased;
+            reason = self.given() => Err(Error::Cancelled(reason)),
+            done = work => done.map_err(Error::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_signal_ends_pending_work_and_keeps_its_first_reason() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let interrupt = Interrupt::new();
+        assert!(interrupt.check().is_ok());
+        let signal = interrupt.clone();
+        let giver = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            signal.interrupt(CancelReason::StatementTimeout);
+            signal.interrupt(CancelReason::UserRequest);
+        });
+        let result = runtime
+            .block_on(interrupt.run(std::future::pending::<std::result::Result<(), Error>>()));
+        giver.join().expect("giver");
+        assert!(matches!(
+            result,
+            Err(Error::Cancelled(CancelReason::StatementTimeout))
+        ));
+        assert_eq!(interrupt.reason(), Some(CancelReason::StatementTimeout));
+        // A signal given before the work starts ends it at once.
+        let done = runtime.block_on(interrupt.run(async { Ok::<_, Error>(1) }));
+        assert!(done.is_err());
+    }
+}

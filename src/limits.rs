@@ -1,0 +1,252 @@
+//! Limits every SQL statement is held to before it is planned, so that no statement, of any
+//! size a client can send, overflows a thread's stack or runs without bound in the parser.
+//!
+//! Invariants:
+//! - A statement longer than [`SqlLimits::max_statement_bytes`] is refused unparsed.
+//! - A parsed statement whose expressions nest deeper than
+//!   [`SqlLimits::max_expression_depth`] (operators, function arguments, subqueries, set
+//!   operations such as `UNION` chains) is refused before it is planned. The check stops
+//!   descending at the limit, so it never recurses deeper than the limit itself.
+//! - Parsing and dropping a statement recurse in proportion to its nesting, which is at most
+//!   its length: both run on a stack grown for the text's length (`stacker`), so the thread
+//!   that calls [`parse_sql`] needs no more stack than any other caller of `Db::sql`.
+//! - A numeric literal that is not a finite number (`1e400`) is refused, never stored as
+//!   infinity.
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Value, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::error::{Error, LimitKind, Result};
+
+/// Default [`SqlLimits::max_statement_bytes`]: 4 MiB.
+pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 4 << 20;
+
+/// Default [`SqlLimits::max_expression_depth`].
+pub const DEFAULT_MAX_EXPRESSION_DEPTH: usize = 1024;
+
+/// Parenthesised nesting the parser itself follows (each level costs it several frames).
+const MAX_PARSER_RECURSION: usize = 256;
+
+/// Stack kept free before parsing; grown when less is left.
+const RED_ZONE: usize = 1 << 20;
+
+/// Stack bytes reserved per byte of statement text for parsing and dropping its syntax tree
+/// (a level of nesting takes at least two bytes of text and well under 512 bytes of stack).
+const STACK_PER_BYTE: usize = 256;
+
+/// The limits of one SQL statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// The longest statement text accepted, in bytes.
+    pub max_statement_bytes: usize,
+    /// The deepest nesting of expressions accepted.
+    pub max_expression_depth: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
+            max_expression_depth: DEFAULT_MAX_EXPRESSION_DEPTH,
+        }
+    }
+}
+
+/// Parses `text` into statements and checks each against `limits`.
+pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>> {
+    if text.len() > limits.max_statement_bytes {
+        return Err(Error::Limit {
+            kind: LimitKind::StatementBytes,
+            found: text.len(),
+            limit: limits.max_statement_bytes,
+        });
+    }
+    let stack = RED_ZONE + text.len().saturating_mul(STACK_PER_BYTE);
+    stacker::maybe_grow(stack, stack, || {
+        let statements = DFParserBuilder::new(text)
+            .with_dialect(&GenericDialect {})
+            .with_recursion_limit(MAX_PARSER_RECURSION)
+            .build()?
+            .parse_statements()?;
+        // On an error the statements are dropped here, on the grown stack.
+        for statement in &statements {
+            check(statement, limits)?;
+        }
+        Ok(statements)
+    })
+}
+
+/// Checks one parsed statement against `limits`.
+pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
+    let mut checker = Checker {
+        limit: limits.max_expression_depth,
+        depth: 0,
+        query_depths: Vec::new(),
+        failure: None,
+    };
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = s.visit(&mut checker);
+        }
+        DfStatement::Explain(explain) => return check(&explain.statement, limits),
+        _ => {}
+    }
+    match checker.failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+struct Checker {
+    limit: usize,
+    /// Current nesting: expressions entered plus the set-operation depth of each query.
+    depth: usize,
+    /// What each query being visited added to `depth`.
+    query_depths: Vec<usize>,
+    failure: Option<Error>,
+}
+
+impl Checker {
+    fn enter(&mut self, levels: usize) -> ControlFlow<()> {
+        self.depth += levels;
+        if self.depth > self.limit {
+            self.failure = Some(Error::Limit {
+                kind: LimitKind::ExpressionDepth,
+                found: self.depth,
+                limit: self.limit,
+            });
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Checker {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let levels = 1 + set_depth(&query.body, self.limit);
+        self.query_depths.push(levels);
+        self.enter(levels)
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.depth -= self.query_depths.pop().unwrap_or(0);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Value(value) = expr
+            && let Value::Number(text, _) = &value.value
+            && !text.parse::<f64>().is_ok_and(f64::is_finite)
+        {
+            self.failure = Some(Error::OutOfRange(format!(
+                "the numeric literal {text} is out of range of DOUBLE (about 1.8e308)"
+            )));
+            return ControlFlow::Break(());
+        }
+        self.enter(1)
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+/// The nesting of set operations (`UNION`, `EXCEPT`, ...) in a query body, counted without
+/// recursion and only up to just past `limit`.
+fn set_depth(body: &SetExpr, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(body, 0usize)];
+    while let Some((expr, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        if deepest > limit {
+            break;
+        }
+        if let SetExpr::SetOperation { left, right, .. } = expr {
+            pending.push((left, depth + 1));
+            pending.push((right, depth + 1));
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(term: &str, separator: &str, n: usize) -> String {
+        vec![term; n].join(separator)
+    }
+
+    fn depth_error(sql: &str, limits: &SqlLimits) -> bool {
+        matches!(
+            parse_sql(sql, limits),
+            Err(Error::Limit {
+                kind: LimitKind::ExpressionDepth,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn deep_chains_are_refused_and_shallow_ones_pass() {
+        let limits = SqlLimits {
+            max_expression_depth: 100,
+            ..SqlLimits::default()
+        };
+        for (term, separator) in [("1", "+"), ("a = 1", " OR "), ("'x'", " || ")] {
+            let deep = format!("SELECT {} FROM t", chain(term, separator, 200));
+            assert!(depth_error(&deep, &limits), "{term}{separator}: {deep:.40}");
+            let shallow = format!("SELECT {} FROM t", chain(term, separator, 20));
+            assert!(parse_sql(&shallow, &limits).is_ok(), "{shallow}");
+        }
+        let unions = chain("SELECT 1", " UNION ALL ", 200);
+        assert!(depth_error(&unions, &limits));
+        assert!(parse_sql(&chain("SELECT 1", " UNION ALL ", 20), &limits).is_ok());
+        // Subqueries add up with the expressions around them.
+        let nested = format!("SELECT {}1{}", "(SELECT ".repeat(60), ")".repeat(60));
+        assert!(parse_sql(&nested, &limits).is_err());
+    }
+
+    #[test]
+    fn a_huge_chain_is_refused_without_overflowing_a_small_stack() {
+        // A 2 MB chain parsed on a 256 KiB thread: parsing and dropping the tree run on a
+        // grown stack, the check stops at the limit.
+        let sql = format!("SELECT {}", chain("1", "+", 1_000_000));
+        let refused = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || depth_error(&sql, &SqlLimits::default()))
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow");
+        assert!(refused);
+    }
+
+    #[test]
+    fn long_statements_and_infinite_literals_are_refused() {
+        let limits = SqlLimits {
+            max_statement_bytes: 100,
+            ..SqlLimits::default()
+        };
+        let long = format!("SELECT '{}'", "x".repeat(200));
+        assert!(matches!(
+            parse_sql(&long, &limits),
+            Err(Error::Limit {
+                kind: LimitKind::StatementBytes,
+                found: 209,
+                limit: 100
+            })
+        ));
+        assert!(matches!(
+            parse_sql("SELECT 1e400", &limits),
+            Err(Error::OutOfRange(_))
+        ));
+        assert!(parse_sql("SELECT 1e300, 9223372036854775807", &limits).is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! Fuzzers against a live `omendb serve`: seeded, in the normal suite (a few thousand
+//! statements and a few hundred malformed logins); `OMENDB_FUZZ_STATEMENTS` and
+//! `OMENDB_FUZZ_LOGINS` ask for longer runs. The properties: the server never dies, a
+//! second connection stays responsive throughout, and every statement ends with a response
+//! (rows or an error with a SQLSTATE, never a dropped connection).
+
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used)]
+
+mod cli_support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use cli_support::{PASSWORD, Server, TempDir};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_postgres::{Client, NoTls};
+
+async fn connect(port: u16) -> Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("omendb")
+        .password(PASSWORD)
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const SEEDS: &[&str] = &[
+    "SELECT id, s, v FROM t WHERE id = 1",
+    "SELECT count(*), sum(v), avg(v) FROM t WHERE v > 10 GROUP BY s ORDER BY 1 LIMIT 5",
+    "INSERT INTO t VALUES (7, 'seven', 7)",
+    "UPDATE t SET v = v + 1 WHERE id BETWEEN 1 AND 5",
+    "DELETE FROM t WHERE id = 3",
+    "SELECT a.id FROM t a JOIN t b ON a.id = b.v WHERE a.s LIKE 'x%'",
+    "SELECT * FROM t WHERE id IN (1, 2, 3) OR s IS NULL",
+    "WITH w AS (SELECT id FROM t) SELECT * FROM w UNION ALL SELECT 1",
+    "SELECT CAST(v AS DOUBLE) / 0, -v, abs(v) FROM t",
+    "SHOW statement_timeout",
+    "BEGIN",
+    "COMMIT",
+    "SET application_name = 'fuzz'",
+    "EXPLAIN SELECT * FROM t WHERE id = 2",
+];
+
+const FRAGMENTS: &[&str] = &[
+    "(",
+    ")",
+    ",",
+    "'",
+    "\"",
+    ";",
+    "+",
+    "-",
+    "*",
+    "/",
+    "||",
+    " OR ",
+    " AND ",
+    " NOT ",
+    "NULL",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "UNION ALL",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "1e308",
+    "1e400",
+    "0.0",
+    "'\u{0}'",
+    "'é'",
+    "$1",
+    "::BIGINT",
+    "CAST(",
+    " AS TEXT)",
+    "t",
+    "id",
+    "v",
+    "s",
+    "*",
+    "generate_series(1, 10)",
+    "count(*)",
+    "sum(",
+    "ORDER BY",
+    "LIMIT 0",
+];
+
+/// One generated statement: a seed mutated, or a deep or huge one.
+fn statement(rng: &mut StdRng) -> String {
+    match rng.random_range(0..10) {
+        0 => {
+            let depth = rng.random_range(1..5000);
+            let term = FRAGMENTS[rng.random_range(0..FRAGMENTS.len())];
+            format!(
+                "SELECT {}",
+                vec!["1"; depth].join(if term.len() < 4 { "+" } else { " OR " })
+            )
+        }
+        1 => {
+            let depth = rng.random_range(1..3000);
+            format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth))
+        }
+        2 => format!("SELECT '{}'", "x".repeat(rng.random_range(0..200_000))),
+        3 => format!("SELECT {}", "9".repeat(rng.random_range(1..5000))),
+        _ => {
+            let mut sql = SEEDS[rng.random_range(0..SEEDS.len())].to_string();
+            for _ in 0..rng.random_range(0..4) {
+                let at = rng.random_range(0..=sql.len());
+                let at = (0..=at)
+                    .rev()
+                    .find(|&i| sql.is_char_boundary(i))
+                    .unwrap_or(0);
+                match rng.random_range(0..3) {
+                    0 => sql.insert_str(at, FRAGMENTS[rng.random_range(0..FRAGMENTS.len())]),
+                    1 => {
+                        let end = (at + rng.random_range(1..8)).min(sql.len());
+                        if let Some(end) = (end..=sql.len()).find(|&i| sql.is_char_boundary(i)) {
+                            sql.replace_range(at..end, "");
+                        }
+                    }
+                    _ => {
+                        let copy = sql[at..].to_string();
+                        sql.push_str(&copy);
+                    }
+                }
+            }
+            sql
+        }
+    }
+}
+
+#[test]
+fn generated_statements_all_get_a_response_and_the_server_stays_up() {
+    let dir = TempDir::new("fuzz-sql");
+    let server = Server::start(dir.path(), &[]);
+    let count = count_from_env("OMENDB_FUZZ_STATEMENTS", 2000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let fuzzed = connect(server.port).await;
+        let watcher = connect(server.port).await;
+        fuzzed
+            .batch_execute(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, s TEXT, v BIGINT); \
+                 INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 20), (3, NULL, 300); \
+                 SET statement_timeout = 2000",
+            )
+            .await
+            .unwrap();
+        let mut rng = StdRng::seed_from_u64(16);
+        let (mut ok, mut refused) = (0, std::collections::BTreeMap::<String, usize>::new());
+        for i in 0..count {
+            let sql = statement(&mut rng);
+            match fuzzed.simple_query(&sql).await {
+                Ok(_) => ok += 1,
+                Err(error) => {
+                    let code = error.code().unwrap_or_else(|| {
+                        panic!("statement {i} got no response: {error}: {sql:.200}")
+                    });
+                    *refused.entry(code.code().to_string()).or_default() += 1;
+                }
+            }
+            if i % 100 == 0 {
+                let row = watcher.query_one("SELECT 1", &[]).await.unwrap();
+                assert_eq!(row.get::<_, i64>(0), 1);
+                // A failed block would refuse the rest: end it.
+                let _ = fuzzed.batch_execute("ROLLBACK").await;
+                let _ = fuzzed.batch_execute("ROLLBACK").await;
+            }
+        }
+        eprintln!("fuzzed {count} statements: {ok} answered, refused by SQLSTATE: {refused:?}");
+        assert!(ok > 0 && !refused.is_empty());
+        assert!(
+            !refused.contains_key("XX000"),
+            "internal errors: {refused:?}"
+        );
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A startup message, a password message or raw bytes, mutated.
+fn login_bytes(rng: &mut StdRng) -> Vec<u8> {
+    let mut startup = 196_608u32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0omendb\0database\0omendb\0\0");
+    let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&startup);
+    match rng.random_range(0..6) {
+        // A valid startup, then a mutated SASL response.
+        0 | 1 => {
+            message.push(b'p');
+            let body: Vec<u8> = match rng.random_range(0..3) {
+                0 => b"SCRAM-SHA-256\0".to_vec(),
+                1 => (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+                _ => {
+                    let mut b = b"SCRAM-SHA-256\0".to_vec();
+                    b.extend_from_slice(&(rng.random::<i32>()).to_be_bytes());
+                    b.extend_from_slice(b"n,,n=,r=");
+                    b.extend((0..rng.random_range(0..40)).map(|_| rng.random::<u8>()));
+                    b
+                }
+            };
+            let length: u32 = if rng.random_bool(0.2) {
+                rng.random()
+            } else {
+                (body.len() + 4) as u32
+            };
+            message.extend_from_slice(&length.to_be_bytes());
+            message.extend_from_slice(&body);
+            message
+        }
+        // A startup with a bad length or protocol.
+        2 => {
+            let length: u32 = rng.random();
+            message[..4].copy_from_slice(&length.to_be_bytes());
+            message
+        }
+        3 => {
+            message[4..8].copy_from_slice(&rng.random::<u32>().to_be_bytes());
+            message
+        }
+        // SSL request, then garbage.
+        4 => {
+            let mut m = vec![0, 0, 0, 8, 4, 210, 22, 47];
+            m.extend((0..rng.random_range(0..100)).map(|_| rng.random::<u8>()));
+            m
+        }
+        _ => (0..rng.random_range(0..200))
+            .map(|_| rng.random())
+            .collect(),
+    }
+}
+
+#[test]
+fn malformed_logins_never_take_the_server_down() {
+    let dir = TempDir::new("fuzz-login");
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(&config, "[server]\nlogin_timeout_ms = 300\n").unwrap();
+    let server = Server::start_with_config(dir.path(), &config, &[]);
+    let count = count_from_env("OMENDB_FUZZ_LOGINS", 300);
+    let mut rng = StdRng::seed_from_u64(17);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let watcher = runtime.block_on(connect(server.port));
+    for i in 0..count {
+        let bytes = login_bytes(&mut rng);
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = socket.write_all(&bytes);
+        // The server answers and/or closes, within the login timeout: read to the end.
+        let mut sink = Vec::new();
+        let read = socket.read_to_end(&mut sink);
+        assert!(
+            !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+            "login {i} was left open: {read:?}"
+        );
+        if i % 50 == 0 {
+            let row = runtime
+                .block_on(watcher.query_one("SELECT 1", &[]))
+                .unwrap();
+            assert_eq!(row.get::<_, i64>(0), 1);
+        }
+    }
+    drop(watcher);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,530 @@
+//! `omendb serve` under statements and clients that would hang or kill a naive server, each
+//! spoken to by a real driver (tokio-postgres) or a raw socket: statements nested thousands
+//! deep, queries that never end (statement timeout, cancel request, disconnect, SIGTERM),
+//! integer overflow in stored data, transaction blocks, the session statements drivers send
+//! on connect, malformed and slow logins.
+
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used)]
+
+mod cli_support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use cli_support::{PASSWORD, Server, TempDir};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// A query that runs for hours unless stopped.
+const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 100000000000)";
+
+async fn connect(port: u16) -> Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("omendb")
+        .password(PASSWORD)
+        .dbname("omendb")
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn code(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}
+
+/// The first value of the first row of a simple query.
+async fn scalar(client: &Client, sql: &str) -> Option<String> {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages.into_iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+        _ => None,
+    })?
+}
+
+/// Statements running in the server, from its metrics endpoint.
+fn running_statements(metrics_port: u16) -> u64 {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    socket.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("omendb_statements_running "))
+        .unwrap_or_else(|| panic!("no omendb_statements_running in {body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (bounded) until no statement runs in the server.
+fn wait_idle(metrics_port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_statements(metrics_port) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a cancelled statement is still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn deeply_nested_statements_are_refused_and_the_server_lives_on() {
+    let dir = TempDir::new("limits-depth");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY, s TEXT)")
+            .await
+            .unwrap();
+        let chain = |term: &str, separator: &str, n: usize| vec![term; n].join(separator);
+        let statements = [
+            format!("SELECT {}", chain("1", "+", 2000)),
+            format!("SELECT * FROM t WHERE {}", chain("id = 1", " OR ", 2000)),
+            format!("SELECT {}", chain("'x'", " || ", 2000)),
+            chain("SELECT 1", " UNION ALL ", 2000),
+            format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000)),
+            // 2 MB on the wire.
+            format!("SELECT {}", chain("1", "+", 1_000_000)),
+        ];
+        for sql in &statements {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert!(
+                ["54001", "42601"].contains(&code(&error).as_str()),
+                "{:.60}: {error}",
+                sql
+            );
+            // Also through the extended protocol.
+            let error = client.prepare(sql).await.unwrap_err();
+            assert!(["54001", "42601"].contains(&code(&error).as_str()));
+        }
+        // A chain within the limit is answered.
+        let sum = scalar(&client, &format!("SELECT {}", chain("1", "+", 500))).await;
+        assert_eq!(sum.as_deref(), Some("500"));
+        assert_eq!(scalar(&client, "SELECT 1").await.as_deref(), Some("1"));
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+#[test]
+fn a_query_that_never_ends_is_stopped_by_timeout_cancel_disconnect_and_sigterm() {
+    let dir = TempDir::new("limits-cancel");
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics_port.unwrap();
+    let rt = runtime();
+    let sigterm = rt.block_on(async {
+        let mut client = connect(server.port).await;
+        // statement_timeout, set per session.
+        client
+            .batch_execute("SET statement_timeout = 300")
+            .await
+            .unwrap();
+        assert_eq!(
+            scalar(&client, "SHOW statement_timeout").await.as_deref(),
+            Some("300ms")
+        );
+        let error = client.simple_query(ENDLESS).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+        let error = client.query(ENDLESS, &[]).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+        wait_idle(metrics);
+        client
+            .batch_execute("RESET statement_timeout")
+            .await
+            .unwrap();
+        assert_eq!(scalar(&client, "SELECT 2").await.as_deref(), Some("2"));
+
+        // A cancel request from another connection.
+        let token = client.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            token.cancel_query(NoTls).await.unwrap();
+        });
+        let error = client.simple_query(ENDLESS).await.unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error}");
+        canceller.await.unwrap();
+        wait_idle(metrics);
+        assert_eq!(scalar(&client, "SELECT 3").await.as_deref(), Some("3"));
+
+        // A client that goes away mid-query (psql, killed: the kernel closes its socket).
+        let mut psql = std::process::Command::new("psql")
+            .args(["-X", "-h", "127.0.0.1", "-U", "omendb", "-d", "omendb"])
+            .args(["-p", &server.port.to_string(), "-c", ENDLESS])
+            .env("PGPASSWORD", PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("psql (scripts/install-test-deps.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running_statements(metrics) == 0 {
+            assert!(Instant::now() < deadline, "the query never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        psql.kill().unwrap();
+        psql.wait().unwrap();
+        wait_idle(metrics);
+        assert_eq!(scalar(&client, "SELECT 4").await.as_deref(), Some("4"));
+
+        // Results stream: Execute with max_rows suspends the portal.
+        let transaction = client.transaction().await.unwrap();
+        let statement = transaction
+            .prepare("SELECT v FROM generate_series(1, 100000) AS g(v)")
+            .await
+            .unwrap();
+        let portal = transaction.bind(&statement, &[]).await.unwrap();
+        let first = transaction.query_portal(&portal, 10).await.unwrap();
+        assert_eq!(first.len(), 10);
+        assert_eq!(first[0].get::<_, i64>(0), 1);
+        let next = transaction.query_portal(&portal, 5).await.unwrap();
+        assert_eq!(next[0].get::<_, i64>(0), 11);
+        transaction.commit().await.unwrap();
+
+        // SIGTERM while a statement runs: it is cancelled after the grace period, and the
+        // client is told why.
+        let sigterm = tokio::spawn(async move { client.simple_query(ENDLESS).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running_statements(metrics) == 0 {
+            assert!(Instant::now() < deadline, "the query never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sigterm
+    });
+    let started = Instant::now();
+    let (clean, stderr) = server.stop();
+    let stopped_in = started.elapsed();
+    assert!(clean, "{stderr}");
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    eprintln!("SIGTERM to exit with a statement running: {stopped_in:?}");
+    assert!(stopped_in < Duration::from_secs(60), "{stopped_in:?}");
+    let answer = rt.block_on(sigterm).unwrap().unwrap_err();
+    assert_eq!(code(&answer), "57P01", "{answer}");
+}
+
+#[test]
+fn integer_overflow_is_an_error_and_the_row_keeps_its_value() {
+    let dir = TempDir::new("limits-overflow");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT); \
+                 INSERT INTO t VALUES (1, 9223372036854775807), (2, 9223372036854775807)",
+            )
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE t SET v = v + 1 WHERE id = 1",
+            "UPDATE t SET v = v * 2",
+            "UPDATE t SET v = -v - 2 WHERE id = 2",
+            "INSERT INTO t SELECT id + 10, v + 1 FROM t",
+            "SELECT sum(v) FROM t",
+            "SELECT id % 1, sum(v) FROM t GROUP BY id % 1",
+            "SELECT 9223372036854775807 + 1",
+            "SELECT 1e400",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(
+                error.code(),
+                Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE),
+                "{sql}: {error}"
+            );
+        }
+        let rows = client
+            .query("SELECT id, v FROM t ORDER BY id", &[])
+            .await
+            .unwrap();
+        let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, [(1, i64::MAX), (2, i64::MAX)]);
+        // Sums that fit are exact and still BIGINT.
+        client
+            .batch_execute("UPDATE t SET v = 4611686018427387903")
+            .await
+            .unwrap();
+        let row = client.query_one("SELECT sum(v) FROM t", &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 9223372036854775806);
+        let row = client
+            .query_one("SELECT sum(v) AS total, count(*) FROM t WHERE id > 0", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>("total"), 9223372036854775806);
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+#[test]
+fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
+    let dir = TempDir::new("limits-session");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute("CREATE TABLE t (id BIGINT PRIMARY KEY, s TEXT)")
+            .await
+            .unwrap();
+        // What pgjdbc, psycopg and SQLAlchemy send on connect.
+        client
+            .batch_execute(
+                "SET extra_float_digits = 3; SET application_name = 'PostgreSQL JDBC Driver'; \
+                 SET DateStyle = 'ISO'; SET TIME ZONE 'UTC'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            scalar(&client, "SHOW application_name").await.as_deref(),
+            Some("PostgreSQL JDBC Driver")
+        );
+        assert_eq!(
+            scalar(&client, "SHOW transaction isolation level")
+                .await
+                .as_deref(),
+            Some("read committed")
+        );
+        assert_eq!(
+            scalar(&client, "SHOW standard_conforming_strings")
+                .await
+                .as_deref(),
+            Some("on")
+        );
+        let version = scalar(&client, "SELECT pg_catalog.version()")
+            .await
+            .unwrap();
+        assert!(version.starts_with("PostgreSQL 16"), "{version}");
+        let row = client
+            .query_one("select current_schema()", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "public");
+        let error = client
+            .simple_query("SHOW no_such_setting")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "42704");
+        let error = client
+            .simple_query("SET statement_timeout = 'soon'")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "22023");
+
+        // A block with reads and one write commits it.
+        client
+            .batch_execute("BEGIN; SELECT * FROM t; INSERT INTO t VALUES (1, 'a'); COMMIT")
+            .await
+            .unwrap();
+        // A second write in a block is refused before it runs; the block fails.
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .execute("INSERT INTO t VALUES (2, 'b')", &[])
+            .await
+            .unwrap();
+        let error = client
+            .execute("INSERT INTO t VALUES (3, 'c')", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "0A000", "{error}");
+        let error = client.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(code(&error), "25P02");
+        client.batch_execute("ROLLBACK").await.unwrap();
+        // ROLLBACK of a block whose write was applied says so.
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .execute("INSERT INTO t VALUES (4, 'd')", &[])
+            .await
+            .unwrap();
+        let error = client.batch_execute("ROLLBACK").await.unwrap_err();
+        assert_eq!(code(&error), "25000", "{error}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+        let rows = client
+            .query("SELECT id FROM t ORDER BY id", &[])
+            .await
+            .unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, [1, 2, 4], "exactly the writes reported as applied");
+
+        // SQL-level prepared statements.
+        client
+            .batch_execute(
+                "PREPARE ins (BIGINT, TEXT) AS INSERT INTO t VALUES ($1, $2); \
+                 EXECUTE ins (10, 'ten'); DEALLOCATE ins; DEALLOCATE ALL; DISCARD ALL",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            scalar(&client, "SELECT s FROM t WHERE id = 10")
+                .await
+                .as_deref(),
+            Some("ten")
+        );
+        let error = client
+            .simple_query("EXECUTE ins (11, 'x')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "26000");
+
+        // A prepared INSERT reused many times (pgjdbc switches to a named statement at the
+        // 5th) is described as returning no rows, and every execution reports its row.
+        let insert = client
+            .prepare("INSERT INTO t VALUES ($1, $2)")
+            .await
+            .unwrap();
+        assert!(insert.columns().is_empty());
+        for id in 100..200i64 {
+            assert_eq!(client.execute(&insert, &[&id, &"x"]).await.unwrap(), 1);
+        }
+        let count = scalar(&client, "SELECT count(*) FROM t WHERE id >= 100").await;
+        assert_eq!(count.as_deref(), Some("100"));
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+/// Reads backend messages until `tag` arrives (or the socket closes); returns the tags seen.
+fn read_until(socket: &mut std::net::TcpStream, tag: u8) -> Vec<u8> {
+    let mut tags = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        if socket.read_exact(&mut head).is_err() {
+            return tags;
+        }
+        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0; length.saturating_sub(4)];
+        if socket.read_exact(&mut body).is_err() {
+            return tags;
+        }
+        tags.push(head[0]);
+        if head[0] == tag {
+            return tags;
+        }
+    }
+}
+
+fn startup_message(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in [("user", user), ("database", "omendb")] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    message
+}
+
+#[test]
+fn malformed_and_slow_logins_end_only_their_own_connection() {
+    let dir = TempDir::new("limits-login");
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlogin_timeout_ms = 500\nmax_pending_logins = 8\n",
+    )
+    .unwrap();
+    let server = Server::start_with_config(dir.path(), &config, &[]);
+    let address = ("127.0.0.1", server.port);
+    // Malformed password messages: a protocol error, the connection closes, no panic.
+    for garbage in [
+        b"p\x00\x00\x00\x08abcd".to_vec(),
+        b"p\x00\x00\x00\x04".to_vec(),
+        b"p\x00\x00\x00\x0dSCRAM\x00\xff\xff\xff\xff".to_vec(),
+        b"p\x00\x00\x00\x14SCRAM-SHA-256\x00\x00\x00\x00\x01".to_vec(),
+    ] {
+        let mut socket = std::net::TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket.write_all(&startup_message("omendb")).unwrap();
+        let tags = read_until(&mut socket, b'R');
+        assert_eq!(tags.last(), Some(&b'R'), "SASL request expected");
+        socket.write_all(&garbage).unwrap();
+        let tags = read_until(&mut socket, b'E');
+        assert_eq!(
+            tags.last(),
+            Some(&b'E'),
+            "an error, then the connection closes"
+        );
+    }
+    // Connections that never log in are closed after the login timeout, and do not lock
+    // out a client that logs in.
+    let idle: Vec<_> = (0..20)
+        .map(|_| std::net::TcpStream::connect(address).unwrap())
+        .collect();
+    runtime().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let attempt = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(server.port)
+                .user("omendb")
+                .password(PASSWORD)
+                .connect(NoTls)
+                .await;
+            match attempt {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    break client;
+                }
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "locked out: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(scalar(&client, "SELECT 5").await.as_deref(), Some("5"));
+        // Wrong passwords name the user and are answered ever more slowly.
+        let started = Instant::now();
+        for _ in 0..4 {
+            let error = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(server.port)
+                .user("omendb")
+                .password("wrong")
+                .connect(NoTls)
+                .await
+                .err()
+                .unwrap();
+            let text = format!("{error:?}");
+            assert!(
+                text.contains("\\\"omendb\\\"") || text.contains("\"omendb\""),
+                "{text}"
+            );
+        }
+        // 50 + 100 + 200 + 400 ms of delay at least.
+        assert!(started.elapsed() >= Duration::from_millis(750));
+    });
+    for mut socket in idle {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        // Closed by the server (EOF) or answered with a refusal; never left open.
+        let read = socket.read(&mut byte);
+        assert!(matches!(read, Ok(0) | Ok(1)), "{read:?}");
+    }
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

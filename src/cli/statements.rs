@@ -72,7 +72,9 @@ pub fn kind(statement: &DfStatement) -> Kind {
         | SqlStatement::Prepare { .. }
         | SqlStatement::Execute { .. }
         | SqlStatement::Deallocate { .. }
-        | SqlStatement::Discard { .. } => Kind::Local,
+        | SqlStatement::Discard { .. }
+        | SqlStatement::Savepoint { .. }
+        | SqlStatement::ReleaseSavepoint { .. } => Kind::Local,
         _ => Kind::Rows,
     }
 }

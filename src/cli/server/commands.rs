@@ -41,7 +41,35 @@ pub enum Local {
     Discard,
     /// `SELECT version(), current_schema(), ...` without `FROM`: (column, value) pairs.
     Functions(Vec<(String, Option<String>)>),
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
+    /// A query of PostgreSQL's system catalogs (`pg_type`, `pg_namespace`, ...), which OmenDB
+    /// does not have yet: answered with no rows, in text columns of these names, so that
+    /// drivers probing for optional types (psycopg's `TypeInfo.fetch`) find none.
+    EmptyCatalog(Vec<String>),
 }
+
+/// PostgreSQL system catalogs that drivers query on connect.
+const CATALOGS: &[&str] = &[
+    "pg_type",
+    "pg_namespace",
+    "pg_class",
+    "pg_attribute",
+    "pg_index",
+    "pg_constraint",
+    "pg_description",
+    "pg_enum",
+    "pg_range",
+    "pg_proc",
+    "pg_attrdef",
+    "pg_database",
+    "pg_roles",
+    "pg_extension",
+];
 
 /// The statement as a [`Local`] one, if the server answers it itself.
 pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Local>> {
@@ -78,13 +106,11 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
         }
         SqlStatement::Commit { .. } => Local::Commit,
         SqlStatement::Rollback {
-            savepoint: Some(_), ..
-        } => {
-            return Err(sqlstate::error(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "savepoints are not supported",
-            ));
-        }
+            savepoint: Some(name),
+            ..
+        } => Local::RollbackTo(name.value.clone()),
+        SqlStatement::Savepoint { name } => Local::Savepoint(name.value.clone()),
+        SqlStatement::ReleaseSavepoint { name } => Local::Release(name.value.clone()),
         SqlStatement::Rollback { .. } => Local::Rollback,
         SqlStatement::Prepare {
             name, statement, ..
@@ -111,7 +137,10 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
         },
         SqlStatement::Query(query) => match functions(query, user) {
             Some(values) => Local::Functions(values),
-            None => return Ok(None),
+            None => match catalog_query(query) {
+                Some(columns) => Local::EmptyCatalog(columns),
+                None => return Ok(None),
+            },
         },
         _ => return Ok(None),
     }))
@@ -185,6 +214,57 @@ fn value_text(expr: &Expr) -> String {
         Expr::Identifier(ident) => ident.value.clone(),
         other => other.to_string(),
     }
+}
+
+/// The result columns of a `SELECT` over system catalogs only (see [`Local::EmptyCatalog`]).
+fn catalog_query(query: &datafusion::sql::sqlparser::ast::Query) -> Option<Vec<String>> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if select.from.is_empty() {
+        return None;
+    }
+    let mut all_catalogs = true;
+    let mut check = |relation: &datafusion::sql::sqlparser::ast::TableFactor| {
+        let datafusion::sql::sqlparser::ast::TableFactor::Table { name, .. } = relation else {
+            all_catalogs = false;
+            return;
+        };
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+            .collect();
+        let catalog = match parts.as_slice() {
+            [table] => CATALOGS.contains(&table.as_str()),
+            [schema, table] => schema == "pg_catalog" && CATALOGS.contains(&table.as_str()),
+            _ => false,
+        };
+        all_catalogs &= catalog;
+    };
+    for table in &select.from {
+        check(&table.relation);
+        for join in &table.joins {
+            check(&join.relation);
+        }
+    }
+    if !all_catalogs {
+        return None;
+    }
+    Some(
+        select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident.value.clone(),
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts
+                    .last()
+                    .map_or_else(|| "?column?".to_string(), |i| i.value.clone()),
+                _ => "?column?".to_string(),
+            })
+            .collect(),
+    )
 }
 
 /// The values of a `SELECT` of session functions only (no `FROM`, no arguments).
@@ -292,6 +372,16 @@ mod tests {
             Some(Local::Functions(_))
         ));
         assert!(local("SELECT 1").is_none());
+        assert!(matches!(
+            local("SELECT typname AS name, oid FROM pg_catalog.pg_type t WHERE t.oid = 1"),
+            Some(Local::EmptyCatalog(columns)) if columns == ["name", "oid"]
+        ));
+        assert!(local("SELECT * FROM pg_type JOIN t ON true").is_none());
+        assert!(matches!(local("SAVEPOINT s1"), Some(Local::Savepoint(n)) if n == "s1"));
+        assert!(
+            matches!(local("ROLLBACK TO SAVEPOINT s1"), Some(Local::RollbackTo(n)) if n == "s1")
+        );
+        assert!(matches!(local("RELEASE SAVEPOINT s1"), Some(Local::Release(n)) if n == "s1"));
         assert!(local("SELECT version() FROM t").is_none());
     }
 }

@@ -272,6 +272,7 @@ pub fn local_schema(local: &Local) -> SchemaRef {
         Local::Show(Some(name)) => vec![name.replace(' ', "_")],
         Local::Show(None) => vec!["name".into(), "setting".into()],
         Local::Functions(values) => values.iter().map(|(c, _)| c.clone()).collect(),
+        Local::EmptyCatalog(columns) => columns.clone(),
         _ => Vec::new(),
     };
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
@@ -418,7 +419,10 @@ impl Backend {
     {
         if let Some(block) = session.block()
             && block.failed
-            && !matches!(local, Local::Commit | Local::Rollback)
+            && !matches!(
+                local,
+                Local::Commit | Local::Rollback | Local::RollbackTo(_) | Local::Release(_)
+            )
         {
             return Err(sqlstate::error(
                 "25P02",
@@ -504,6 +508,23 @@ impl Backend {
                 } else {
                     "DEALLOCATE ALL"
                 })
+            }
+            Local::Savepoint(name) => {
+                session.savepoint(name)?;
+                done("SAVEPOINT")
+            }
+            Local::Release(name) => {
+                session.release(&name)?;
+                done("RELEASE")
+            }
+            Local::RollbackTo(name) => {
+                session.rollback_to(&name)?;
+                done("ROLLBACK")
+            }
+            Local::EmptyCatalog(columns) => {
+                let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                let (schema, batch) = text_rows(&names, Vec::new())?;
+                rows_response(&schema, &[batch], format)
             }
             Local::Discard => {
                 session.discard();

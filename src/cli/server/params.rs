@@ -98,11 +98,13 @@ pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
         });
     }
     if let Some(local) = super::commands::classify(&statement.ast, "")? {
-        // `SELECT version()` and the like.
+        // `SELECT version()`, catalog probes and the like: parameters are text.
+        let mut ast = statement.ast.clone();
+        let count = placeholder_count(&mut ast);
         return Ok(Prepared {
             schema: super::handler::local_schema(&local),
             statement,
-            parameter_types: Vec::new(),
+            parameter_types: vec![Type::TEXT; count],
         });
     }
     let mut ast = statement.ast.clone();

@@ -69,6 +69,8 @@ pub struct Block {
 pub struct Session {
     settings: Mutex<BTreeMap<String, String>>,
     block: Mutex<Option<Block>>,
+    /// The savepoints of the open block, each with the block as it was when it was set.
+    savepoints: Mutex<Vec<(String, Block)>>,
     running: Mutex<Option<Interrupt>>,
     prepared: Mutex<HashMap<String, DfStatement>>,
     default_timeout: Duration,
@@ -90,6 +92,7 @@ impl Session {
         let session = Self {
             settings: Mutex::new(BTreeMap::new()),
             block: Mutex::new(None),
+            savepoints: Mutex::new(Vec::new()),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             default_timeout,
@@ -235,7 +238,54 @@ impl Session {
 
     /// Ends the block; returns it.
     pub fn end(&self) -> Option<Block> {
+        lock(&self.savepoints).clear();
         lock(&self.block).take()
+    }
+
+    /// `SAVEPOINT name` (only inside a block, as in PostgreSQL).
+    pub fn savepoint(&self, name: String) -> PgWireResult<()> {
+        let Some(block) = self.block() else {
+            return Err(sqlstate::error(
+                "25P01",
+                "SAVEPOINT can only be used in transaction blocks",
+            ));
+        };
+        lock(&self.savepoints).push((name, block));
+        Ok(())
+    }
+
+    /// `RELEASE name`: forgets it and the savepoints set after it.
+    pub fn release(&self, name: &str) -> PgWireResult<()> {
+        let mut savepoints = lock(&self.savepoints);
+        let at = savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| missing_savepoint(name))?;
+        savepoints.truncate(at);
+        Ok(())
+    }
+
+    /// `ROLLBACK TO name`: the block as it was at the savepoint, if no write was applied
+    /// since (an applied write cannot be undone: that is an error saying so).
+    pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
+        let savepoints = lock(&self.savepoints);
+        let (_, then) = savepoints
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| missing_savepoint(name))?;
+        let mut block = lock(&self.block);
+        let now = block.get_or_insert_with(Block::default);
+        if now.wrote && !then.wrote {
+            now.failed = true;
+            return Err(sqlstate::error(
+                "25000",
+                "ROLLBACK TO SAVEPOINT cannot undo the write applied since the savepoint \
+                 (OmenDB applies each write statement when it runs); the write stays",
+            ));
+        }
+        *now = *then;
+        Ok(())
     }
 
     /// Records what a statement did inside the open block (no-op outside a block).
@@ -345,6 +395,10 @@ fn unrecognized(name: &str) -> PgWireError {
         "42704",
         format!("unrecognized configuration parameter \"{name}\""),
     )
+}
+
+fn missing_savepoint(name: &str) -> PgWireError {
+    sqlstate::error("3B001", format!("savepoint \"{name}\" does not exist"))
 }
 
 fn missing_prepared(name: &str) -> PgWireError {

@@ -32,8 +32,8 @@ use crate::table_cache::{self, CatalogStamp};
 pub const SCAN_CHUNK: usize = 4096;
 
 /// Stack of each SQL thread: room for expressions nested `SqlLimits::max_expression_depth`
-/// deep (evaluating one level takes a few hundred bytes).
-const SQL_THREAD_STACK: usize = 16 << 20;
+/// deep (see `limits::PLAN_STACK`; only the pages touched are committed).
+const SQL_THREAD_STACK: usize = 64 << 20;
 
 /// Options of [`Db::open`].
 #[derive(Clone, Debug)]

@@ -38,6 +38,17 @@ const RED_ZONE: usize = 1 << 20;
 /// (a level of nesting takes at least two bytes of text and well under 512 bytes of stack).
 const STACK_PER_BYTE: usize = 256;
 
+/// Stack a statement within the limits may need to be planned and run: a level of nesting
+/// costs DataFusion's planner and evaluator a few KiB (a 1000-deep sum overflowed a 2 MiB
+/// thread), so 1024 levels fit in 32 MiB with room to spare.
+const PLAN_STACK: usize = 32 << 20;
+
+/// Runs `work` with at least [`PLAN_STACK`] of stack: on the calling thread when it has that
+/// much left (the server's threads do), else on a stack allocated for the call.
+pub(crate) fn with_plan_stack<T>(work: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(PLAN_STACK, 2 * PLAN_STACK, work)
+}
+
 /// The limits of one SQL statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SqlLimits {

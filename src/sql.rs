@@ -218,10 +218,13 @@ impl Iterator for QueryStream<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let stream = self.stream.as_mut()?;
-        let next = self.db.runtime.block_on(
-            self.interrupt
-                .run(async { Ok::<_, crate::Error>(omen_sql::next_batch(stream).await) }),
-        );
+        let (runtime, interrupt) = (&self.db.runtime, &self.interrupt);
+        // The plan's last operators run on this thread.
+        let next = crate::limits::with_plan_stack(|| {
+            runtime.block_on(
+                interrupt.run(async { Ok::<_, crate::Error>(omen_sql::next_batch(stream).await) }),
+            )
+        });
         let item = match next {
             Ok(Some(Ok(batch))) => return Some(Ok(batch)),
             Ok(None) => None,
@@ -370,9 +373,11 @@ impl Db {
     /// [`Db::sql_stream`], cancelled when `interrupt` is given: the next batch is then
     /// `Err(Error::Cancelled)` and the stream ends.
     pub fn sql_stream_with(&self, query: &str, interrupt: &Interrupt) -> Result<QueryStream<'_>> {
-        self.retry_moved(|| {
-            let session = self.sql_session()?;
-            self.stream_in(session, query, interrupt)
+        crate::limits::with_plan_stack(|| {
+            self.retry_moved(|| {
+                let session = self.sql_session()?;
+                self.stream_in(session, query, interrupt)
+            })
         })
     }
 

@@ -77,6 +77,10 @@ impl Db {
     /// it runs to the end and reports what it applied. In a script, the statements before the
     /// cancelled one stay applied.
     pub fn sql_with(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
+        crate::limits::with_plan_stack(|| self.sql_in(text, interrupt))
+    }
+
+    fn sql_in(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
         let statements = crate::limits::parse_sql(text, &self.sql_limits)?;
         if statements.is_empty() {
             return Err(unsupported("an empty statement: write a SQL statement"));

@@ -1,5 +1,5 @@
-//! Fuzzers against a live `omendb serve`: seeded, in the normal suite (a few thousand
-//! statements and a few hundred malformed logins); `OMENDB_FUZZ_STATEMENTS` and
+//! Fuzzers against a live `omendb serve`: seeded, in the normal suite (1500 statements and
+//! 300 malformed logins); statements a client cannot send (with a NUL) are not generated; `OMENDB_FUZZ_STATEMENTS` and
 //! `OMENDB_FUZZ_LOGINS` ask for longer runs. The properties: the server never dies, a
 //! second connection stays responsive throughout, and every statement ends with a response
 //! (rows or an error with a SQLSTATE, never a dropped connection).
@@ -81,7 +81,6 @@ const FRAGMENTS: &[&str] = &[
     "1e308",
     "1e400",
     "0.0",
-    "'\u{0}'",
     "'é'",
     "$1",
     "::BIGINT",
@@ -101,9 +100,9 @@ const FRAGMENTS: &[&str] = &[
 
 /// One generated statement: a seed mutated, or a deep or huge one.
 fn statement(rng: &mut StdRng) -> String {
-    match rng.random_range(0..10) {
+    match rng.random_range(0..20) {
         0 => {
-            let depth = rng.random_range(1..5000);
+            let depth = rng.random_range(1..3000);
             let term = FRAGMENTS[rng.random_range(0..FRAGMENTS.len())];
             format!(
                 "SELECT {}",
@@ -147,7 +146,7 @@ fn statement(rng: &mut StdRng) -> String {
 fn generated_statements_all_get_a_response_and_the_server_stays_up() {
     let dir = TempDir::new("fuzz-sql");
     let server = Server::start(dir.path(), &[]);
-    let count = count_from_env("OMENDB_FUZZ_STATEMENTS", 2000);
+    let count = count_from_env("OMENDB_FUZZ_STATEMENTS", 1500);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -145,6 +145,10 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("omendb-serve")
+        // Statements are planned on these threads: room for the deepest one SqlLimits
+        // accepts, so that Db::sql need not allocate a stack per statement (only the pages
+        // touched are committed).
+        .thread_stack_size(64 << 20)
         .enable_all()
         .build()
         .map_err(|e| CliError::io("start the server runtime", e))?;

@@ -111,6 +111,7 @@ fn db_options(threads: usize) -> DbOptions {
         },
         throttle_timeout: Duration::from_secs(600),
         sql_threads: threads,
+        ..DbOptions::default()
     }
 }
 

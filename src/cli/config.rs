@@ -12,6 +12,7 @@
 //! max_connections = 64
 //! metrics_listen = "127.0.0.1:9187"   # Prometheus `GET /metrics` (off when absent)
 //! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
+//! query_memory_mb = 2048             # memory of one query's sorts, aggregations and joins
 //! login_timeout_ms = 10000            # time a client has to log in
 //! max_pending_logins = 64             # connections logging in at once (besides sessions)
 //! ```
@@ -65,6 +66,9 @@ pub struct ServerConfig {
     /// The default `statement_timeout` of each session, in milliseconds (0 or absent: none;
     /// a session may `SET statement_timeout`).
     pub statement_timeout_ms: Option<u64>,
+    /// Memory each query's operators may use, in MiB (default 2048); sorts and aggregations
+    /// spill to disk beyond it, other operators fail with `53200`.
+    pub query_memory_mb: Option<usize>,
     /// How long a connection may take to log in, in milliseconds (default 10 s).
     pub login_timeout_ms: Option<u64>,
     /// Connections that may be logging in at once, besides the logged-in sessions (default

@@ -140,7 +140,11 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
             .unwrap_or_default();
         tracing::error!(%location, "a connection failed on a bug: {message}");
     }));
-    let db = Arc::new(Db::open(&dir, DbOptions::default())?);
+    let mut options = DbOptions::default();
+    if let Some(mb) = config.server.query_memory_mb {
+        options.sql_memory_limit = mb.max(1).saturating_mul(1 << 20);
+    }
+    let db = Arc::new(Db::open(&dir, options)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -202,9 +202,15 @@ pub struct QueryStream<'a> {
     /// `None` once the stream ended or failed.
     stream: Option<datafusion::execution::SendableRecordBatchStream>,
     interrupt: Interrupt,
+    routes: RouteLog,
 }
 
 impl QueryStream<'_> {
+    /// How each table scan of the query is served (known once the stream exists).
+    pub fn routes(&self) -> Vec<omen_sql::Route> {
+        self.routes.routes()
+    }
+
     /// The columns of every batch.
     pub fn schema(&self) -> SchemaRef {
         self.stream
@@ -387,7 +393,9 @@ impl Db {
         query: &str,
         interrupt: &Interrupt,
     ) -> Result<QueryStream<'_>> {
-        let context = session.context;
+        let SqlSession {
+            context, routes, ..
+        } = session;
         let mut statements = crate::limits::parse_sql(query, &self.sql_limits)?;
         let (Some(statement), None) = (statements.pop_front(), statements.pop_front()) else {
             return Err(crate::Error::Unsupported(
@@ -417,6 +425,7 @@ impl Db {
             db: self,
             stream: Some(stream),
             interrupt: interrupt.clone(),
+            routes,
         })
     }
 

@@ -138,7 +138,10 @@ async fn stream_query(
             let _ = schema_tx.send(Err(error));
         }
         Ok(stream) => {
-            if schema_tx.send(Ok(stream.schema())).is_err() {
+            if schema_tx
+                .send(Ok((stream.schema(), stream.routes())))
+                .is_err()
+            {
                 return;
             }
             for batch in stream {
@@ -156,8 +159,8 @@ async fn stream_query(
             signal.interrupt(CancelReason::StatementTimeout);
         })
     });
-    let schema = match schema_rx.await {
-        Ok(Ok(schema)) => schema,
+    let (schema, routes) = match schema_rx.await {
+        Ok(Ok(found)) => found,
         Ok(Err(error)) => {
             metrics.statement(started.elapsed(), false, &[]);
             return Err(sqlstate::from_db(&error));
@@ -186,6 +189,7 @@ async fn stream_query(
         ),
         move |(mut rx, fields, mut pending, mut finish)| {
             let metrics = Arc::clone(&metrics);
+            let routes = routes.clone();
             async move {
                 loop {
                     if let Some(row) = pending.pop_front() {
@@ -212,7 +216,7 @@ async fn stream_query(
                             ));
                         }
                         None => {
-                            metrics.statement(started.elapsed(), true, &[]);
+                            metrics.statement(started.elapsed(), true, &routes);
                             if let Some((mut running, timer)) = finish.take() {
                                 running.disarm();
                                 timer.inspect(tokio::task::AbortHandle::abort);

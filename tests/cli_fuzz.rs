@@ -12,25 +12,9 @@ mod cli_support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use cli_support::{PASSWORD, Server, TempDir};
+use cli_support::{Server, TempDir, connect};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(port: u16) -> Client {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("omendb")
-        .password(PASSWORD)
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 fn count_from_env(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -12,28 +12,12 @@ mod cli_support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use cli_support::{PASSWORD, Server, TempDir};
+use cli_support::{PASSWORD, Server, TempDir, connect};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// A query that runs for hours unless stopped.
 const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 100000000000)";
-
-async fn connect(port: u16) -> Client {
-    let (client, connection) = tokio_postgres::Config::new()
-        .host("127.0.0.1")
-        .port(port)
-        .user("omendb")
-        .password(PASSWORD)
-        .dbname("omendb")
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

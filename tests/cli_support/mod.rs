@@ -12,6 +12,24 @@ pub const OMENDB: &str = env!("CARGO_BIN_EXE_omendb");
 /// The password the test servers require.
 pub const PASSWORD: &str = "s3cret pw";
 
+/// A tokio-postgres client logged in to the test server on `port`, its connection driven by
+/// a task of the current runtime.
+pub async fn connect(port: u16) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user("omendb")
+        .password(PASSWORD)
+        .dbname("omendb")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

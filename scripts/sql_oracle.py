@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs SQL in DuckDB, the oracle of tests/sql_differential.rs.
+"""Runs SQL in DuckDB, the oracle of omendb/tests/sql_differential.rs.
 
 Reads JSON from stdin: {"setup": [statement, ...], "queries": [query, ...]}. Runs the setup
 statements in order on an in-memory database, then each query, and prints JSON: a list with,

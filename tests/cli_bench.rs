@@ -1,8 +1,8 @@
 //! `omendb bench` runs the separate `omen-bench` binary; without it, it says how to build it.
 
-mod common;
+mod cli_support;
 
-use common::TempDir;
+use cli_support::TempDir;
 
 #[test]
 fn bench_without_the_benchmark_binary_says_how_to_build_it() {

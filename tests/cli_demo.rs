@@ -2,7 +2,6 @@
 //! latencies and the tier statistics, and its summary confirms analytics saw every write.
 
 // The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

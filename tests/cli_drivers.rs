@@ -4,7 +4,6 @@
 //! followed by a good query, NULLs and every type, asserting every result
 //! (`tests/drivers/`). The clients come from `scripts/install-test-deps.sh`.
 
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

@@ -4,7 +4,6 @@
 //! clean shutdown on SIGTERM that keeps every acknowledged write.
 
 // The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

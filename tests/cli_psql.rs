@@ -6,7 +6,6 @@
 //! Needs `psql` (`scripts/install-test-deps.sh` installs postgresql-client).
 
 // The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

@@ -4,7 +4,6 @@
 //! integer overflow in stored data, transaction blocks, the session statements drivers send
 //! on connect, malformed and slow logins.
 
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;
@@ -328,6 +327,19 @@ fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
             .await
             .unwrap_err();
         assert_eq!(code(&error), "0A000", "{error}");
+        let error = client.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(code(&error), "25P02");
+        client.batch_execute("ROLLBACK").await.unwrap();
+        // A query that fails after its first rows were streamed fails its block too.
+        client.batch_execute("BEGIN").await.unwrap();
+        let error = client
+            .query(
+                "SELECT 10 / (v - 30000) FROM generate_series(1, 40000) AS s(v)",
+                &[],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "22012", "{error}");
         let error = client.simple_query("SELECT 1").await.unwrap_err();
         assert_eq!(code(&error), "25P02");
         client.batch_execute("ROLLBACK").await.unwrap();

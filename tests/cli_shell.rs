@@ -3,7 +3,6 @@
 //! without stopping the script; and an interactive session in a pseudo-terminal.
 
 // The binary exists only with the `cli` feature (`cargo test --no-default-features` skips this).
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used)]
 
 mod cli_support;

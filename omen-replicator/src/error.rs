@@ -121,13 +121,18 @@ pub enum ReplicatorError {
     #[error("replicator: no table {0:?}")]
     NoTable(String),
 
-    /// The replicator stopped after an earlier failure (its message) or was shut down.
-    #[error("replicator stopped: {0}")]
-    Stopped(String),
+    /// The replicator stopped after an earlier failure (its source) or, without one, was
+    /// shut down.
+    #[error("replicator stopped: {}", stopped_cause(.0.as_deref()))]
+    Stopped(#[source] Option<std::sync::Arc<ReplicatorError>>),
 
     /// Waiting for the replicator timed out.
     #[error("replicator: timed out waiting for LSN {0} to be read")]
     Timeout(u64),
+}
+
+fn stopped_cause(cause: Option<&ReplicatorError>) -> String {
+    cause.map_or_else(|| "shut down".to_string(), ToString::to_string)
 }
 
 impl ReplicatorError {

@@ -175,8 +175,9 @@ struct State {
     tables: BTreeMap<String, LiveTable>,
     /// Last WAL LSN applied to the buffers.
     read_lsn: u64,
-    /// Why replication stopped, if it did.
-    failure: Option<String>,
+    /// Why replication stopped, if it did (shared: every later caller gets it as the
+    /// source of its `Stopped`).
+    failure: Option<Arc<ReplicatorError>>,
     /// Files replaced by compaction or dropped, deleted once no snapshot can read them.
     obsolete: Vec<(u64, Vec<PathBuf>)>,
     /// Manifests replaced so far that a snapshot may still hold, by generation.
@@ -202,11 +203,11 @@ enum Msg {
     /// batch it finds, so a token that does not fit in the channel is not needed).
     Sealed,
     /// Write everything sealed so far, commit the manifest, then answer.
-    Barrier(Sender<Result<(), String>>),
+    Barrier(Sender<Result<(), Arc<ReplicatorError>>>),
     /// Commit the manifest (after a schema change).
     Commit,
     /// Verify every file and rebuild damaged ones, then answer.
-    Repair(Sender<Result<crate::repair::RepairReport, String>>),
+    Repair(Sender<Result<crate::repair::RepairReport, Arc<ReplicatorError>>>),
 }
 
 struct Shared {
@@ -259,9 +260,14 @@ impl Shared {
         self.tail_wake.notify_all();
     }
 
-    fn fail(&self, error: &ReplicatorError) {
+    fn fail(&self, error: ReplicatorError) {
+        // A writer that answered its waiters with the failure returns it as `Stopped`.
+        let cause = match error {
+            ReplicatorError::Stopped(Some(cause)) => cause,
+            error => Arc::new(error),
+        };
         let mut state = self.lock();
-        state.failure.get_or_insert_with(|| error.to_string());
+        state.failure.get_or_insert(cause);
         drop(state);
         self.progress.notify_all();
     }
@@ -419,7 +425,7 @@ impl WalReplicator {
                 .name("omen-replicator-tail".into())
                 .spawn(move || {
                     if let Err(error) = tail_loop(&shared, reader, &sender) {
-                        shared.fail(&error);
+                        shared.fail(error);
                     }
                 })
                 .map_err(|e| ReplicatorError::io("start thread", PathBuf::new(), e))?
@@ -432,7 +438,7 @@ impl WalReplicator {
                     // Stopping stores what was published (a restart then resumes after it).
                     let run = writer_loop(&shared, &receiver);
                     if let Err(error) = run.and_then(|()| store_manifest(&shared, true)) {
-                        shared.fail(&error);
+                        shared.fail(error);
                     }
                 })
                 .map_err(|e| ReplicatorError::io("start thread", PathBuf::new(), e))?
@@ -446,7 +452,7 @@ impl WalReplicator {
 
     fn check_running(&self, state: &State) -> Result<()> {
         match &state.failure {
-            Some(failure) => Err(ReplicatorError::Stopped(failure.clone())),
+            Some(failure) => Err(ReplicatorError::Stopped(Some(Arc::clone(failure)))),
             None => Ok(()),
         }
     }
@@ -492,11 +498,14 @@ impl WalReplicator {
 
     /// Waits for the writer's answer, raising the threads' priority meanwhile (an idle
     /// writer thread on busy cores would never answer).
-    fn await_writer<T>(&self, done: &Receiver<std::result::Result<T, String>>) -> Result<T> {
+    fn await_writer<T>(
+        &self,
+        done: &Receiver<std::result::Result<T, Arc<ReplicatorError>>>,
+    ) -> Result<T> {
         let (started, mut boost) = (Instant::now(), None);
         loop {
             match done.recv_timeout(BOOST_AFTER) {
-                Ok(result) => return result.map_err(ReplicatorError::Stopped),
+                Ok(result) => return result.map_err(|cause| ReplicatorError::Stopped(Some(cause))),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     self.shared.boost_if_starved(&mut boost, started);
                 }
@@ -513,7 +522,7 @@ impl WalReplicator {
 
     fn stopped(&self) -> ReplicatorError {
         let state = self.shared.lock();
-        ReplicatorError::Stopped(state.failure.clone().unwrap_or_else(|| "shut down".into()))
+        ReplicatorError::Stopped(state.failure.clone())
     }
 
     /// A consistent view of `table` at `lsn` (waits for the tail to read that far). With the
@@ -633,7 +642,7 @@ impl WalReplicator {
             files_written: shared.files_written.load(Ordering::Relaxed),
             bytes_written: shared.bytes_written.load(Ordering::Relaxed),
             files: state.manifest.tables.values().map(|t| t.files.len()).sum(),
-            failure: state.failure.clone(),
+            failure: state.failure.as_ref().map(ToString::to_string),
         }
     }
 
@@ -1018,7 +1027,7 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
         let urgent = messages
             .iter()
             .any(|m| matches!(m, Msg::Barrier(_) | Msg::Repair(_)));
-        let written = write_sealed(shared, !urgent);
+        let written = write_sealed(shared, !urgent).map_err(Arc::new);
         let mut acks = Vec::new();
         let mut commit_needed = false;
         for msg in messages {
@@ -1033,8 +1042,8 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
                     let result = match &written {
                         Ok(()) => crate::repair::repair(shared_view(shared), &shared.wal)
                             .and_then(|report| store_manifest(shared, true).map(|()| report))
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                            .map_err(Arc::new),
+                        Err(e) => Err(Arc::clone(e)),
                     };
                     let _ = ack.send(result);
                 }
@@ -1042,21 +1051,20 @@ fn writer_loop(shared: &Shared, receiver: &Receiver<Msg>) -> Result<()> {
         }
         let result = written.and_then(|()| {
             if commit_needed {
-                commit(shared)?;
+                commit(shared).map_err(Arc::new)?;
             }
             if acks.is_empty() {
                 Ok(())
             } else {
                 // `flush_now` returns with its rows durable in Parquet.
-                store_manifest(shared, true)
+                store_manifest(shared, true).map_err(Arc::new)
             }
         });
-        let failed = result.as_ref().err().map(ToString::to_string);
         for ack in acks {
-            let _ = ack.send(result.as_ref().map_err(ToString::to_string).copied());
+            let _ = ack.send(result.clone());
         }
-        if let Some(failure) = failed {
-            return Err(ReplicatorError::Stopped(failure));
+        if let Err(failure) = result {
+            return Err(ReplicatorError::Stopped(Some(failure)));
         }
         compact_if_idle(shared)?;
     }

@@ -47,6 +47,10 @@ pub enum KeyLookup {
     Range(Bound<i64>, Bound<i64>),
 }
 
+/// An error of an [`OmenTable`], kept whole so that its caller can downcast it (it reaches
+/// DataFusion as `DataFusionError::External`).
+pub type TableError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A table at a snapshot, as the SQL layer needs it.
 pub trait OmenTable: Send + Sync + Debug {
     /// The Arrow schema of the rows the table returns (the key non-null, other columns
@@ -58,11 +62,11 @@ pub trait OmenTable: Send + Sync + Debug {
 
     /// The rows matching `lookup` from the index, if the index can serve this snapshot
     /// (`None`: a write landed after the snapshot; use [`OmenTable::snapshot_rows`]).
-    fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, String>;
+    fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, TableError>;
 
     /// The table's Parquet files and unflushed rows at the snapshot, for a scan that
     /// resolves versions itself.
-    fn snapshot_source(&self) -> Result<SnapshotSource, String>;
+    fn snapshot_source(&self) -> Result<SnapshotSource, TableError>;
 }
 
 /// Which path served a table scan.
@@ -328,8 +332,8 @@ pub async fn next_batch(
     futures::StreamExt::next(stream).await
 }
 
-fn external(error: String) -> DataFusionError {
-    DataFusionError::External(error.into())
+fn external(error: TableError) -> DataFusionError {
+    DataFusionError::External(error)
 }
 
 #[async_trait]

@@ -121,7 +121,7 @@ const STREAM_BUFFER: usize = 2;
 async fn stream_query(
     db: &Arc<Db>,
     metrics: &Arc<Metrics>,
-    session: &Session,
+    session: &Arc<Session>,
     text: String,
     format: Option<&Format>,
     described: Option<&SchemaRef>,
@@ -178,6 +178,7 @@ async fn stream_query(
         .unwrap_or(schema);
     let fields = Arc::new(encode::fields(&schema, format));
     let metrics = Arc::clone(metrics);
+    let session = Arc::clone(session);
     // Ends the timer and the query with the stream, however it ends.
     let finish = (running, timer.map(|t| t.abort_handle()));
     let rows = stream::unfold(
@@ -188,7 +189,7 @@ async fn stream_query(
             Some(finish),
         ),
         move |(mut rx, fields, mut pending, mut finish)| {
-            let metrics = Arc::clone(&metrics);
+            let (metrics, session) = (Arc::clone(&metrics), Arc::clone(&session));
             let routes = routes.clone();
             async move {
                 loop {
@@ -200,11 +201,15 @@ async fn stream_query(
                         Some(Ok(batch)) => match encode::rows(&[batch], &fields) {
                             Ok(rows) => pending.extend(rows),
                             Err(error) => {
+                                session.note(false, true);
                                 finish = None;
                                 return Some((Err(error), (rx, fields, pending, finish)));
                             }
                         },
                         Some(Err(error)) => {
+                            // Its rows so far were sent; the statement failed all the same,
+                            // and so does the block it ran in.
+                            session.note(false, true);
                             metrics.statement(started.elapsed(), false, &[]);
                             if let Some((mut running, timer)) = finish.take() {
                                 running.disarm();

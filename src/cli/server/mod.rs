@@ -276,6 +276,14 @@ async fn serve(
                     ));
                     session.hold(permit);
                     registry.open(peer, Arc::clone(&session));
+                    // However the connection ends, a panic in the protocol code included (the
+                    // fuzzer found one in pgwire's Bind decoding), its session and slot go.
+                    let _closed = Closed {
+                        session: Arc::clone(&session),
+                        registry: Arc::clone(&registry),
+                        metrics: Arc::clone(&metrics),
+                        peer,
+                    };
                     match watch_disconnect(socket, Arc::clone(&session)) {
                         Ok((socket, watcher)) => {
                             let login_deadline = async {
@@ -298,10 +306,6 @@ async fn serve(
                         }
                         Err(error) => tracing::warn!(%peer, %error, "could not watch the connection"),
                     }
-                    // Whatever still runs for this connection is of no use to anyone.
-                    session.cancel(omendb::CancelReason::UserRequest);
-                    registry.close(peer);
-                    metrics.connection_closed();
                 });
             }
             // Reap finished sessions so the set does not grow.
@@ -336,6 +340,24 @@ async fn serve(
 /// Watches a connection for its client going away while a statement runs (the protocol
 /// loop reads nothing then): a second handle on the socket waits for the peer's close and
 /// cancels the session's running statement. Returns the socket to serve and the watcher.
+/// Ends a connection's session when dropped.
+struct Closed {
+    session: Arc<session::Session>,
+    registry: Arc<session::Sessions>,
+    metrics: Arc<metrics::Metrics>,
+    peer: std::net::SocketAddr,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        // Whatever still runs for this connection is of no use to anyone.
+        self.session.cancel(omendb::CancelReason::UserRequest);
+        self.session.release_slot();
+        self.registry.close(self.peer);
+        self.metrics.connection_closed();
+    }
+}
+
 fn watch_disconnect(
     socket: TcpStream,
     session: Arc<session::Session>,

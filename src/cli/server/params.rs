@@ -15,8 +15,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use chrono::{NaiveDate, NaiveDateTime};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr, SetExpr, Statement as SqlStatement, Value, visit_expressions_mut,
@@ -84,7 +82,7 @@ fn visit(statement: &mut DfStatement, f: &mut dyn FnMut(&mut Expr)) {
 
 /// Plans `statement` against empty copies of the database's tables, giving the parameter
 /// types and the result schema.
-pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
+pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepared> {
     if statement.kind == Kind::Local {
         // Answered by the server itself: no parameters; SHOW returns one text column.
         let schema = match super::commands::classify(&statement.ast, "")? {
@@ -109,36 +107,25 @@ pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
     }
     let mut ast = statement.ast.clone();
     let count = placeholder_count(&mut ast);
-    let context = SessionContext::new();
-    for (name, schema) in db.tables() {
-        let fields: Vec<_> = schema
-            .columns
-            .iter()
-            .map(|c| arrow::datatypes::Field::new(&c.name, c.data_type.to_arrow(), c.nullable))
-            .collect();
-        let table = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])
-            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
-        context
-            .register_table(name.as_str(), Arc::new(table))
-            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
-    }
     // Bad SQL (an unknown table or column, a type error) is reported at Parse, as PostgreSQL
     // does. Schema changes are planned by the database itself (DataFusion does not plan
     // ALTER TABLE): for them a failed plan only means text parameters.
-    let plan = match context
-        .state()
-        .statement_to_plan(statement.ast.clone())
-        .await
-    {
-        Ok(plan) => Some(plan),
+    let described = {
+        let (db, ast) = (Arc::clone(db), statement.ast.clone());
+        tokio::task::spawn_blocking(move || db.describe_sql(&ast))
+            .await
+            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?
+    };
+    let plan = match described {
+        Ok(described) => Some(described),
         Err(error) if !matches!(statement.kind, Kind::Done(_)) => {
-            return Err(sqlstate::from_db(&omendb::Error::Sql(error)));
+            return Err(sqlstate::from_db(&error));
         }
         Err(_) => None,
     };
     let inferred: HashMap<String, Option<arrow::datatypes::DataType>> = plan
         .as_ref()
-        .and_then(|p| p.get_parameter_types().ok())
+        .map(|p| p.parameters.clone())
         .unwrap_or_default();
     let by_column = column_types(db, &statement.ast);
     let parameter_types = (1..=count)
@@ -153,7 +140,7 @@ pub async fn prepare(db: &Db, statement: Statement) -> PgWireResult<Prepared> {
         })
         .collect();
     let schema = match (statement.kind, plan) {
-        (Kind::Rows, Some(plan)) => Arc::new(plan.schema().as_arrow().clone()),
+        (Kind::Rows, Some(plan)) => plan.schema,
         _ => Arc::new(Schema::empty()),
     };
     Ok(Prepared {

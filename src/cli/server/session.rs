@@ -110,6 +110,12 @@ impl Session {
         *lock(&self.slot) = Some(slot);
     }
 
+    /// The connection ended: its slot is free for the next one (statements still finishing
+    /// may hold the session a moment longer).
+    pub fn release_slot(&self) {
+        lock(&self.slot).take();
+    }
+
     /// The client logged in: its login slot is released for `slot`, a session slot.
     pub fn logged_in(&self, slot: OwnedSemaphorePermit) {
         *lock(&self.slot) = Some(slot);

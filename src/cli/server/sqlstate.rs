@@ -51,7 +51,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
         Error::NoSuchTable(_) => "42P01",
         Error::TableExists(_) => "42P07",
         Error::InvalidSchema { .. } => "42P16",
-        Error::BadRow { reason, .. } if reason.contains("NOT NULL") => "23502",
+        Error::NullValue { .. } => "23502",
         Error::BadRow { .. } => "42804",
         Error::DuplicateKey { .. } => "23505",
         Error::Limit {
@@ -65,7 +65,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
         Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,
         Error::Cancelled(omendb::CancelReason::Shutdown) => "57P01",
         Error::Cancelled(_) => QUERY_CANCELED,
-        _ if disk_full(error) => DISK_FULL,
+        _ if error.is_disk_full() => DISK_FULL,
         // Backpressure: the client may retry once the replicator catches up.
         Error::Replicator(ReplicatorError::Behind { .. } | ReplicatorError::Timeout(_)) => "53000",
         // The replicator stopped: writes wait for an operator (see its message).
@@ -75,37 +75,14 @@ pub fn code(error: &omendb::Error) -> &'static str {
     }
 }
 
-/// Whether an operating-system "no space left on device" is among the causes of `error`.
-pub fn disk_full(error: &omendb::Error) -> bool {
-    if let omendb::Error::Wal(omendb::wal::WalError::DiskFull { .. }) = error {
-        return true;
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::StorageFull
-        {
-            return true;
-        }
-        cause = current.source();
-    }
-    false
-}
-
 fn datafusion_code(error: &DataFusionError) -> &'static str {
     match error.find_root() {
         DataFusionError::SQL(..) => SYNTAX_ERROR,
         DataFusionError::NotImplemented(_) => FEATURE_NOT_SUPPORTED,
         DataFusionError::SchemaError(..) => "42703",
-        DataFusionError::Plan(message) => {
-            if message.contains("not found") && message.contains("able") {
-                "42P01"
-            } else if message.contains("field") || message.contains("column") {
-                "42703"
-            } else {
-                "42000"
-            }
-        }
+        // Unknown tables are found before planning (`Error::NoSuchTable`); the rest of
+        // DataFusion's planning errors carry no finer type.
+        DataFusionError::Plan(_) => "42000",
         DataFusionError::ArrowError(error, _) => match error.as_ref() {
             ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
             ArrowError::DivideByZero => "22012",

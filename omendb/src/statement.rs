@@ -97,9 +97,9 @@ impl Db {
         match kind(&statement) {
             Kind::Query => self.retry_moved(|| {
                 let session = self.sql_session()?;
-                let plan = self.runtime.block_on(
-                    interrupt.run(session.context.state().statement_to_plan(statement.clone())),
-                )?;
+                let plan = self
+                    .runtime
+                    .block_on(interrupt.run(session.plan(statement.clone())))?;
                 match plan {
                     LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
                         unsupported("this statement; see docs/sql.md for what OmenDB runs"),
@@ -115,9 +115,9 @@ impl Db {
                 let _writer = self.lock_writer();
                 let session = self.sql_session()?;
                 let lsn = session.lsn;
-                let plan = self.runtime.block_on(
-                    interrupt.run(session.context.state().statement_to_plan(statement)),
-                )?;
+                let plan = self
+                    .runtime
+                    .block_on(interrupt.run(session.plan(statement)))?;
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
                 };
@@ -156,6 +156,7 @@ impl Db {
             return count_result(0, lsn.0);
         }
         let session = self.sql_session()?;
+        // Not `SqlSession::plan`: the table a DDL statement names need not exist.
         let plan = self
             .runtime
             .block_on(session.context.state().statement_to_plan(statement))?;

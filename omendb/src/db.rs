@@ -577,11 +577,16 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
             Some(data_type) => data_type == column.data_type,
         };
         if !fits {
-            let reason = match value {
-                Value::Null => "is NOT NULL".to_string(),
-                other => format!("expects {:?}, got {other:?}", column.data_type),
-            };
-            return Err(bad(&column.name, reason));
+            return Err(match value {
+                Value::Null => Error::NullValue {
+                    table: table.to_string(),
+                    column: column.name.clone(),
+                },
+                other => bad(
+                    &column.name,
+                    format!("expects {:?}, got {other:?}", column.data_type),
+                ),
+            });
         }
     }
     match row.get(schema.key) {

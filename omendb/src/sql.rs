@@ -15,7 +15,7 @@ use omen_replicator::TableSnapshot;
 use omen_replicator::WalReplicator;
 use omen_replicator::change::OP_UPSERT;
 use omen_replicator::change::{DataType, TableSchema, Value};
-use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource};
+use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource, TableError};
 use omen_wal::Lsn;
 
 use crate::db::{Db, QueryResult, Table};
@@ -25,6 +25,7 @@ use crate::row::Row;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
 use omen_sql::{OmenTableProvider, RouteLog};
 
 /// `applied` while a batch is being applied to the in-memory tables.
@@ -44,7 +45,10 @@ pub(crate) fn sql_schema(schema: &TableSchema) -> SchemaRef {
 }
 
 /// Builds a record batch of `rows` (values in column order).
-pub(crate) fn rows_to_batch(schema: &TableSchema, rows: &[Row]) -> Result<RecordBatch, String> {
+pub(crate) fn rows_to_batch(
+    schema: &TableSchema,
+    rows: &[Row],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let arrow_schema = sql_schema(schema);
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.columns.len());
     for (i, column) in schema.columns.iter().enumerate() {
@@ -80,7 +84,7 @@ pub(crate) fn rows_to_batch(schema: &TableSchema, rows: &[Row]) -> Result<Record
             }
         });
     }
-    RecordBatch::try_new(arrow_schema, columns).map_err(|e| e.to_string())
+    RecordBatch::try_new(arrow_schema, columns)
 }
 
 /// One table at one snapshot LSN, for the SQL layer.
@@ -90,19 +94,25 @@ pub(crate) struct SnapshotTable {
     pub(crate) lsn: u64,
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) replicator: Arc<WalReplicator>,
-    /// Refuse a snapshot that compaction may have thinned (see [`SNAPSHOT_MOVED`]).
+    /// Refuse a snapshot that compaction may have thinned (see [`SnapshotMoved`]).
     pub(crate) strict: bool,
 }
 
-/// The error text of a scan that finds a Parquet file holding writes above its snapshot.
+/// The error of a scan that finds a Parquet file holding writes above its snapshot.
 ///
 /// Compaction keeps only each key's latest version, so such a file may have dropped a
 /// version the snapshot needs (written at or below the snapshot, replaced above it; the
 /// file's LSN range only covers the versions it kept). Files hold only applied writes
 /// except in the instant between a write's WAL append and its apply, so the query retries
 /// with a fresh snapshot ([`Db::retry_moved`]).
-pub(crate) const SNAPSHOT_MOVED: &str =
-    "omendb: a Parquet file spans the query's snapshot; retry with a fresh snapshot";
+#[derive(Debug, thiserror::Error)]
+#[error("a Parquet file spans the query's snapshot (compacted meanwhile); run the query again")]
+pub(crate) struct SnapshotMoved;
+
+/// Whether `error` was caused by [`SnapshotMoved`] (it reaches us through DataFusion).
+fn snapshot_moved(error: &crate::Error) -> bool {
+    crate::error::find_cause::<SnapshotMoved>(error).is_some()
+}
 
 impl std::fmt::Debug for SnapshotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +132,7 @@ impl OmenTable for SnapshotTable {
         self.table.schema.key
     }
 
-    fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, String> {
+    fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, TableError> {
         // A sequence check: the index serves the query only if no batch was applied after
         // the snapshot, before or during the lookup.
         if self.applied.load(Ordering::SeqCst) != self.lsn {
@@ -143,25 +153,22 @@ impl OmenTable for SnapshotTable {
                     .collect()
             }
         };
-        let rows = rows.map_err(|e| e.to_string())?;
+        let rows = rows?;
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }
-        rows_to_batch(&self.table.schema, &rows).map(Some)
+        Ok(Some(rows_to_batch(&self.table.schema, &rows)?))
     }
 
-    fn snapshot_source(&self) -> Result<SnapshotSource, String> {
-        let snapshot = self
-            .replicator
-            .snapshot(&self.name, Lsn(self.lsn))
-            .map_err(|e| e.to_string())?;
+    fn snapshot_source(&self) -> Result<SnapshotSource, TableError> {
+        let snapshot = self.replicator.snapshot(&self.name, Lsn(self.lsn))?;
         if self.strict
             && snapshot
                 .files
                 .iter()
                 .any(|(_, meta)| meta.max_lsn > self.lsn)
         {
-            return Err(SNAPSHOT_MOVED.to_string());
+            return Err(Box::new(SnapshotMoved));
         }
         Ok(snapshot_source(snapshot))
     }
@@ -242,11 +249,37 @@ impl Iterator for QueryStream<'_> {
     }
 }
 
+/// A statement's placeholders and result columns ([`Db::describe_sql`]).
+#[derive(Clone, Debug)]
+pub struct SqlDescription {
+    /// The inferred type of each placeholder (`$1`, ...), `None` where planning cannot tell.
+    pub parameters: std::collections::HashMap<String, Option<arrow::datatypes::DataType>>,
+    /// The columns of the rows the statement returns (empty for a write's plan input).
+    pub schema: SchemaRef,
+}
+
 /// A DataFusion session over every table at one snapshot LSN, and the routes its scans take.
 pub(crate) struct SqlSession {
     pub(crate) context: SessionContext,
     pub(crate) lsn: u64,
     pub(crate) routes: RouteLog,
+}
+
+impl SqlSession {
+    /// Plans `statement` in this session. A table it names that does not exist fails as
+    /// [`Error::NoSuchTable`](crate::Error::NoSuchTable), typed (DataFusion says so only in
+    /// a message).
+    pub(crate) async fn plan(&self, statement: DfStatement) -> Result<LogicalPlan> {
+        let state = self.context.state();
+        for reference in state.resolve_table_references(&statement)? {
+            let function = reference.schema().is_none()
+                && state.table_functions().contains_key(reference.table());
+            if !function && !self.context.table_exist(reference.clone())? {
+                return Err(crate::Error::NoSuchTable(reference.to_string()));
+            }
+        }
+        Ok(state.statement_to_plan(statement).await?)
+    }
 }
 
 impl Db {
@@ -261,18 +294,18 @@ impl Db {
         self.sql_session_at(lsn, true)
     }
 
-    /// Runs `attempt` again (up to a few times) while it fails with [`SNAPSHOT_MOVED`].
+    /// Runs `attempt` again (up to a few times) while it fails with [`SnapshotMoved`].
     pub(crate) fn retry_moved<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
         for _ in 0..16 {
             match attempt() {
-                Err(e) if e.to_string().contains(SNAPSHOT_MOVED) => std::thread::yield_now(),
+                Err(e) if snapshot_moved(&e) => std::thread::yield_now(),
                 done => return done,
             }
         }
         attempt()
     }
 
-    /// A session over every table at snapshot `lsn` (`strict`: see [`SNAPSHOT_MOVED`]).
+    /// A session over every table at snapshot `lsn` (`strict`: see [`SnapshotMoved`]).
     fn sql_session_at(&self, lsn: u64, strict: bool) -> Result<SqlSession> {
         let routes = RouteLog::default();
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
@@ -387,15 +420,28 @@ impl Db {
         })
     }
 
+    /// What `statement` takes and returns, without running it (the PostgreSQL protocol's
+    /// Parse and Describe): the types DataFusion infers for its `$n` placeholders, by name
+    /// (`None`: not inferred), and the columns of its rows. A table it names that does not
+    /// exist is [`Error::NoSuchTable`](crate::Error::NoSuchTable).
+    pub fn describe_sql(&self, statement: &DfStatement) -> Result<SqlDescription> {
+        crate::limits::with_plan_stack(|| {
+            let session = self.sql_session()?;
+            let plan = self.runtime.block_on(session.plan(statement.clone()))?;
+            let parameters = plan.get_parameter_types()?;
+            Ok(SqlDescription {
+                parameters,
+                schema: Arc::new(plan.schema().as_arrow().clone()),
+            })
+        })
+    }
+
     fn stream_in(
         &self,
         session: SqlSession,
         query: &str,
         interrupt: &Interrupt,
     ) -> Result<QueryStream<'_>> {
-        let SqlSession {
-            context, routes, ..
-        } = session;
         let mut statements = crate::limits::parse_sql(query, &self.sql_limits)?;
         let (Some(statement), None) = (statements.pop_front(), statements.pop_front()) else {
             return Err(crate::Error::Unsupported(
@@ -403,7 +449,7 @@ impl Db {
             ));
         };
         let stream = self.runtime.block_on(interrupt.run(async {
-            let plan = context.state().statement_to_plan(statement).await?;
+            let plan = session.plan(statement).await?;
             if matches!(
                 plan,
                 LogicalPlan::Ddl(_)
@@ -411,21 +457,18 @@ impl Db {
                     | LogicalPlan::Copy(_)
                     | LogicalPlan::Statement(_)
             ) {
-                return Err(datafusion::error::DataFusionError::Plan(
+                return Err(crate::Error::Unsupported(
                     "Db::sql_stream runs queries only; run statements with Db::sql".into(),
                 ));
             }
-            context
-                .execute_logical_plan(plan)
-                .await?
-                .execute_stream()
-                .await
+            let frame = session.context.execute_logical_plan(plan).await?;
+            Ok(frame.execute_stream().await?)
         }))?;
         Ok(QueryStream {
             db: self,
             stream: Some(stream),
             interrupt: interrupt.clone(),
-            routes,
+            routes: session.routes,
         })
     }
 
@@ -495,7 +538,7 @@ mod tests {
                 .collect()
         };
         match count(true) {
-            Err(e) => assert!(e.to_string().contains(SNAPSHOT_MOVED), "{e}"),
+            Err(e) => assert!(snapshot_moved(&e), "{e}"),
             Ok(batches) => panic!("a thinned snapshot was served: {batches:?}"),
         }
         // What a lax reader sees: the version at `first` is gone.

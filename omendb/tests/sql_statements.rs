@@ -124,7 +124,10 @@ fn create_insert_update_delete_round_trip_and_replay() {
     );
     run(&db, "DROP TABLE copy");
     run(&db, "DROP TABLE IF EXISTS copy");
-    assert!(matches!(db.sql("SELECT * FROM copy"), Err(Error::Sql(_))));
+    assert!(matches!(
+        db.sql("SELECT * FROM copy"),
+        Err(Error::NoSuchTable(_))
+    ));
     assert_eq!(db.tables().len(), 1);
 }
 

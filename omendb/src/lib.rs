@@ -58,7 +58,7 @@ pub use limits::{
 pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};
 pub use row::{Row, RowBuf, RowBufValues, RowRef};
-pub use sql::QueryStream;
+pub use sql::{QueryStream, SqlDescription};
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).
 pub use arrow;

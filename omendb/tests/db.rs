@@ -128,12 +128,12 @@ fn a_bad_batch_applies_nothing_and_says_why() {
     );
     let mut null = WriteBatch::new();
     null.insert("accounts", vec![Value::Int64(3), Value::Null, Value::Null]);
+    let error = db.write(&null).expect_err("null");
     assert!(
-        db.write(&null)
-            .expect_err("null")
-            .to_string()
-            .contains("NOT NULL")
+        matches!(&error, Error::NullValue { column, .. } if column == "owner"),
+        "{error}"
     );
+    assert!(error.to_string().contains("NOT NULL"), "{error}");
     let mut short = WriteBatch::new();
     short.insert("accounts", vec![Value::Int64(3)]);
     assert!(matches!(db.write(&short), Err(Error::BadRow { .. })));

@@ -15,7 +15,7 @@ pub enum Error {
     /// A SQL statement failed: bad syntax, unknown tables or columns, type errors. The
     /// database is unaffected.
     #[error("SQL error: {0}")]
-    Sql(#[from] datafusion::error::DataFusionError),
+    Sql(#[source] datafusion::error::DataFusionError),
 
     /// A SQL statement OmenDB does not run (yet); the message says what to use instead.
     #[error("not supported: {0}")]
@@ -57,6 +57,18 @@ pub enum Error {
         column: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// A row leaves a NOT NULL column empty; nothing of the batch was applied.
+    #[error(
+        "table {table:?}, column {column:?} is NOT NULL and the row gives it no value; nothing \
+         of the batch was applied"
+    )]
+    NullValue {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
     },
 
     /// An insert hit an existing key; nothing of the batch was applied.
@@ -113,6 +125,51 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    /// Our own errors and the replicator's come back out of DataFusion as they went in (a
+    /// table provider hands them to DataFusion as `External`), so they keep their type.
+    fn from(error: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError;
+        match error {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(inner) => match inner.downcast::<omen_replicator::ReplicatorError>() {
+                    Ok(replicator) => Error::Replicator(*replicator),
+                    Err(inner) => Error::Sql(DataFusionError::External(inner)),
+                },
+            },
+            other => Error::Sql(other),
+        }
+    }
+}
+
+impl Error {
+    /// Whether the operating system's "no space left on device" is among the causes: writes
+    /// are refused until space is freed (see [`crate::Db::write`]); reads go on.
+    pub fn is_disk_full(&self) -> bool {
+        if let Error::Wal(omen_wal::WalError::DiskFull { .. }) = self {
+            return true;
+        }
+        find_cause::<std::io::Error>(self)
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    }
+}
+
+/// The first error of type `T` in the chain of `error` and its sources (DataFusion passes our
+/// errors through as `External` sources).
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(found) = current.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// Which limit of [`crate::SqlLimits`] a statement exceeds.

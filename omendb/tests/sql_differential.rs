@@ -261,7 +261,7 @@ fn duckdb_answers(setup: &[String]) -> Vec<Vec<Vec<String>>> {
         "setup": setup,
         "queries": QUERIES.iter().map(|(q, _)| *q).collect::<Vec<_>>(),
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sql_oracle.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/sql_oracle.py");
     let mut child = Command::new("python3")
         .arg(script)
         .stdin(Stdio::piped())

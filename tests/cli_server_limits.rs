@@ -2,7 +2,7 @@
 //! spoken to by a real driver (tokio-postgres) or a raw socket: statements nested thousands
 //! deep, queries that never end (statement timeout, cancel request, disconnect, SIGTERM),
 //! integer overflow in stored data, transaction blocks, the session statements drivers send
-//! on connect, malformed and slow logins.
+//! on connect, malformed and slow logins, a client that stops reading.
 
 #![allow(clippy::unwrap_used)]
 
@@ -571,6 +571,51 @@ fn a_query_beyond_its_memory_spills_or_fails_and_the_server_stays_small() {
     // The pool bounds the operators' state; batches in flight, the scan and the allocator's
     // retained pages come on top (1.1 GiB was seen on a debug build).
     assert!(peak < 2 << 30, "peak RSS {} MiB", peak >> 20);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+#[test]
+fn a_client_that_stops_reading_stops_its_query_and_the_server_stays_small() {
+    let dir = TempDir::new("limits-slow-reader");
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server.metrics_port.unwrap();
+    // 100 GB of rows, asked for and then not read.
+    let mut socket = cli_support::raw_login(server.port).unwrap();
+    let query = "SELECT repeat('x', 1000) AS s FROM generate_series(1, 100000000)\0";
+    socket
+        .write_all(&cli_support::message(b'Q', query.as_bytes()))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        running_statements(metrics),
+        1,
+        "the query still waits to send"
+    );
+    let idle = server.peak_rss();
+    std::thread::sleep(Duration::from_secs(2));
+    let later = server.peak_rss();
+    eprintln!(
+        "peak RSS with a reader that stopped: {} MiB, 2 s later {} MiB",
+        idle >> 20,
+        later >> 20
+    );
+    // Without backpressure the rows would pile up at ~1 GB/s; what waits is the two-batch
+    // channel, the encoder's rows and the socket buffers.
+    assert!(idle < 1 << 30, "peak RSS {} MiB", idle >> 20);
+    assert!(
+        later - idle < 64 << 20,
+        "RSS grew by {} MiB",
+        (later - idle) >> 20
+    );
+    // The rows that were sent are real rows; then the client goes away and the query ends.
+    let (kind, _) = cli_support::read_message(&mut socket).unwrap();
+    assert_eq!(kind, b'T', "a row description first");
+    let (kind, body) = cli_support::read_message(&mut socket).unwrap();
+    assert_eq!(kind, b'D');
+    assert_eq!(body.len(), 2 + 4 + 1000);
+    drop(socket);
+    wait_idle(metrics);
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }

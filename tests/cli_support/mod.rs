@@ -2,10 +2,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 /// The binary under test.
 pub const OMENDB: &str = env!("CARGO_BIN_EXE_omendb");
@@ -158,6 +159,62 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A frontend message: its type byte, then its length (counting itself) and body.
+pub fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Reads one backend message: its type byte and body.
+pub fn read_message(socket: &mut std::net::TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    socket.read_exact(&mut header)?;
+    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let mut body = vec![0u8; length.saturating_sub(4)];
+    socket.read_exact(&mut body)?;
+    Ok((header[0], body))
+}
+
+/// Logs in over a raw socket with SCRAM-SHA-256, up to the first ReadyForQuery; `Err`: the
+/// server's error response.
+pub fn raw_login(port: u16) -> Result<std::net::TcpStream, String> {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut startup = 196_608u32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0omendb\0database\0omendb\0\0");
+    let mut bytes = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&startup);
+    socket.write_all(&bytes).unwrap();
+    let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
+    loop {
+        let (kind, body) = read_message(&mut socket).unwrap();
+        let code = body
+            .get(..4)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        match (kind, code) {
+            (b'R', Some(10)) => {
+                let mut initial = b"SCRAM-SHA-256\0".to_vec();
+                initial.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
+                initial.extend_from_slice(scram.message());
+                socket.write_all(&message(b'p', &initial)).unwrap();
+            }
+            (b'R', Some(11)) => {
+                scram.update(&body[4..]).unwrap();
+                socket.write_all(&message(b'p', scram.message())).unwrap();
+            }
+            (b'R', Some(12)) => scram.finish(&body[4..]).unwrap(),
+            (b'Z', _) => return Ok(socket),
+            (b'E', _) => return Err(String::from_utf8_lossy(&body).into_owned()),
+            _ => {}
         }
     }
 }

@@ -182,10 +182,7 @@ fn generated_statements_all_get_a_response_and_the_server_stays_up() {
 
 /// A startup message, a password message or raw bytes, mutated.
 fn login_bytes(rng: &mut StdRng) -> Vec<u8> {
-    let mut startup = 196_608u32.to_be_bytes().to_vec();
-    startup.extend_from_slice(b"user\0omendb\0database\0omendb\0\0");
-    let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
-    message.extend_from_slice(&startup);
+    let mut message = cli_support::startup_message("omendb");
     match rng.random_range(0..6) {
         // A valid startup, then a mutated SASL response.
         0 | 1 => {

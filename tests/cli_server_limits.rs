@@ -399,35 +399,13 @@ fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
 /// Reads backend messages until `tag` arrives (or the socket closes); returns the tags seen.
 fn read_until(socket: &mut std::net::TcpStream, tag: u8) -> Vec<u8> {
     let mut tags = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        if socket.read_exact(&mut head).is_err() {
-            return tags;
-        }
-        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0; length.saturating_sub(4)];
-        if socket.read_exact(&mut body).is_err() {
-            return tags;
-        }
-        tags.push(head[0]);
-        if head[0] == tag {
-            return tags;
+    while let Ok((kind, _)) = cli_support::read_message(socket) {
+        tags.push(kind);
+        if kind == tag {
+            break;
         }
     }
-}
-
-fn startup_message(user: &str) -> Vec<u8> {
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for (key, value) in [("user", user), ("database", "omendb")] {
-        body.extend_from_slice(key.as_bytes());
-        body.push(0);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    message.extend_from_slice(&body);
-    message
+    tags
 }
 
 #[test]
@@ -452,7 +430,9 @@ fn malformed_and_slow_logins_end_only_their_own_connection() {
         socket
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        socket.write_all(&startup_message("omendb")).unwrap();
+        socket
+            .write_all(&cli_support::startup_message("omendb"))
+            .unwrap();
         let tags = read_until(&mut socket, b'R');
         assert_eq!(tags.last(), Some(&b'R'), "SASL request expected");
         socket.write_all(&garbage).unwrap();

@@ -424,10 +424,10 @@ impl Db {
     /// Parse and Describe): the types DataFusion infers for its `$n` placeholders, by name
     /// (`None`: not inferred), and the columns of its rows. A table it names that does not
     /// exist is [`Error::NoSuchTable`](crate::Error::NoSuchTable).
-    pub fn describe_sql(&self, statement: &DfStatement) -> Result<SqlDescription> {
+    pub fn describe_sql(&self, statement: DfStatement) -> Result<SqlDescription> {
         crate::limits::with_plan_stack(|| {
             let session = self.sql_session()?;
-            let plan = self.runtime.block_on(session.plan(statement.clone()))?;
+            let plan = self.runtime.block_on(session.plan(statement))?;
             let parameters = plan.get_parameter_types()?;
             Ok(SqlDescription {
                 parameters,

@@ -181,6 +181,21 @@ pub fn read_message(socket: &mut std::net::TcpStream) -> std::io::Result<(u8, Ve
     Ok((header[0], body))
 }
 
+/// A protocol 3.0 startup message for `user` and database `omendb`.
+pub fn startup_message(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in [("user", user), ("database", "omendb")] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    message
+}
+
 /// Logs in over a raw socket with SCRAM-SHA-256, up to the first ReadyForQuery; `Err`: the
 /// server's error response.
 pub fn raw_login(port: u16) -> Result<std::net::TcpStream, String> {
@@ -189,11 +204,7 @@ pub fn raw_login(port: u16) -> Result<std::net::TcpStream, String> {
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut startup = 196_608u32.to_be_bytes().to_vec();
-    startup.extend_from_slice(b"user\0omendb\0database\0omendb\0\0");
-    let mut bytes = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(&startup);
-    socket.write_all(&bytes).unwrap();
+    socket.write_all(&startup_message("omendb")).unwrap();
     let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
     loop {
         let (kind, body) = read_message(&mut socket).unwrap();

@@ -112,7 +112,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
     // ALTER TABLE): for them a failed plan only means text parameters.
     let described = {
         let (db, ast) = (Arc::clone(db), statement.ast.clone());
-        tokio::task::spawn_blocking(move || db.describe_sql(&ast))
+        tokio::task::spawn_blocking(move || db.describe_sql(ast))
             .await
             .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?
     };

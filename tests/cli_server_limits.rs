@@ -186,7 +186,9 @@ fn a_query_that_never_ends_is_stopped_by_timeout_cancel_disconnect_and_sigterm()
         client
     });
     // SIGTERM while a statement runs: it is cancelled after the grace period, and the
-    // client is told why.
+    // client is told why. (First the portal above must be gone, so that the gauge below
+    // counts this statement.)
+    wait_idle(metrics);
     let sigterm = rt.spawn(async move { client.simple_query(ENDLESS).await });
     let deadline = Instant::now() + Duration::from_secs(10);
     while running_statements(metrics) == 0 {

@@ -337,9 +337,6 @@ async fn serve(
     Ok(())
 }
 
-/// Watches a connection for its client going away while a statement runs (the protocol
-/// loop reads nothing then): a second handle on the socket waits for the peer's close and
-/// cancels the session's running statement. Returns the socket to serve and the watcher.
 /// Ends a connection's session when dropped.
 struct Closed {
     session: Arc<session::Session>,
@@ -358,6 +355,9 @@ impl Drop for Closed {
     }
 }
 
+/// Watches a connection for its client going away while a statement runs (the protocol
+/// loop reads nothing then): a second handle on the socket waits for the peer's close and
+/// cancels the session's running statement. Returns the socket to serve and the watcher.
 fn watch_disconnect(
     socket: TcpStream,
     session: Arc<session::Session>,

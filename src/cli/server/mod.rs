@@ -11,7 +11,9 @@
 
 mod auth;
 mod commands;
+mod connection;
 mod encode;
+mod frames;
 mod handler;
 mod metrics;
 mod params;
@@ -276,8 +278,8 @@ async fn serve(
                     ));
                     session.hold(permit);
                     registry.open(peer, Arc::clone(&session));
-                    // However the connection ends, a panic in the protocol code included (the
-                    // fuzzer found one in pgwire's Bind decoding), its session and slot go.
+                    // However the connection ends, a panic in the protocol code included, its
+                    // session and slot go.
                     let _closed = Closed {
                         session: Arc::clone(&session),
                         registry: Arc::clone(&registry),
@@ -293,7 +295,7 @@ async fn serve(
                                 }
                             };
                             tokio::select! {
-                                served = pgwire::tokio::process_socket(socket, None, handlers) => {
+                                served = connection::serve(socket, peer, handlers) => {
                                     if let Err(error) = served {
                                         tracing::debug!(%peer, %error, "session ended with an error");
                                     }
@@ -422,30 +424,15 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>, 
 /// Answers a connection over the limit: reads its startup packet (declining TLS), then sends
 /// `FATAL 53300` as PostgreSQL does, and closes.
 async fn refuse(mut socket: TcpStream) {
-    const SSL_REQUEST: u32 = 80_877_103;
-    const GSS_REQUEST: u32 = 80_877_104;
-    for _ in 0..3 {
-        let Ok(length) = socket.read_u32().await else {
-            return;
-        };
-        let Some(body) = (length as usize).checked_sub(4).filter(|&n| n <= 10_000) else {
-            return;
-        };
-        let mut packet = vec![0; body];
-        if socket.read_exact(&mut packet).await.is_err() {
-            return;
-        }
-        let code = packet
-            .get(..4)
-            .and_then(|c| <[u8; 4]>::try_from(c).ok())
-            .map(u32::from_be_bytes);
-        if matches!(code, Some(SSL_REQUEST | GSS_REQUEST)) {
-            if socket.write_all(b"N").await.is_err() {
-                return;
-            }
-            continue;
-        }
-        break;
+    let Ok(Some(head)) = connection::decline_encryption(&mut socket).await else {
+        return;
+    };
+    let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let Some(rest) = length.checked_sub(head.len()).filter(|&n| n <= 10_000) else {
+        return;
+    };
+    if socket.read_exact(&mut vec![0; rest]).await.is_err() {
+        return;
     }
     let mut fields = Vec::new();
     for (tag, value) in [

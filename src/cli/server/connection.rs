@@ -1,0 +1,137 @@
+//! One client connection: encryption negotiation (declined), then pgwire's message handlers
+//! over a [`FrameGuard`], so that no malformed message reaches pgwire's decoders.
+//!
+//! This is pgwire's own connection loop (`process_socket`) with two differences: the socket is
+//! guarded, and a message that cannot be decoded is answered `FATAL 08P01` naming what is
+//! wrong before the connection closes (pgwire closes without a word).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, DefaultClient, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::PgWireError;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::frames::FrameGuard;
+use super::sqlstate;
+
+/// SQLSTATE `08P01`: protocol violation.
+const PROTOCOL_VIOLATION: &str = "08P01";
+
+/// The request codes a client may send before its startup packet to ask for encryption.
+const SSL_REQUEST: u32 = 80_877_103;
+const GSS_REQUEST: u32 = 80_877_104;
+
+/// The first byte of a TLS ClientHello (a client asking for TLS without SSLRequest).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Declines the encryption requests a client opens with (`N`, as a server without TLS
+/// does) and returns the first eight bytes of what follows (the length and code of its
+/// startup packet or cancel request); `None` when the client left or spoke TLS directly.
+pub async fn decline_encryption(socket: &mut TcpStream) -> io::Result<Option<[u8; 8]>> {
+    // SSLRequest, then GSSENCRequest (or the other way round), then the startup packet.
+    for _ in 0..3 {
+        let mut head = [0; 8];
+        if socket.peek(&mut head[..1]).await? == 1 && head[0] == TLS_HANDSHAKE {
+            return Ok(None);
+        }
+        match socket.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if length == 8 && matches!(code, SSL_REQUEST | GSS_REQUEST) {
+            socket.write_all(b"N").await?;
+            continue;
+        }
+        return Ok(Some(head));
+    }
+    Ok(None)
+}
+
+/// Serves one client until it leaves, is refused, or a fatal error ends its session.
+pub async fn serve<H: PgWireServerHandlers>(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    handlers: Arc<H>,
+) -> io::Result<()> {
+    socket.set_nodelay(true)?;
+    let Some(head) = decline_encryption(&mut socket).await? else {
+        return Ok(());
+    };
+    let mut socket = Framed::new(
+        FrameGuard::new(socket, &head),
+        PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
+    );
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    loop {
+        let message = match socket.next().await {
+            None => return Ok(()),
+            Some(Ok(message)) => message,
+            Some(Err(error)) => return refuse(&mut socket, peer, error).await,
+        };
+        // The client is leaving: close now (asyncpg waits for the server to hang up).
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let wait_for_sync = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        // A cancel request comes on a connection of its own, which ends with it.
+        let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        let processed = process_message(
+            message,
+            &mut socket,
+            Arc::clone(&startup),
+            Arc::clone(&simple),
+            Arc::clone(&extended),
+            Arc::clone(&copy),
+            Arc::clone(&cancel),
+        )
+        .await;
+        if let Err(error) = processed {
+            let fatal = error.is_fatal();
+            process_error(&mut socket, error, wait_for_sync).await?;
+            if fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers a message that could not be read with `FATAL 08P01` and ends the connection.
+async fn refuse<S>(
+    socket: &mut Framed<FrameGuard<TcpStream>, PgWireMessageServerCodec<S>>,
+    peer: SocketAddr,
+    error: PgWireError,
+) -> io::Result<()> {
+    let message = match (socket.get_ref().refused(), &error) {
+        (Some(refused), _) => refused.to_string(),
+        // The client went away mid-message or the socket failed: no one to tell.
+        (None, PgWireError::IoError(_)) => return Ok(()),
+        (None, other) => other.to_string(),
+    };
+    tracing::warn!(%peer, "connection closed: {message}");
+    let info = sqlstate::info("FATAL", PROTOCOL_VIOLATION, message);
+    socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    socket.get_mut().shutdown().await
+}

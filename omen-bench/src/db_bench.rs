@@ -426,6 +426,13 @@ pub struct SqlPointResult {
     pub scan_nanos: Vec<u64>,
     /// The route those queries took.
     pub scan_route: String,
+    /// Latency of the same point query planned by DataFusion (`Db::sql_planned`: a session,
+    /// planning, the index scan of the table provider), without the router's fast path.
+    pub planned_latency: Latency,
+    /// Queries timed through DataFusion.
+    pub planned_queries: usize,
+    /// Latency of `Db::get` of the same keys, in the same run.
+    pub get_latency: Latency,
 }
 
 impl SqlPointResult {
@@ -433,22 +440,43 @@ impl SqlPointResult {
     pub fn routing_speedup(&self) -> f64 {
         self.scan_latency.p50.as_secs_f64() / self.latency.p50.as_secs_f64().max(1e-12)
     }
+
+    /// How many times faster the router's fast path is than DataFusion's plan (p50s).
+    pub fn fast_path_speedup(&self) -> f64 {
+        self.planned_latency.p50.as_secs_f64() / self.latency.p50.as_secs_f64().max(1e-12)
+    }
 }
 
 /// Queries timed on the scan route (each reads the whole table).
 const SCAN_QUERIES: usize = 10;
 
+/// How a point query of [`measure_sql_points`] is run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SqlPath {
+    /// `Db::sql`: the router's fast path.
+    Routed,
+    /// `Db::sql_planned`: planned by DataFusion, served by the index scan.
+    Planned,
+    /// `Db::sql` of `abs(id) = k`: only the Parquet + delta scan can serve it.
+    Scan,
+}
+
 /// Times `SELECT * FROM orders WHERE id = k` for each of `probes`; each must return the row
 /// through the index.
 pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
-    let run = |key: i64, indexed: bool| -> Result<(Duration, String)> {
+    let run = |key: i64, path: SqlPath| -> Result<(Duration, String)> {
+        let indexed = path != SqlPath::Scan;
         let query = if indexed {
             format!("SELECT * FROM {TABLE} WHERE id = {key}")
         } else {
             format!("SELECT * FROM {TABLE} WHERE abs(id) = {key}")
         };
         let start = Instant::now();
-        let result = db.sql(&query)?;
+        let result = if path == SqlPath::Planned {
+            db.sql_planned(&query)?
+        } else {
+            db.sql(&query)?
+        };
         let elapsed = start.elapsed();
         let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
         let found = result
@@ -476,12 +504,12 @@ pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
         Ok((elapsed, route))
     };
     for &key in probes.iter().take(probes.len() / 10) {
-        run(key, true)?;
+        run(key, SqlPath::Routed)?;
     }
     let mut nanos = Vec::with_capacity(probes.len());
     let mut route = String::new();
     for &key in probes {
-        let (elapsed, r) = run(key, true)?;
+        let (elapsed, r) = run(key, SqlPath::Routed)?;
         if route.is_empty() {
             route = r;
         }
@@ -492,9 +520,24 @@ pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
     let mut scan_nanos = Vec::with_capacity(SCAN_QUERIES);
     let mut scan_route = String::new();
     for &key in probes.iter().take(SCAN_QUERIES) {
-        let (elapsed, r) = run(key, false)?;
+        let (elapsed, r) = run(key, SqlPath::Scan)?;
         scan_route = r;
         scan_nanos.push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+    // DataFusion's plan costs about a millisecond: a tenth of the probes is plenty.
+    let mut planned: Vec<u64> = probes
+        .iter()
+        .take((probes.len() / 10).max(1))
+        .map(|&key| run(key, SqlPath::Planned).map(|(elapsed, _)| nanos_of(elapsed)))
+        .collect::<Result<_>>()?;
+    let mut get_nanos = Vec::with_capacity(probes.len());
+    for &key in probes {
+        let start = Instant::now();
+        let row = db.get(TABLE, key)?;
+        get_nanos.push(nanos_of(start.elapsed()));
+        if row.is_none() {
+            return Err(DbBenchError::Check(format!("Db::get({key}) found no row")));
+        }
     }
     Ok(SqlPointResult {
         queries: probes.len(),
@@ -506,7 +549,14 @@ pub fn measure_sql_points(db: &Db, probes: &[i64]) -> Result<SqlPointResult> {
         scan_queries: scan_nanos.len(),
         scan_nanos,
         scan_route,
+        planned_queries: planned.len(),
+        planned_latency: Latency::of(&mut planned),
+        get_latency: Latency::of(&mut get_nanos),
     })
+}
+
+fn nanos_of(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One analytical query as the reader saw it: start, duration, snapshot LSN, count, sum.

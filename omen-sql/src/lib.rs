@@ -118,6 +118,26 @@ pub struct Route {
     pub detail: String,
 }
 
+impl Route {
+    /// A lookup of `keys` keys in the index that found `rows` rows.
+    pub fn index_point(table: &str, keys: usize, rows: usize) -> Self {
+        Route {
+            table: table.to_string(),
+            kind: RouteKind::IndexPoint,
+            detail: format!("of {keys} key(s), {rows} row(s)"),
+        }
+    }
+
+    /// A scan of the index from `low` to `high` that found `rows` rows.
+    pub fn index_range(table: &str, low: Bound<i64>, high: Bound<i64>, rows: usize) -> Self {
+        Route {
+            table: table.to_string(),
+            kind: RouteKind::IndexRange,
+            detail: format!("{low:?}..{high:?}, {rows} row(s)"),
+        }
+    }
+}
+
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -135,12 +155,8 @@ impl std::fmt::Display for Route {
 pub struct RouteLog(Arc<Mutex<Vec<Route>>>);
 
 impl RouteLog {
-    fn push(&self, kind: RouteKind, table: &str, detail: String) {
-        let route = Route {
-            table: table.to_string(),
-            kind,
-            detail,
-        };
+    /// Records a route taken.
+    pub fn push(&self, route: Route) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -374,19 +390,17 @@ impl TableProvider for OmenTableProvider {
         };
         let batch = match (indexed, &lookup) {
             (Some(batch), Some(KeyLookup::Points(keys))) => {
-                self.routes.push(
-                    RouteKind::IndexPoint,
-                    &self.name,
-                    format!("of {} key(s), {} row(s)", keys.len(), batch.num_rows()),
-                );
+                self.routes
+                    .push(Route::index_point(&self.name, keys.len(), batch.num_rows()));
                 batch
             }
             (Some(batch), Some(KeyLookup::Range(low, high))) => {
-                self.routes.push(
-                    RouteKind::IndexRange,
+                self.routes.push(Route::index_range(
                     &self.name,
-                    format!("{low:?}..{high:?}, {} row(s)", batch.num_rows()),
-                );
+                    *low,
+                    *high,
+                    batch.num_rows(),
+                ));
                 batch
             }
             _ => {
@@ -400,11 +414,11 @@ impl TableProvider for OmenTableProvider {
                     config.target_partitions(),
                     config.batch_size(),
                 )?;
-                self.routes.push(
-                    RouteKind::ParquetDelta,
-                    &self.name,
-                    format!("({})", scan.describe()),
-                );
+                self.routes.push(Route {
+                    table: self.name.clone(),
+                    kind: RouteKind::ParquetDelta,
+                    detail: format!("({})", scan.describe()),
+                });
                 return Ok(Arc::new(scan));
             }
         };

@@ -55,6 +55,10 @@ pub struct DbOptions {
     /// bytes. Sorts and aggregations spill to disk beyond it; others fail with a clear error.
     /// Default: 2 GiB.
     pub sql_memory_limit: usize,
+    /// Whether key reads (`SELECT cols FROM t WHERE id = 5`, `IN (...)`, short ranges) are
+    /// answered from the learned index without DataFusion (see `omen-router`). Default: on;
+    /// off, every query is planned by DataFusion (for comparisons).
+    pub sql_fast_path: bool,
 }
 
 impl Default for DbOptions {
@@ -66,6 +70,7 @@ impl Default for DbOptions {
             sql_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             sql_limits: crate::SqlLimits::default(),
             sql_memory_limit: 2 << 30,
+            sql_fast_path: true,
         }
     }
 }
@@ -215,6 +220,8 @@ pub struct Db {
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) sql_limits: crate::SqlLimits,
     pub(crate) sql_memory_limit: usize,
+    /// The router of SQL statements; `None`: everything goes to DataFusion.
+    pub(crate) router: Option<omen_router::RuleRouter>,
 }
 
 /// The result of [`Db::sql`].
@@ -274,6 +281,7 @@ impl Db {
             runtime,
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
+            router: options.sql_fast_path.then(omen_router::RuleRouter::default),
         })
     }
 
@@ -465,7 +473,7 @@ impl Db {
     /// Runs `read` on a table, found through this thread's cached handle when the catalog
     /// has not changed (see `table_cache`): point reads take no catalog lock.
     #[inline]
-    fn with_table<R>(&self, name: &str, read: impl FnOnce(&Table) -> R) -> Result<R> {
+    pub(crate) fn with_table<R>(&self, name: &str, read: impl FnOnce(&Table) -> R) -> Result<R> {
         let lookup = || {
             let catalog = self.catalog();
             let table = catalog.get(name).cloned()?;

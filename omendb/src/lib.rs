@@ -41,6 +41,7 @@ mod checked;
 mod db;
 mod error;
 mod interrupt;
+mod key_read;
 mod limits;
 mod row;
 mod sql;

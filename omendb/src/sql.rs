@@ -212,7 +212,28 @@ pub struct QueryStream<'a> {
     routes: RouteLog,
 }
 
-impl QueryStream<'_> {
+impl<'a> QueryStream<'a> {
+    /// A stream of the rows of a query already answered.
+    pub(crate) fn of(db: &'a Db, result: QueryResult, interrupt: &Interrupt) -> Self {
+        let schema = result
+            .batches
+            .first()
+            .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
+        let batches = futures::stream::iter(result.batches.into_iter().map(Ok));
+        let routes = RouteLog::default();
+        for route in result.routes {
+            routes.push(route);
+        }
+        QueryStream {
+            db,
+            stream: Some(Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches),
+            )),
+            interrupt: interrupt.clone(),
+            routes,
+        }
+    }
+
     /// How each table scan of the query is served (known once the stream exists).
     pub fn routes(&self) -> Vec<omen_sql::Route> {
         self.routes.routes()
@@ -413,9 +434,13 @@ impl Db {
     /// `Err(Error::Cancelled)` and the stream ends.
     pub fn sql_stream_with(&self, query: &str, interrupt: &Interrupt) -> Result<QueryStream<'_>> {
         crate::limits::with_plan_stack(|| {
+            let statement = self.one_query(query)?;
+            if let Some(result) = self.key_read(&statement)? {
+                return Ok(QueryStream::of(self, result, interrupt));
+            }
             self.retry_moved(|| {
                 let session = self.sql_session()?;
-                self.stream_in(session, query, interrupt)
+                self.stream_in(session, statement.clone(), interrupt)
             })
         })
     }
@@ -436,18 +461,23 @@ impl Db {
         })
     }
 
-    fn stream_in(
-        &self,
-        session: SqlSession,
-        query: &str,
-        interrupt: &Interrupt,
-    ) -> Result<QueryStream<'_>> {
+    /// The one statement of `query` ([`Db::sql_stream`] runs exactly one).
+    pub(crate) fn one_query(&self, query: &str) -> Result<DfStatement> {
         let mut statements = crate::limits::parse_sql(query, &self.sql_limits)?;
         let (Some(statement), None) = (statements.pop_front(), statements.pop_front()) else {
             return Err(crate::Error::Unsupported(
                 "Db::sql_stream runs exactly one query".into(),
             ));
         };
+        Ok(statement)
+    }
+
+    fn stream_in(
+        &self,
+        session: SqlSession,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryStream<'_>> {
         let stream = self.runtime.block_on(interrupt.run(async {
             let plan = session.plan(statement).await?;
             if matches!(
@@ -478,7 +508,8 @@ impl Db {
     #[doc(hidden)]
     pub fn sql_at_snapshot(&self, query: &str, lsn: Lsn) -> Result<Vec<RecordBatch>> {
         let session = self.sql_session_at(lsn.0, false)?;
-        self.stream_in(session, query, &Interrupt::new())?.collect()
+        self.stream_in(session, self.one_query(query)?, &Interrupt::new())?
+            .collect()
     }
 }
 
@@ -534,7 +565,7 @@ mod tests {
         );
         let count = |strict: bool| -> Result<Vec<RecordBatch>> {
             let session = db.sql_session_at(first.0, strict)?;
-            db.stream_in(session, "SELECT v FROM t", &Interrupt::new())?
+            db.stream_in(session, db.one_query("SELECT v FROM t")?, &Interrupt::new())?
                 .collect()
         };
         match count(true) {

@@ -95,21 +95,12 @@ impl Db {
 
     fn run_statement(&self, statement: DfStatement, interrupt: &Interrupt) -> Result<QueryResult> {
         match kind(&statement) {
-            Kind::Query => self.retry_moved(|| {
-                let session = self.sql_session()?;
-                let plan = self
-                    .runtime
-                    .block_on(interrupt.run(session.plan(statement.clone())))?;
-                match plan {
-                    LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
-                        unsupported("this statement; see docs/sql.md for what OmenDB runs"),
-                    ),
-                    LogicalPlan::Statement(_) => Err(unsupported(
-                        "transaction and session statements; each statement commits on its own",
-                    )),
-                    plan => self.run_plan(session, plan, interrupt),
+            Kind::Query => {
+                if let Some(result) = self.key_read(&statement)? {
+                    return Ok(result);
                 }
-            }),
+                self.query(statement, interrupt)
+            }
             Kind::Ddl => self.run_ddl(statement),
             Kind::Dml => {
                 let _writer = self.lock_writer();
@@ -125,6 +116,35 @@ impl Db {
                 count_result(count, lsn)
             }
         }
+    }
+
+    /// Runs one query with DataFusion even where the index fast path would answer it, for
+    /// tests and benchmarks that compare the two. Not for applications.
+    #[doc(hidden)]
+    pub fn sql_planned(&self, query: &str) -> Result<QueryResult> {
+        crate::limits::with_plan_stack(|| {
+            let statement = self.one_query(query)?;
+            self.query(statement, &Interrupt::new())
+        })
+    }
+
+    /// Plans and runs a query with DataFusion.
+    fn query(&self, statement: DfStatement, interrupt: &Interrupt) -> Result<QueryResult> {
+        self.retry_moved(|| {
+            let session = self.sql_session()?;
+            let plan = self
+                .runtime
+                .block_on(interrupt.run(session.plan(statement.clone())))?;
+            match plan {
+                LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
+                    unsupported("this statement; see docs/sql.md for what OmenDB runs"),
+                ),
+                LogicalPlan::Statement(_) => Err(unsupported(
+                    "transaction and session statements; each statement commits on its own",
+                )),
+                plan => self.run_plan(session, plan, interrupt),
+            }
+        })
     }
 
     fn run_ddl(&self, statement: DfStatement) -> Result<QueryResult> {

@@ -1,0 +1,155 @@
+//! The index fast path of SQL: key reads that `omen-router` sends to the learned index are
+//! answered from the in-memory table, with no DataFusion session or plan.
+//!
+//! Invariants:
+//! - The result is what DataFusion's plan of the same statement returns at the same
+//!   snapshot: the same columns (names, types, nullability) and rows; the rows come in key
+//!   order (DataFusion's order, without `ORDER BY`, is unspecified). Anything the fast path does not match exactly
+//!   (an unknown table or column, a predicate on a column that is not the key) is left to
+//!   DataFusion, which also reports the errors.
+//! - The rows are one snapshot: read while no batch is being applied, and checked
+//!   unchanged afterwards (the sequence check of `SnapshotTable::lookup`); a read that races
+//!   an apply is tried again, then left to DataFusion.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::sql::parser::Statement as DfStatement;
+use omen_replicator::change::DataType;
+use omen_router::{KeyRead, Keys, Path};
+use omen_sql::Route;
+use omen_wal::Lsn;
+
+use crate::db::{Db, QueryResult, Table};
+use crate::error::Result;
+use crate::row::Row;
+use crate::sql::{APPLYING, rows_to_batch};
+
+/// How often a read racing applies is tried before it is left to DataFusion.
+const ATTEMPTS: usize = 8;
+
+impl Db {
+    /// Answers `statement` from the index if the router sends it there and the table
+    /// matches; `None`: plan it with DataFusion.
+    pub(crate) fn key_read(&self, statement: &DfStatement) -> Result<Option<QueryResult>> {
+        let Some(router) = &self.router else {
+            return Ok(None);
+        };
+        let (shape, read) = omen_router::classify(statement);
+        let Some(read) = read else {
+            return Ok(None);
+        };
+        let path = router.route(shape, Some(&read)).path;
+        if path == Path::DataFusion {
+            return Ok(None);
+        }
+        let found = self.with_table(&read.table, |table| {
+            let Some(output) = Output::of(table, &read) else {
+                return Ok(None);
+            };
+            for _ in 0..ATTEMPTS {
+                let lsn = match self.applied.load(Ordering::SeqCst) {
+                    APPLYING => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    lsn => lsn,
+                };
+                let rows = rows(table, &read.keys)?;
+                if self.applied.load(Ordering::SeqCst) == lsn {
+                    return output.result(table, &read, rows, lsn).map(Some);
+                }
+            }
+            Ok(None)
+        });
+        // An unknown table is DataFusion's to report, with its message.
+        found.unwrap_or(Ok(None))
+    }
+}
+
+/// The rows with `keys`, in key order.
+fn rows(table: &Table, keys: &Keys) -> Result<Vec<Row>> {
+    match keys {
+        Keys::Points(keys) => table
+            .get_many(keys, |key, stored| table.decode(key, stored))
+            .into_iter()
+            .flatten()
+            .collect(),
+        Keys::Range(low, high) => {
+            let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
+            let rows = table.read();
+            rows.range(bounds)
+                .map(|(key, stored)| table.decode(key, stored))
+                .collect()
+        }
+    }
+}
+
+/// The columns a key read returns: which table columns, under which names.
+struct Output {
+    indices: Vec<usize>,
+    schema: Arc<Schema>,
+}
+
+impl Output {
+    /// The output of `read` over `table`, if the read is one the fast path answers.
+    fn of(table: &Table, read: &KeyRead) -> Option<Self> {
+        let schema = &table.schema;
+        let key = schema.columns.get(schema.key)?;
+        if key.name != read.column || key.data_type != DataType::Int64 {
+            return None;
+        }
+        let full = crate::sql::sql_schema(schema);
+        let Some(columns) = &read.columns else {
+            return Some(Output {
+                indices: (0..schema.columns.len()).collect(),
+                schema: full,
+            });
+        };
+        let mut indices = Vec::with_capacity(columns.len());
+        let mut fields = Vec::with_capacity(columns.len());
+        for column in columns {
+            let index = schema
+                .columns
+                .iter()
+                .position(|c| c.name == column.column)?;
+            let field: &Field = full.field(index);
+            fields.push(field.clone().with_name(&column.name));
+            indices.push(index);
+        }
+        Some(Output {
+            indices,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    fn result(
+        &self,
+        table: &Table,
+        read: &KeyRead,
+        rows: Vec<Row>,
+        lsn: u64,
+    ) -> Result<QueryResult> {
+        let all = rows_to_batch(&table.schema, &rows)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let columns = self
+            .indices
+            .iter()
+            .map(|&i| Arc::clone(all.column(i)))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let route = match &read.keys {
+            Keys::Points(keys) => Route::index_point(&table.name, keys.len(), rows.len()),
+            Keys::Range(low, high) => Route::index_range(&table.name, *low, *high, rows.len()),
+        };
+        Ok(QueryResult {
+            batches: vec![batch],
+            snapshot_lsn: Lsn(lsn),
+            routes: vec![route],
+        })
+    }
+}

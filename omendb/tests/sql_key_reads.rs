@@ -1,0 +1,237 @@
+//! The index fast path of SQL against DataFusion: generated key reads (points, `IN` lists,
+//! ranges, aliases, `*`, quoted names, keys that are missing, deleted or out of range) over
+//! rows with NULLs, deletes, rows flushed to Parquet and rows not yet flushed give the same
+//! columns and rows through `Db::sql`, `Db::sql_stream` and DataFusion's plan
+//! (`Db::sql_planned`) at the same snapshot; look-alikes that are not key reads, and errors,
+//! are DataFusion's.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TempDir, rows_text};
+
+use arrow::record_batch::RecordBatch;
+use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
+use omendb::{Db, DbOptions, QueryResult, RouteKind, Value, WriteBatch};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn table(db: &Db) {
+    db.create_table(
+        "t",
+        TableSchema {
+            columns: vec![
+                ColumnDef::new("v", DataType::Int64, true),
+                ColumnDef::new("id", DataType::Int64, false),
+                ColumnDef::new("Name", DataType::Utf8, true),
+                ColumnDef::new("x", DataType::Float64, true),
+                ColumnDef::new("ok", DataType::Boolean, true),
+                ColumnDef::new("day", DataType::Date32, true),
+                ColumnDef::new("at", DataType::TimestampMicros, true),
+                ColumnDef::new("small", DataType::Int32, true),
+            ],
+            key: 1,
+        },
+    )
+    .unwrap();
+}
+
+fn row(rng: &mut StdRng, id: i64) -> Vec<Value> {
+    let values = vec![
+        Value::Int64(rng.random_range(-5..5)),
+        Value::Int64(id),
+        Value::Utf8(format!("n{}", rng.random_range(0..9))),
+        Value::Float64(rng.random_range(-1.0..1.0)),
+        Value::Boolean(rng.random()),
+        Value::Date32(rng.random_range(0..20_000)),
+        Value::TimestampMicros(rng.random_range(0..1 << 50)),
+        Value::Int32(rng.random()),
+    ];
+    // Every column but the key is NULL a fifth of the time.
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i != 1 && rng.random_bool(0.2) {
+                Value::Null
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Keys -60..60 written, a third deleted, some flushed to Parquet and some only in memory.
+fn load(db: &Db, rng: &mut StdRng) {
+    for round in 0..3 {
+        let mut batch = WriteBatch::new();
+        for id in -60..60 {
+            if rng.random_bool(0.5) {
+                batch.upsert("t", row(rng, id));
+            } else if rng.random_bool(0.3) {
+                batch.delete("t", id);
+            }
+        }
+        db.write(&batch).unwrap();
+        if round < 2 {
+            db.replicator().flush_now().unwrap();
+        }
+    }
+    db.write(WriteBatch::new().upsert("t", row(rng, i64::MAX)))
+        .unwrap();
+    db.write(WriteBatch::new().upsert("t", row(rng, i64::MIN)))
+        .unwrap();
+}
+
+fn key(rng: &mut StdRng) -> String {
+    match rng.random_range(0..12) {
+        0 => i64::MAX.to_string(),
+        1 => i64::MIN.to_string(),
+        2 => "-0".to_string(),
+        _ => rng.random_range(-70..70).to_string(),
+    }
+}
+
+/// A key read, or something that looks like one.
+fn statement(rng: &mut StdRng) -> String {
+    const COLUMNS: &[&str] = &["v", "id", "\"Name\"", "x", "ok", "day", "at", "small"];
+    let projection = if rng.random_bool(0.3) {
+        "*".to_string()
+    } else {
+        let count = rng.random_range(1..4);
+        (0..count)
+            .map(|i| {
+                let column = COLUMNS[rng.random_range(0..COLUMNS.len())];
+                match rng.random_range(0..4) {
+                    0 => format!("{column} AS a{i}"),
+                    1 => column.to_uppercase().replace("\"NAME\"", "\"Name\""),
+                    _ => column.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let column = if rng.random_bool(0.85) { "id" } else { "v" };
+    let column = if rng.random_bool(0.1) { "ID" } else { column };
+    let predicate = match rng.random_range(0..7) {
+        0 => format!("{column} = {}", key(rng)),
+        1 => format!("{} = {column}", key(rng)),
+        2 => {
+            let keys: Vec<String> = (0..rng.random_range(1..6)).map(|_| key(rng)).collect();
+            format!("{column} IN ({})", keys.join(", "))
+        }
+        3 => format!("{column} BETWEEN {} AND {}", key(rng), key(rng)),
+        4 => format!("{column} > {} AND {column} <= {}", key(rng), key(rng)),
+        5 => format!("({column} >= {}) AND {column} < {}", key(rng), key(rng)),
+        _ => format!("{column} < {}", key(rng)),
+    };
+    format!("SELECT {projection} FROM t WHERE {predicate}")
+}
+
+fn fields(batches: &[RecordBatch]) -> Vec<(String, arrow::datatypes::DataType, bool)> {
+    batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rows, sorted: without ORDER BY, DataFusion's order is its own (it may repartition);
+/// the fast path's is key order.
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows = rows_text(batches);
+    rows.sort();
+    rows
+}
+
+fn same(sql: &str, fast: &QueryResult, planned: &QueryResult) {
+    assert_eq!(fast.snapshot_lsn, planned.snapshot_lsn, "{sql}");
+    assert_eq!(
+        sorted_rows(&fast.batches),
+        sorted_rows(&planned.batches),
+        "{sql}"
+    );
+    let planned_fields = fields(&planned.batches);
+    if !planned_fields.is_empty() {
+        assert_eq!(fields(&fast.batches), planned_fields, "{sql}");
+    }
+}
+
+#[test]
+fn key_reads_give_the_same_columns_and_rows_on_every_path() {
+    let dir = TempDir::new("key-reads");
+    let db = Db::open(&dir.0, DbOptions::default()).unwrap();
+    table(&db);
+    let mut rng = StdRng::seed_from_u64(17);
+    load(&db, &mut rng);
+    let (mut fast_reads, mut errors) = (0, 0);
+    for _ in 0..600 {
+        let sql = statement(&mut rng);
+        let (fast, planned) = (db.sql(&sql), db.sql_planned(&sql));
+        match (&fast, &planned) {
+            (Ok(fast), Ok(planned)) => {
+                same(&sql, fast, planned);
+                let streamed = db.sql_stream(&sql).unwrap();
+                let routes = streamed.routes();
+                let batches: Vec<RecordBatch> = streamed.collect::<Result<_, _>>().unwrap();
+                assert_eq!(sorted_rows(&batches), sorted_rows(&fast.batches), "{sql}");
+                assert_eq!(routes, fast.routes, "{sql}");
+                let indexed = fast
+                    .routes
+                    .iter()
+                    .all(|r| matches!(r.kind, RouteKind::IndexPoint | RouteKind::IndexRange));
+                fast_reads += usize::from(indexed);
+            }
+            (Err(fast), Err(planned)) => {
+                assert_eq!(fast.to_string(), planned.to_string(), "{sql}");
+                errors += 1;
+            }
+            _ => panic!("{sql}: the paths disagree: {fast:?} vs {planned:?}"),
+        }
+    }
+    eprintln!("600 statements: {fast_reads} served by the index, {errors} errors on both paths");
+    assert!(fast_reads > 300, "{fast_reads}");
+    db.close().unwrap();
+}
+
+#[test]
+fn the_fast_path_answers_key_reads_and_leaves_the_rest_to_datafusion() {
+    let dir = TempDir::new("key-read-routes");
+    let db = Db::open(&dir.0, DbOptions::default()).unwrap();
+    table(&db);
+    let mut rng = StdRng::seed_from_u64(3);
+    load(&db, &mut rng);
+    let point = db.sql("SELECT id, v FROM t WHERE id = 5").unwrap();
+    let planned = db.sql_planned("SELECT id, v FROM t WHERE id = 5").unwrap();
+    same("point", &point, &planned);
+    // A non-key predicate of the same shape is DataFusion's (a scan of Parquet + delta).
+    let scan = db.sql("SELECT id FROM t WHERE v = 1").unwrap();
+    assert_eq!(scan.routes[0].kind, RouteKind::ParquetDelta);
+    // Errors come from DataFusion, whatever the shape.
+    let unknown = db.sql("SELECT nope FROM t WHERE id = 1").unwrap_err();
+    assert!(unknown.to_string().contains("nope"), "{unknown}");
+    assert!(matches!(
+        db.sql("SELECT * FROM missing WHERE id = 1"),
+        Err(omendb::Error::NoSuchTable(_))
+    ));
+    // With the fast path off, the same read is planned (and still served by the index).
+    let off = TempDir::new("key-read-off");
+    let options = DbOptions {
+        sql_fast_path: false,
+        ..DbOptions::default()
+    };
+    let db2 = Db::open(&off.0, options).unwrap();
+    table(&db2);
+    db2.write(WriteBatch::new().upsert("t", row(&mut rng, 5)))
+        .unwrap();
+    let result = db2.sql("SELECT id FROM t WHERE id = 5").unwrap();
+    assert_eq!(rows_text(&result.batches), [["5"]]);
+    db2.close().unwrap();
+    db.close().unwrap();
+}

@@ -4,14 +4,13 @@
 //! Invariants:
 //! - The result is what DataFusion's plan of the same statement returns at the same
 //!   snapshot: the same columns (names, types, nullability) and rows; the rows come in key
-//!   order (DataFusion's order, without `ORDER BY`, is unspecified). Anything the fast path does not match exactly
-//!   (an unknown table or column, a predicate on a column that is not the key) is left to
-//!   DataFusion, which also reports the errors.
+//!   order (DataFusion's order, without `ORDER BY`, is unspecified). Anything the fast path
+//!   does not match exactly (an unknown table or column, a predicate on a column that is not
+//!   the key) is left to DataFusion, which also reports the errors.
 //! - The rows are one snapshot: read while no batch is being applied, and checked
 //!   unchanged afterwards (the sequence check of `SnapshotTable::lookup`); a read that races
 //!   an apply is tried again, then left to DataFusion.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,13 +19,13 @@ use arrow::record_batch::RecordBatch;
 use datafusion::sql::parser::Statement as DfStatement;
 use omen_replicator::change::DataType;
 use omen_router::{KeyRead, Keys, Path};
-use omen_sql::Route;
+use omen_sql::{KeyLookup, Route};
 use omen_wal::Lsn;
 
 use crate::db::{Db, QueryResult, Table};
 use crate::error::Result;
 use crate::row::Row;
-use crate::sql::{APPLYING, rows_to_batch};
+use crate::sql::{APPLYING, lookup_rows, rows_to_batch};
 
 /// How often a read racing applies is tried before it is left to DataFusion.
 const ATTEMPTS: usize = 8;
@@ -39,16 +38,22 @@ impl Db {
             return Ok(None);
         };
         let (shape, read) = omen_router::classify(statement);
-        let Some(read) = read else {
+        let Some(mut read) = read else {
             return Ok(None);
         };
         let path = router.route(shape, Some(&read)).path;
         if path == Path::DataFusion {
             return Ok(None);
         }
-        let found = self.with_table(&read.table, |table| {
+        // The closure takes the read's keys; the name stays out here.
+        let name = std::mem::take(&mut read.table);
+        let found = self.with_table(&name, |table| {
             let Some(output) = Output::of(table, &read) else {
                 return Ok(None);
+            };
+            let lookup = match read.keys {
+                Keys::Points(keys) => KeyLookup::Points(keys),
+                Keys::Range(low, high) => KeyLookup::Range(low, high),
             };
             for _ in 0..ATTEMPTS {
                 let lsn = match self.applied.load(Ordering::SeqCst) {
@@ -58,33 +63,15 @@ impl Db {
                     }
                     lsn => lsn,
                 };
-                let rows = rows(table, &read.keys)?;
+                let rows = lookup_rows(table, &lookup)?;
                 if self.applied.load(Ordering::SeqCst) == lsn {
-                    return output.result(table, &read, rows, lsn).map(Some);
+                    return output.result(table, &lookup, rows, lsn).map(Some);
                 }
             }
             Ok(None)
         });
         // An unknown table is DataFusion's to report, with its message.
         found.unwrap_or(Ok(None))
-    }
-}
-
-/// The rows with `keys`, in key order.
-fn rows(table: &Table, keys: &Keys) -> Result<Vec<Row>> {
-    match keys {
-        Keys::Points(keys) => table
-            .get_many(keys, |key, stored| table.decode(key, stored))
-            .into_iter()
-            .flatten()
-            .collect(),
-        Keys::Range(low, high) => {
-            let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
-            let rows = table.read();
-            rows.range(bounds)
-                .map(|(key, stored)| table.decode(key, stored))
-                .collect()
-        }
     }
 }
 
@@ -129,7 +116,7 @@ impl Output {
     fn result(
         &self,
         table: &Table,
-        read: &KeyRead,
+        lookup: &KeyLookup,
         rows: Vec<Row>,
         lsn: u64,
     ) -> Result<QueryResult> {
@@ -142,9 +129,9 @@ impl Output {
             .collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(datafusion::error::DataFusionError::from)?;
-        let route = match &read.keys {
-            Keys::Points(keys) => Route::index_point(&table.name, keys.len(), rows.len()),
-            Keys::Range(low, high) => Route::index_range(&table.name, *low, *high, rows.len()),
+        let route = match lookup {
+            KeyLookup::Points(keys) => Route::index_point(&table.name, keys.len(), rows.len()),
+            KeyLookup::Range(low, high) => Route::index_range(&table.name, *low, *high, rows.len()),
         };
         Ok(QueryResult {
             batches: vec![batch],

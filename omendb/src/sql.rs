@@ -138,22 +138,7 @@ impl OmenTable for SnapshotTable {
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }
-        let rows: crate::Result<Vec<Row>> = match lookup {
-            KeyLookup::Points(keys) => {
-                let rows = self
-                    .table
-                    .get_many(keys, |key, s| self.table.decode(key, s));
-                rows.into_iter().flatten().collect()
-            }
-            KeyLookup::Range(low, high) => {
-                let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
-                let map = self.table.read();
-                map.range(bounds)
-                    .map(|(key, s)| self.table.decode(key, s))
-                    .collect()
-            }
-        };
-        let rows = rows?;
+        let rows = lookup_rows(&self.table, lookup)?;
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }
@@ -171,6 +156,25 @@ impl OmenTable for SnapshotTable {
             return Err(Box::new(SnapshotMoved));
         }
         Ok(snapshot_source(snapshot))
+    }
+}
+
+/// The rows of `table` with the keys of `lookup`, in key order, under one hold of its read
+/// lock.
+pub(crate) fn lookup_rows(table: &Table, lookup: &KeyLookup) -> Result<Vec<Row>> {
+    match lookup {
+        KeyLookup::Points(keys) => table
+            .get_many(keys, |key, s| table.decode(key, s))
+            .into_iter()
+            .flatten()
+            .collect(),
+        KeyLookup::Range(low, high) => {
+            let bounds: (Bound<i64>, Bound<i64>) = (*low, *high);
+            let rows = table.read();
+            rows.range(bounds)
+                .map(|(key, s)| table.decode(key, s))
+                .collect()
+        }
     }
 }
 

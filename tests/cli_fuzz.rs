@@ -87,7 +87,7 @@ const FRAGMENTS: &[&str] = &[
 
 /// One generated statement: a seed mutated, or a deep or huge one.
 fn statement(rng: &mut StdRng) -> String {
-    match rng.random_range(0..20) {
+    match rng.random_range(0..24) {
         0 => {
             let depth = rng.random_range(1..3000);
             let term = FRAGMENTS[rng.random_range(0..FRAGMENTS.len())];
@@ -102,6 +102,55 @@ fn statement(rng: &mut StdRng) -> String {
         }
         2 => format!("SELECT '{}'", "x".repeat(rng.random_range(0..200_000))),
         3 => format!("SELECT {}", "9".repeat(rng.random_range(1..5000))),
+        // Nested subqueries, whose planning time grows exponentially with depth.
+        4 => {
+            let depth = rng.random_range(1..40);
+            format!("SELECT {}1{}", "(SELECT ".repeat(depth), ")".repeat(depth))
+        }
+        // Placeholders up to 2^32.
+        5 => format!("SELECT ${}", rng.random_range(1..=1u64 << 32)),
+        // PREPARE / EXECUTE nesting.
+        6 => {
+            let (p, q) = (rng.random_range(0..4), rng.random_range(0..4));
+            match rng.random_range(0..3) {
+                0 => format!("PREPARE p{p} AS EXECUTE p{q}"),
+                1 => format!(
+                    "PREPARE p{p} AS {}",
+                    SEEDS[rng.random_range(0..SEEDS.len())]
+                ),
+                _ => format!("EXECUTE p{p}"),
+            }
+        }
+        // Functions asked for huge values, over a few rows.
+        7 => {
+            let n = 1u64 << rng.random_range(0..32);
+            let rows = rng.random_range(1..5000);
+            let call = match rng.random_range(0..5) {
+                0 => format!("length(repeat('xy', {n}))"),
+                1 => format!("length(rpad('x', {n}))"),
+                2 => format!("length(lpad('x', {n}, 'é'))"),
+                3 => format!(
+                    "length(replace(repeat('a', {}), 'a', repeat('b', {})))",
+                    n % 100_000,
+                    n % 100_000
+                ),
+                _ => format!("cardinality(array_repeat(1, {n}))"),
+            };
+            format!("SELECT {call} FROM generate_series(1, {rows})")
+        }
+        // Deep CASTs and ARRAYs.
+        8 => {
+            let depth = rng.random_range(1..40);
+            if rng.random_bool(0.5) {
+                format!(
+                    "SELECT {}1{}",
+                    "CAST(".repeat(depth),
+                    " AS BIGINT)".repeat(depth)
+                )
+            } else {
+                format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth))
+            }
+        }
         _ => {
             let mut sql = SEEDS[rng.random_range(0..SEEDS.len())].to_string();
             for _ in 0..rng.random_range(0..4) {
@@ -132,7 +181,10 @@ fn statement(rng: &mut StdRng) -> String {
 #[test]
 fn generated_statements_all_get_a_response_and_the_server_stays_up() {
     let dir = TempDir::new("fuzz-sql");
-    let server = Server::start(dir.path(), &[]);
+    // Values up to 64 MiB, so that the RSS bound below holds on a debug build.
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(&config, "[server]\nmax_value_mb = 64\n").unwrap();
+    let server = Server::start_with_config(&dir.path().join("db"), &config, &[]);
     let count = count_from_env("OMENDB_FUZZ_STATEMENTS", 1500);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,7 +206,15 @@ fn generated_statements_all_get_a_response_and_the_server_stays_up() {
         let (mut ok, mut refused) = (0, std::collections::BTreeMap::<String, usize>::new());
         for i in 0..count {
             let sql = statement(&mut rng);
-            match fuzzed.simple_query(&sql).await {
+            let started = std::time::Instant::now();
+            let answer = fuzzed.simple_query(&sql).await;
+            // Every statement is answered within its timeout (2 s) and some slack.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "statement {i} took {:?}: {sql:.200}",
+                started.elapsed()
+            );
+            match answer {
                 Ok(_) => ok += 1,
                 Err(error) => {
                     let code = error.code().unwrap_or_else(|| {
@@ -172,6 +232,9 @@ fn generated_statements_all_get_a_response_and_the_server_stays_up() {
             }
         }
         eprintln!("fuzzed {count} statements: {ok} answered, refused by SQLSTATE: {refused:?}");
+        let peak = server.peak_rss();
+        eprintln!("peak RSS: {} MiB", peak >> 20);
+        assert!(peak < 2 << 30, "peak RSS {} MiB", peak >> 20);
         assert!(ok > 0 && !refused.is_empty());
         assert!(
             !refused.contains_key("XX000"),

@@ -343,3 +343,91 @@ fn metrics_count_statements_routes_and_rows() {
     let (clean, _) = server.stop();
     assert!(clean);
 }
+
+#[test]
+fn prepared_point_reads_run_on_the_index_and_survive_ddl() {
+    let dir = TempDir::new("pg-prepared-key");
+    let server = Server::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let port = server.metrics_port.expect("metrics address");
+    runtime().block_on(async {
+        let client = connect(server.port, PASSWORD).await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT); \
+                 INSERT INTO t VALUES (1, 'one'), (2, NULL), (3, 'three')",
+            )
+            .await
+            .unwrap();
+        let point = client
+            .prepare("SELECT * FROM t WHERE id = $1")
+            .await
+            .unwrap();
+        let before = sample(
+            &http_get(port, "/metrics"),
+            "omendb_scan_routes_total{route=\"index_point\"}",
+        );
+        for (id, want) in [(1i64, Some(Some("one"))), (2, Some(None)), (4, None)] {
+            let rows = client.query(&point, &[&id]).await.unwrap();
+            match want {
+                Some(v) => {
+                    assert_eq!(rows.len(), 1, "id {id}");
+                    assert_eq!(rows[0].get::<_, i64>(0), id);
+                    assert_eq!(rows[0].get::<_, Option<&str>>(1), v);
+                }
+                None => assert!(rows.is_empty(), "id {id}"),
+            }
+        }
+        // An INT4 parameter and a range with two parameters take the index too.
+        let range = client
+            .prepare_typed(
+                "SELECT v FROM t WHERE id >= $1 AND id < $2 ORDER BY id",
+                &[
+                    tokio_postgres::types::Type::INT4,
+                    tokio_postgres::types::Type::INT8,
+                ],
+            )
+            .await
+            .unwrap();
+        let rows = client.query(&range, &[&2i32, &4i64]).await.unwrap();
+        let values: Vec<Option<&str>> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(values, [None, Some("three")]);
+        let after = sample(
+            &http_get(port, "/metrics"),
+            "omendb_scan_routes_total{route=\"index_point\"}",
+        );
+        assert!(after >= before + 3.0, "before {before}, after {after}");
+
+        // A NULL key matches nothing, as `id = NULL` does.
+        let rows = client.query(&point, &[&None::<i64>]).await.unwrap();
+        assert!(rows.is_empty());
+
+        // The table gains a column: the prepared statement's row type would change.
+        client
+            .batch_execute("ALTER TABLE t ADD COLUMN w BIGINT")
+            .await
+            .unwrap();
+        let error = client.query(&point, &[&1i64]).await.unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::FEATURE_NOT_SUPPORTED),
+            "{error:?}"
+        );
+        // Prepared again, it answers with the new column; the connection still works.
+        let point = client
+            .prepare("SELECT * FROM t WHERE id = $1")
+            .await
+            .unwrap();
+        let row = client.query_one(&point, &[&3i64]).await.unwrap();
+        assert_eq!(row.len(), 3);
+        assert_eq!(row.get::<_, Option<i64>>(2), None);
+
+        // The table is dropped: a clear error, not a panic or a closed connection.
+        client.batch_execute("DROP TABLE t").await.unwrap();
+        let error = client.query(&point, &[&3i64]).await.unwrap_err();
+        assert!(error.code().is_some(), "{error:?}");
+        let rows = client.simple_query("SELECT 1").await.unwrap();
+        assert!(!rows.is_empty());
+    });
+    let (clean, _) = server.stop();
+    assert!(clean);
+}

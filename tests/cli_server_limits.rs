@@ -94,12 +94,16 @@ fn deeply_nested_statements_are_refused_and_the_server_lives_on() {
             let error = client.simple_query(sql).await.unwrap_err();
             assert!(
                 ["54001", "42601"].contains(&code(&error).as_str()),
-                "{:.60}: {error}",
+                "{:.60}: {error:?}",
                 sql
             );
             // Also through the extended protocol.
             let error = client.prepare(sql).await.unwrap_err();
-            assert!(["54001", "42601"].contains(&code(&error).as_str()));
+            assert!(
+                ["54001", "42601"].contains(&code(&error).as_str()),
+                "{:.60}: {error:?}",
+                sql
+            );
         }
         // A chain within the limit is answered.
         let sum = scalar(&client, &format!("SELECT {}", chain("1", "+", 500))).await;

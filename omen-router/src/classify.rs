@@ -122,12 +122,22 @@ impl KeyRead {
 
 /// The shape of `statement`, and the key read it is, if it is one.
 pub fn classify(statement: &DfStatement) -> (Shape, Option<KeyRead>) {
+    classify_bound(statement, &|_| None)
+}
+
+/// [`classify`] for a prepared statement: a placeholder `$n` where a key may stand is the
+/// key `parameter(n)` (1-based); `None` (the parameter is NULL, not an integer, or unknown)
+/// makes the statement no key read.
+pub fn classify_bound(
+    statement: &DfStatement,
+    parameter: &dyn Fn(usize) -> Option<i64>,
+) -> (Shape, Option<KeyRead>) {
     let DfStatement::Statement(statement) = statement else {
         return (Shape::Other, None);
     };
     match statement.as_ref() {
         Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => (Shape::Write, None),
-        Statement::Query(query) => match key_read(query) {
+        Statement::Query(query) => match key_read(query, parameter) {
             Some(read) => (read.shape(), Some(read)),
             None => (query_shape(query), None),
         },
@@ -169,7 +179,7 @@ fn has_function(expr: &Expr) -> bool {
 }
 
 /// The key read `query` is, if it is one and nothing else.
-fn key_read(query: &Query) -> Option<KeyRead> {
+fn key_read(query: &Query, parameter: &dyn Fn(usize) -> Option<i64>) -> Option<KeyRead> {
     let plain_query = query.with.is_none()
         && query.order_by.is_none()
         && query.limit_clause.is_none()
@@ -214,7 +224,7 @@ fn key_read(query: &Query) -> Option<KeyRead> {
         return None;
     };
     let columns = projection(&select.projection)?;
-    let (column, keys) = predicate(select.selection.as_ref()?)?;
+    let (column, keys) = predicate(select.selection.as_ref()?, parameter)?;
     Some(KeyRead {
         table: normalise(table),
         columns,
@@ -272,10 +282,13 @@ fn projection(items: &[SelectItem]) -> Option<Option<Vec<OutputColumn>>> {
     Some(Some(columns))
 }
 
+/// A key operand: an integer literal or a bound placeholder.
+type Parameter<'a> = &'a dyn Fn(usize) -> Option<i64>;
+
 /// The column and keys of a predicate over one column with integer literals.
-fn predicate(expr: &Expr) -> Option<(String, Keys)> {
+fn predicate(expr: &Expr, parameter: Parameter) -> Option<(String, Keys)> {
     match expr {
-        Expr::Nested(inner) => predicate(inner),
+        Expr::Nested(inner) => predicate(inner, parameter),
         Expr::InList {
             expr,
             list,
@@ -284,7 +297,10 @@ fn predicate(expr: &Expr) -> Option<(String, Keys)> {
             let Expr::Identifier(column) = expr.as_ref() else {
                 return None;
             };
-            let keys: BTreeSet<i64> = list.iter().map(integer).collect::<Option<_>>()?;
+            let keys: BTreeSet<i64> = list
+                .iter()
+                .map(|k| integer(k, parameter))
+                .collect::<Option<_>>()?;
             Some((normalise(column), Keys::Points(keys.into_iter().collect())))
         }
         Expr::Between {
@@ -297,8 +313,8 @@ fn predicate(expr: &Expr) -> Option<(String, Keys)> {
                 return None;
             };
             let range = Keys::Range(
-                Bound::Included(integer(low)?),
-                Bound::Included(integer(high)?),
+                Bound::Included(integer(low, parameter)?),
+                Bound::Included(integer(high, parameter)?),
             );
             Some((normalise(column), range))
         }
@@ -307,10 +323,10 @@ fn predicate(expr: &Expr) -> Option<(String, Keys)> {
             op: BinaryOperator::And,
             right,
         } => {
-            let (column, Keys::Range(low_a, high_a)) = predicate(left)? else {
+            let (column, Keys::Range(low_a, high_a)) = predicate(left, parameter)? else {
                 return None;
             };
-            let (other, Keys::Range(low_b, high_b)) = predicate(right)? else {
+            let (other, Keys::Range(low_b, high_b)) = predicate(right, parameter)? else {
                 return None;
             };
             if column != other {
@@ -319,16 +335,21 @@ fn predicate(expr: &Expr) -> Option<(String, Keys)> {
             let range = Keys::Range(tighter(low_a, low_b, true), tighter(high_a, high_b, false));
             Some((column, range))
         }
-        Expr::BinaryOp { left, op, right } => comparison(left, op, right),
+        Expr::BinaryOp { left, op, right } => comparison(left, op, right, parameter),
         _ => None,
     }
 }
 
 /// `column op k` or `k op column`.
-fn comparison(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<(String, Keys)> {
+fn comparison(
+    left: &Expr,
+    op: &BinaryOperator,
+    right: &Expr,
+    parameter: Parameter,
+) -> Option<(String, Keys)> {
     let (column, k, op) = match (left, right) {
-        (Expr::Identifier(c), k) => (c, integer(k)?, op.clone()),
-        (k, Expr::Identifier(c)) => (c, integer(k)?, flipped(op)?),
+        (Expr::Identifier(c), k) => (c, integer(k, parameter)?, op.clone()),
+        (k, Expr::Identifier(c)) => (c, integer(k, parameter)?, flipped(op)?),
         _ => return None,
     };
     let keys = match op {
@@ -372,11 +393,15 @@ fn tighter(a: Bound<i64>, b: Bound<i64>, low: bool) -> Bound<i64> {
     }
 }
 
-/// An integer literal (`42`, `-7`) that fits in a key.
-fn integer(expr: &Expr) -> Option<i64> {
+/// An integer literal (`42`, `-7`) that fits in a key, or a placeholder bound to one.
+fn integer(expr: &Expr, parameter: Parameter) -> Option<i64> {
     match expr {
         Expr::Value(value) => match &value.value {
             Value::Number(text, false) => text.parse().ok(),
+            Value::Placeholder(name) => {
+                let n: usize = name.strip_prefix('$')?.parse().ok()?;
+                (n > 0).then(|| parameter(n)).flatten()
+            }
             _ => None,
         },
         Expr::UnaryOp {
@@ -389,7 +414,7 @@ fn integer(expr: &Expr) -> Option<i64> {
             },
             _ => None,
         },
-        Expr::Nested(inner) => integer(inner),
+        Expr::Nested(inner) => integer(inner, parameter),
         _ => None,
     }
 }

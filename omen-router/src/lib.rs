@@ -17,7 +17,9 @@
 
 mod classify;
 
-pub use classify::{KeyRead, Keys, OutputColumn, SHORT_RANGE_KEYS, Shape, classify};
+pub use classify::{
+    KeyRead, Keys, OutputColumn, SHORT_RANGE_KEYS, Shape, classify, classify_bound,
+};
 
 /// The path that serves a statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

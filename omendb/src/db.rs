@@ -220,6 +220,8 @@ pub struct Db {
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) sql_limits: crate::SqlLimits,
     pub(crate) sql_memory_limit: usize,
+    /// The largest write one log record holds (`WalOptions::max_record_size`).
+    pub(crate) max_write_bytes: usize,
     /// The router of SQL statements; `None`: everything goes to DataFusion.
     pub(crate) router: Option<omen_router::RuleRouter>,
 }
@@ -281,6 +283,7 @@ impl Db {
             runtime,
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
+            max_write_bytes: options.wal.max_record_size as usize,
             router: options.sql_fast_path.then(omen_router::RuleRouter::default),
         })
     }

@@ -140,8 +140,30 @@ impl From<datafusion::error::DataFusionError> for Error {
                     Err(inner) => Error::Sql(DataFusionError::External(inner)),
                 },
             },
-            other => Error::Sql(other),
+            // Ours, wrapped deeper (an operator's context, a shared or Arrow error): the
+            // kinds that carry their own SQLSTATE come back out by value.
+            other => match find_cause::<Error>(&other).and_then(Error::copy_of) {
+                Some(ours) => ours,
+                None => Error::Sql(other),
+            },
         }
+    }
+}
+
+impl Error {
+    /// A copy of a plain error (a limit, a cancellation, a value out of range), which can
+    /// be taken out of a borrowed error chain.
+    fn copy_of(&self) -> Option<Error> {
+        Some(match self {
+            Error::Limit { kind, found, limit } => Error::Limit {
+                kind: *kind,
+                found: *found,
+                limit: *limit,
+            },
+            Error::Cancelled(reason) => Error::Cancelled(*reason),
+            Error::OutOfRange(what) => Error::OutOfRange(what.clone()),
+            _ => return None,
+        })
     }
 }
 
@@ -179,6 +201,16 @@ pub enum LimitKind {
     StatementBytes,
     /// Its expressions nest too deep.
     ExpressionDepth,
+    /// Its subqueries (scalar, `IN`, `EXISTS`, derived tables, CTEs) nest too deep.
+    SubqueryDepth,
+    /// It names a placeholder beyond `$65535` (`found` is its number).
+    Placeholder,
+    /// A value it builds (a string, a binary, a list) would be larger than the limit.
+    ValueBytes,
+    /// Its `ARRAY[...]` constructors nest deeper than PostgreSQL's 6 dimensions.
+    ArrayDimensions,
+    /// The rows it writes do not fit in one log record (`WalOptions::max_record_size`).
+    WriteBytes,
 }
 
 fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
@@ -191,6 +223,23 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
             "statement too complex: its expressions nest more than {limit} deep; use IN (...) \
              for long OR lists, or split the statement"
         ),
+        LimitKind::SubqueryDepth => format!(
+            "statement too complex: its subqueries nest more than {limit} deep; use joins or \
+             WITH, or split the statement"
+        ),
+        LimitKind::Placeholder => {
+            format!("there is no parameter ${found}: placeholders run from $1 to ${limit}")
+        }
+        LimitKind::ArrayDimensions => {
+            format!("number of array dimensions ({found}) exceeds the maximum allowed ({limit})")
+        }
+        LimitKind::WriteBytes => format!(
+            "write too large: its rows take more than {found} bytes, and one statement writes \
+             at most {limit}; nothing was applied: write the rows in smaller statements"
+        ),
+        LimitKind::ValueBytes => {
+            format!("value too large: {found} bytes, the limit of one value is {limit} bytes")
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use omen_wal::Lsn;
 use crate::db::{Db, QueryResult, Table};
 use crate::error::Result;
 use crate::row::Row;
-use crate::sql::{APPLYING, lookup_rows, rows_to_batch};
+use crate::sql::{APPLYING, SqlDescription, lookup_rows, rows_to_batch};
 
 /// How often a read racing applies is tried before it is left to DataFusion.
 const ATTEMPTS: usize = 8;
@@ -34,10 +34,58 @@ impl Db {
     /// Answers `statement` from the index if the router sends it there and the table
     /// matches; `None`: plan it with DataFusion.
     pub(crate) fn key_read(&self, statement: &DfStatement) -> Result<Option<QueryResult>> {
+        self.key_read_bound(statement, &|_| None)
+    }
+
+    /// Answers a prepared query from the index, its placeholders `$1`, `$2`, ... bound to
+    /// `parameters`, if the router sends it there; `None`: the statement is not a key read
+    /// (or not with these values), so bind the parameters into it and run it with
+    /// [`Db::sql`]. The result is what [`Db::sql`] returns for the bound statement. This is
+    /// how the PostgreSQL server runs a prepared point query: once parsed, each execution is
+    /// an index lookup, with no SQL text printed or parsed again.
+    pub fn prepared_key_read(
+        &self,
+        statement: &DfStatement,
+        parameters: &[Option<i64>],
+    ) -> Result<Option<QueryResult>> {
+        self.key_read_bound(statement, &|n| parameters.get(n - 1).copied().flatten())
+    }
+
+    /// What a key read with placeholders returns, without DataFusion: `None` when the
+    /// statement is no key read (with any keys) of an existing table's key.
+    pub(crate) fn describe_key_read(&self, statement: &DfStatement) -> Option<SqlDescription> {
+        self.router.as_ref()?;
+        let used = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        // Distinct dummy keys, so an `IN` list keeps its length; only the columns matter.
+        let (_, read) = omen_router::classify_bound(statement, &|n| {
+            used.borrow_mut().insert(n);
+            i64::try_from(n).ok()
+        });
+        let read = read?;
+        let output = self
+            .with_table(&read.table, |table| Output::of(table, &read))
+            .ok()??;
+        let parameters = used
+            .into_inner()
+            .into_iter()
+            .map(|n| (format!("${n}"), Some(arrow::datatypes::DataType::Int64)))
+            .collect();
+        Some(SqlDescription {
+            parameters,
+            schema: output.schema,
+            key_read: true,
+        })
+    }
+
+    fn key_read_bound(
+        &self,
+        statement: &DfStatement,
+        parameter: &dyn Fn(usize) -> Option<i64>,
+    ) -> Result<Option<QueryResult>> {
         let Some(router) = &self.router else {
             return Ok(None);
         };
-        let (shape, read) = omen_router::classify(statement);
+        let (shape, read) = omen_router::classify_bound(statement, parameter);
         let Some(mut read) = read else {
             return Ok(None);
         };

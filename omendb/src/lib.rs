@@ -37,6 +37,7 @@
 //! tiering layers, and a checkpoint of the in-memory tables (today the whole log is kept and
 //! replayed on open).
 
+mod bounded;
 mod checked;
 mod db;
 mod error;
@@ -49,12 +50,13 @@ mod statement;
 mod stored_row;
 mod table_cache;
 
+pub use bounded::DEFAULT_MAX_VALUE_BYTES;
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
 pub use error::{CancelReason, Error, LimitKind, Result};
 pub use interrupt::Interrupt;
 pub use limits::{
-    DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, SqlLimits, check as check_sql,
-    parse_sql,
+    DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, DEFAULT_MAX_SUBQUERY_DEPTH,
+    MAX_PLACEHOLDER, SqlLimits, check as check_sql, parse_sql,
 };
 pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};

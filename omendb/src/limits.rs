@@ -10,6 +10,9 @@
 //! - Parsing and dropping a statement recurse in proportion to its nesting, which is at most
 //!   its length: both run on a stack grown for the text's length (`stacker`), so the thread
 //!   that calls [`parse_sql`] needs no more stack than any other caller of `Db::sql`.
+//! - Queries nest at most [`SqlLimits::max_subquery_depth`] deep (DataFusion's planner
+//!   takes time exponential in that nesting), and placeholders are `$1`..`$65535`, checked
+//!   before anything allocates by a placeholder's number.
 //! - A numeric literal that is not a finite number (`1e400`) is refused, never stored as
 //!   infinity.
 
@@ -17,7 +20,9 @@ use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Value, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Query, SetExpr, Value, Visit, Visitor, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::error::{Error, LimitKind, Result};
@@ -27,6 +32,16 @@ pub const DEFAULT_MAX_STATEMENT_BYTES: usize = 4 << 20;
 
 /// Default [`SqlLimits::max_expression_depth`].
 pub const DEFAULT_MAX_EXPRESSION_DEPTH: usize = 1024;
+
+/// Default [`SqlLimits::max_subquery_depth`].
+pub const DEFAULT_MAX_SUBQUERY_DEPTH: usize = 16;
+
+/// The highest placeholder number, `$65535`, as PostgreSQL (a Bind message counts its
+/// parameters in 16 bits).
+pub const MAX_PLACEHOLDER: usize = u16::MAX as usize;
+
+/// The most dimensions an `ARRAY[...]` constructor may nest, as PostgreSQL.
+pub const MAX_ARRAY_DIMENSIONS: usize = 6;
 
 /// Parenthesised nesting the parser itself follows (each level costs it several frames).
 const MAX_PARSER_RECURSION: usize = 256;
@@ -56,6 +71,12 @@ pub struct SqlLimits {
     pub max_statement_bytes: usize,
     /// The deepest nesting of expressions accepted.
     pub max_expression_depth: usize,
+    /// The deepest nesting of queries accepted: subqueries in expressions, derived tables
+    /// and CTEs, the statement's own query being depth 1.
+    pub max_subquery_depth: usize,
+    /// The largest value (string, binary, list) a function or operator may build, in bytes;
+    /// also the most one such function may build for one batch of rows.
+    pub max_value_bytes: usize,
 }
 
 impl Default for SqlLimits {
@@ -63,6 +84,8 @@ impl Default for SqlLimits {
         Self {
             max_statement_bytes: DEFAULT_MAX_STATEMENT_BYTES,
             max_expression_depth: DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_subquery_depth: DEFAULT_MAX_SUBQUERY_DEPTH,
+            max_value_bytes: crate::bounded::DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -82,19 +105,60 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
             .with_dialect(&GenericDialect {})
             .with_recursion_limit(MAX_PARSER_RECURSION)
             .build()?
-            .parse_statements()?;
+            .parse_statements()
+            .map_err(|error| match error {
+                // Nesting past what the parser follows is the same limit as ours.
+                datafusion::error::DataFusionError::SQL(parser_error, _)
+                    if matches!(
+                        *parser_error,
+                        datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded
+                    ) =>
+                {
+                    Error::Limit {
+                        kind: LimitKind::ExpressionDepth,
+                        found: MAX_PARSER_RECURSION + 1,
+                        limit: MAX_PARSER_RECURSION,
+                    }
+                }
+                other => other.into(),
+            })?;
         // On an error the statements are dropped here, on the grown stack.
-        for statement in &statements {
+        let mut statements = statements;
+        for statement in &mut statements {
             check(statement, limits)?;
+            postgres_operators(statement);
         }
         Ok(statements)
     })
+}
+
+/// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
+/// `a ^ b` is exponentiation (`power`), not bitwise XOR. Runs after [`check`], so the
+/// statement's nesting is bounded.
+fn postgres_operators(statement: &mut DfStatement) {
+    let rewrite = |expr: &mut Expr| {
+        if let Expr::BinaryOp { op, .. } = expr
+            && *op == BinaryOperator::BitwiseXor
+        {
+            *op = BinaryOperator::PGExp;
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        DfStatement::Statement(statement) => {
+            let _ = visit_expressions_mut(statement.as_mut(), rewrite);
+        }
+        DfStatement::Explain(explain) => postgres_operators(&mut explain.statement),
+        _ => {}
+    }
 }
 
 /// Checks one parsed statement against `limits`.
 pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
     let mut checker = Checker {
         limit: limits.max_expression_depth,
+        query_limit: limits.max_subquery_depth,
+        array_depth: 0,
         depth: 0,
         query_depths: Vec::new(),
         failure: None,
@@ -114,6 +178,9 @@ pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
 
 struct Checker {
     limit: usize,
+    query_limit: usize,
+    /// `ARRAY[...]` constructors being visited, one inside another.
+    array_depth: usize,
     /// Current nesting: expressions entered plus the set-operation depth of each query.
     depth: usize,
     /// What each query being visited added to `depth`.
@@ -142,6 +209,14 @@ impl Visitor for Checker {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         let levels = 1 + set_depth(&query.body, self.limit);
         self.query_depths.push(levels);
+        if self.query_depths.len() > self.query_limit {
+            self.failure = Some(Error::Limit {
+                kind: LimitKind::SubqueryDepth,
+                found: self.query_depths.len(),
+                limit: self.query_limit,
+            });
+            return ControlFlow::Break(());
+        }
         self.enter(levels)
     }
 
@@ -160,10 +235,42 @@ impl Visitor for Checker {
             )));
             return ControlFlow::Break(());
         }
+        if let Expr::Value(value) = expr
+            && let Value::Placeholder(name) = &value.value
+            && let Some(number) = name.strip_prefix('$')
+            && number.bytes().all(|b| b.is_ascii_digit())
+        {
+            // Checked before anything sizes a list by the highest placeholder.
+            let found = number.parse::<usize>().unwrap_or(usize::MAX);
+            if found > MAX_PLACEHOLDER {
+                self.failure = Some(Error::Limit {
+                    kind: LimitKind::Placeholder,
+                    found,
+                    limit: MAX_PLACEHOLDER,
+                });
+                return ControlFlow::Break(());
+            }
+        }
+        if let Expr::Array(_) = expr {
+            // PostgreSQL's arrays have at most 6 dimensions; deeper constructors took the
+            // planner time cubic in their nesting.
+            self.array_depth += 1;
+            if self.array_depth > MAX_ARRAY_DIMENSIONS {
+                self.failure = Some(Error::Limit {
+                    kind: LimitKind::ArrayDimensions,
+                    found: self.array_depth,
+                    limit: MAX_ARRAY_DIMENSIONS,
+                });
+                return ControlFlow::Break(());
+            }
+        }
         self.enter(1)
     }
 
-    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+    fn post_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Array(_) = expr {
+            self.array_depth -= 1;
+        }
         self.depth -= 1;
         ControlFlow::Continue(())
     }
@@ -259,5 +366,14 @@ mod tests {
             Err(Error::OutOfRange(_))
         ));
         assert!(parse_sql("SELECT 1e300, 9223372036854775807", &limits).is_ok());
+    }
+
+    #[test]
+    fn caret_is_exponentiation_as_in_postgresql() {
+        let parsed =
+            parse_sql("SELECT 2 ^ 3, (SELECT 4 ^ 0.5)", &SqlLimits::default()).expect("valid SQL");
+        let tree = format!("{:?}", parsed[0]);
+        assert_eq!(tree.matches("PGExp").count(), 2, "{tree}");
+        assert!(!tree.contains("BitwiseXor"), "{tree}");
     }
 }

@@ -281,6 +281,9 @@ pub struct SqlDescription {
     pub parameters: std::collections::HashMap<String, Option<arrow::datatypes::DataType>>,
     /// The columns of the rows the statement returns (empty for a write's plan input).
     pub schema: SchemaRef,
+    /// Whether the statement is a key read the index answers
+    /// ([`Db::prepared_key_read`]) when its parameters are keys.
+    pub key_read: bool,
 }
 
 /// A DataFusion session over every table at one snapshot LSN, and the routes its scans take.
@@ -342,7 +345,17 @@ impl Db {
             .with_memory_limit(self.sql_memory_limit, 1.0)
             .build_arc()?;
         let context = SessionContext::new_with_config_rt(config, runtime);
-        context.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic));
+        let value_limit = self.sql_limits.max_value_bytes;
+        context.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic { value_limit }));
+        let functions = context.state().scalar_functions().clone();
+        for name in crate::bounded::BOUNDED {
+            if let Some(bounded) = functions
+                .get(*name)
+                .and_then(|f| crate::bounded::bound(f, value_limit))
+            {
+                context.register_udf(bounded);
+            }
+        }
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {
                 name: name.clone(),
@@ -439,6 +452,18 @@ impl Db {
     pub fn sql_stream_with(&self, query: &str, interrupt: &Interrupt) -> Result<QueryStream<'_>> {
         crate::limits::with_plan_stack(|| {
             let statement = self.one_query(query)?;
+            self.sql_stream_parsed_with(statement, interrupt)
+        })
+    }
+
+    /// [`Db::sql_stream_with`] of a query already parsed (see [`Db::sql_parsed_with`]).
+    pub fn sql_stream_parsed_with(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryStream<'_>> {
+        crate::limits::with_plan_stack(|| {
+            crate::limits::check(&statement, &self.sql_limits)?;
             if let Some(result) = self.key_read(&statement)? {
                 return Ok(QueryStream::of(self, result, interrupt));
             }
@@ -454,6 +479,16 @@ impl Db {
     /// (`None`: not inferred), and the columns of its rows. A table it names that does not
     /// exist is [`Error::NoSuchTable`](crate::Error::NoSuchTable).
     pub fn describe_sql(&self, statement: DfStatement) -> Result<SqlDescription> {
+        match self.describe_key_read(&statement) {
+            Some(described) => Ok(described),
+            None => self.describe_planned(statement),
+        }
+    }
+
+    /// [`Db::describe_sql`] by DataFusion's plan even for a key read, for tests that compare
+    /// the two. Not for applications.
+    #[doc(hidden)]
+    pub fn describe_planned(&self, statement: DfStatement) -> Result<SqlDescription> {
         crate::limits::with_plan_stack(|| {
             let session = self.sql_session()?;
             let plan = self.runtime.block_on(session.plan(statement))?;
@@ -461,6 +496,7 @@ impl Db {
             Ok(SqlDescription {
                 parameters,
                 schema: Arc::new(plan.schema().as_arrow().clone()),
+                key_read: false,
             })
         })
     }

@@ -80,6 +80,21 @@ impl Db {
         crate::limits::with_plan_stack(|| self.sql_in(text, interrupt))
     }
 
+    /// [`Db::sql_with`] of one statement already parsed (by [`crate::parse_sql`]), which is
+    /// checked against the expression limits again but not against the length of a text:
+    /// values bound into it (a server's parameters) are no statement text.
+    pub fn sql_parsed_with(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryResult> {
+        crate::limits::with_plan_stack(|| {
+            crate::limits::check(&statement, &self.sql_limits)?;
+            interrupt.check()?;
+            self.run_statement(statement, interrupt)
+        })
+    }
+
     fn sql_in(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
         let statements = crate::limits::parse_sql(text, &self.sql_limits)?;
         if statements.is_empty() {
@@ -103,7 +118,15 @@ impl Db {
             }
             Kind::Ddl => self.run_ddl(statement),
             Kind::Dml => {
-                let _writer = self.lock_writer();
+                // An INSERT reads its snapshot only (as PostgreSQL's does under READ
+                // COMMITTED), so its rows are computed before the writer lock is taken and
+                // other writers wait for its commit alone. UPDATE and DELETE read the rows
+                // they change: they hold the lock from their read to their write.
+                let insert = matches!(
+                    &statement,
+                    DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_))
+                );
+                let writer = (!insert).then(|| self.lock_writer());
                 let session = self.sql_session()?;
                 let lsn = session.lsn;
                 let plan = self
@@ -112,7 +135,7 @@ impl Db {
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
                 };
-                let count = self.run_dml(session, dml, interrupt)?;
+                let count = self.run_dml(session, dml, interrupt, writer)?;
                 count_result(count, lsn)
             }
         }
@@ -246,6 +269,7 @@ impl Db {
         session: crate::sql::SqlSession,
         dml: DmlStatement,
         interrupt: &Interrupt,
+        writer: Option<std::sync::MutexGuard<'_, ()>>,
     ) -> Result<u64> {
         let table = dml.table_name.table().to_string();
         let schema = self.schema(&table)?;
@@ -257,12 +281,31 @@ impl Db {
             ));
         }
         let input = Arc::unwrap_or_clone(dml.input);
-        let rows = self.run_plan(session, input, interrupt)?;
+        // The rows are streamed, so a write too large for one log record is refused once
+        // its values alone exceed the record, not after all of it is built.
+        let context = session.context;
+        let mut rows = self.runtime.block_on(interrupt.run(async {
+            let frame = context.execute_logical_plan(input).await?;
+            Ok::<_, Error>(frame.execute_stream().await?)
+        }))?;
         let mut batch = WriteBatch::new();
         let mut count = 0u64;
-        for part in &rows.batches {
-            let values = batch_values(&table, &schema, part)?;
+        let mut bytes = 0usize;
+        loop {
+            let next = self.runtime.block_on(interrupt.run(async {
+                Ok::<_, Error>(futures::StreamExt::next(&mut rows).await.transpose()?)
+            }))?;
+            let Some(part) = next else { break };
+            let values = batch_values(&table, &schema, &part)?;
             for row in values {
+                bytes = bytes.saturating_add(row.iter().map(value_bytes).sum::<usize>());
+                if bytes > self.max_write_bytes {
+                    return Err(Error::Limit {
+                        kind: crate::error::LimitKind::WriteBytes,
+                        found: bytes,
+                        limit: self.max_write_bytes,
+                    });
+                }
                 count += 1;
                 match &dml.op {
                     WriteOp::Insert(InsertOp::Append) => {
@@ -281,12 +324,23 @@ impl Db {
                 }
             }
         }
+        let _writer = writer.unwrap_or_else(|| self.lock_writer());
         // The last moment to cancel: from here on the statement is applied whole.
         interrupt.check()?;
         if !batch.is_empty() {
             self.write_locked(&batch)?;
         }
         Ok(count)
+    }
+}
+
+/// The bytes `value` takes at least in a log record.
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::Utf8(text) => text.len(),
+        Value::Null | Value::Boolean(_) => 1,
+        Value::Int32(_) | Value::Date32(_) => 4,
+        _ => 8,
     }
 }
 

@@ -84,17 +84,41 @@ fn load(db: &Db, rng: &mut StdRng) {
         .unwrap();
 }
 
-fn key(rng: &mut StdRng) -> String {
-    match rng.random_range(0..12) {
+fn key(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> String {
+    let key = match rng.random_range(0..12) {
         0 => i64::MAX.to_string(),
         1 => i64::MIN.to_string(),
         2 => "-0".to_string(),
         _ => rng.random_range(-70..70).to_string(),
+    };
+    match parameters {
+        Some(values) => {
+            values.push(key);
+            format!("${}", values.len())
+        }
+        None => key,
     }
 }
 
 /// A key read, or something that looks like one.
 fn statement(rng: &mut StdRng) -> String {
+    statement_with(rng, &mut None)
+}
+
+/// A key read with `$n` placeholders for its keys, the values they stand for, and the
+/// statement with the values written in.
+fn prepared_statement(rng: &mut StdRng) -> (String, Vec<String>, String) {
+    let mut values = Some(Vec::new());
+    let sql = statement_with(rng, &mut values);
+    let values = values.unwrap_or_default();
+    let mut bound = sql.clone();
+    for (i, value) in values.iter().enumerate().rev() {
+        bound = bound.replace(&format!("${}", i + 1), value);
+    }
+    (sql, values, bound)
+}
+
+fn statement_with(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> String {
     const COLUMNS: &[&str] = &["v", "id", "\"Name\"", "x", "ok", "day", "at", "small"];
     let projection = if rng.random_bool(0.3) {
         "*".to_string()
@@ -114,6 +138,7 @@ fn statement(rng: &mut StdRng) -> String {
     };
     let column = if rng.random_bool(0.85) { "id" } else { "v" };
     let column = if rng.random_bool(0.1) { "ID" } else { column };
+    let mut key = |rng: &mut StdRng| key(rng, parameters);
     let predicate = match rng.random_range(0..7) {
         0 => format!("{column} = {}", key(rng)),
         1 => format!("{} = {column}", key(rng)),
@@ -121,9 +146,18 @@ fn statement(rng: &mut StdRng) -> String {
             let keys: Vec<String> = (0..rng.random_range(1..6)).map(|_| key(rng)).collect();
             format!("{column} IN ({})", keys.join(", "))
         }
-        3 => format!("{column} BETWEEN {} AND {}", key(rng), key(rng)),
-        4 => format!("{column} > {} AND {column} <= {}", key(rng), key(rng)),
-        5 => format!("({column} >= {}) AND {column} < {}", key(rng), key(rng)),
+        3 => {
+            let (low, high) = (key(rng), key(rng));
+            format!("{column} BETWEEN {low} AND {high}")
+        }
+        4 => {
+            let (low, high) = (key(rng), key(rng));
+            format!("{column} > {low} AND {column} <= {high}")
+        }
+        5 => {
+            let (low, high) = (key(rng), key(rng));
+            format!("({column} >= {low}) AND {column} < {high}")
+        }
         _ => format!("{column} < {}", key(rng)),
     };
     format!("SELECT {projection} FROM t WHERE {predicate}")
@@ -197,6 +231,65 @@ fn key_reads_give_the_same_columns_and_rows_on_every_path() {
     }
     eprintln!("600 statements: {fast_reads} served by the index, {errors} errors on both paths");
     assert!(fast_reads > 300, "{fast_reads}");
+    db.close().unwrap();
+}
+
+/// The one statement of `sql`, parsed.
+fn parsed(sql: &str) -> omendb::datafusion::sql::parser::Statement {
+    let dialect = omendb::datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let mut statements =
+        omendb::datafusion::sql::parser::DFParser::parse_sql_with_dialect(sql, &dialect).unwrap();
+    statements.pop_front().unwrap()
+}
+
+#[test]
+fn prepared_key_reads_match_the_bound_statement_and_describe_as_datafusion_plans_them() {
+    let dir = TempDir::new("prepared-key-reads");
+    let db = Db::open(&dir.0, DbOptions::default()).unwrap();
+    table(&db);
+    let mut rng = StdRng::seed_from_u64(29);
+    load(&db, &mut rng);
+    let mut served = 0;
+    for _ in 0..400 {
+        let (sql, values, bound) = prepared_statement(&mut rng);
+        let statement = parsed(&sql);
+        let parameters: Vec<Option<i64>> = values.iter().map(|v| v.parse().ok()).collect();
+        let planned = db.sql_planned(&bound);
+        match db.prepared_key_read(&statement, &parameters).unwrap() {
+            Some(fast) => {
+                same(&sql, &fast, &planned.unwrap());
+                served += 1;
+            }
+            // Not a key read: Db::sql of the bound statement is DataFusion's plan.
+            None => match (db.sql(&bound), planned) {
+                (Ok(text), Ok(planned)) => same(&bound, &text, &planned),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{bound}"),
+                (a, b) => panic!("{bound}: {a:?} vs {b:?}"),
+            },
+        }
+        // Describe: the same columns as DataFusion's plan, and every placeholder type
+        // DataFusion infers.
+        match (
+            db.describe_sql(statement.clone()),
+            db.describe_planned(statement),
+        ) {
+            (Ok(fast), Ok(planned)) => {
+                assert_eq!(fast.schema, planned.schema, "{sql}");
+                for (name, inferred) in &planned.parameters {
+                    if inferred.is_some() {
+                        assert_eq!(fast.parameters.get(name), Some(inferred), "{sql} {name}");
+                    }
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{sql}"),
+            (a, b) => panic!("{sql}: describe disagrees: {a:?} vs {b:?}"),
+        }
+    }
+    eprintln!("400 prepared statements: {served} served by the index");
+    assert!(served > 200, "{served}");
+    // A NULL parameter is no key: the statement goes to DataFusion (no rows there).
+    let point = parsed("SELECT id FROM t WHERE id = $1");
+    assert!(db.prepared_key_read(&point, &[None]).unwrap().is_none());
     db.close().unwrap();
 }
 

@@ -13,6 +13,7 @@
 //! metrics_listen = "127.0.0.1:9187"   # Prometheus `GET /metrics` (off when absent)
 //! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
 //! query_memory_mb = 2048             # memory of one query's sorts, aggregations and joins
+//! max_value_mb = 1024                # the largest value a function or `||` may build
 //! login_timeout_ms = 10000            # time a client has to log in
 //! max_pending_logins = 64             # connections logging in at once (besides sessions)
 //! ```
@@ -69,6 +70,10 @@ pub struct ServerConfig {
     /// Memory each query's operators may use, in MiB (default 2048); sorts and aggregations
     /// spill to disk beyond it, other operators fail with `53200`.
     pub query_memory_mb: Option<usize>,
+    /// The largest value (string, binary, list) a function or `||` may build, in MiB
+    /// (default 1024, as PostgreSQL); larger ones are refused with `54000` before they are
+    /// built.
+    pub max_value_mb: Option<usize>,
     /// How long a connection may take to log in, in milliseconds (default 10 s).
     pub login_timeout_ms: Option<u64>,
     /// Connections that may be logging in at once, besides the logged-in sessions (default

@@ -69,7 +69,7 @@ impl<W: Write> Shell<'_, W> {
             let started = Instant::now();
             let printed = self
                 .db
-                .sql(&statement.text)
+                .sql_parsed_with(statement.ast, &omendb::Interrupt::new())
                 .and_then(|result| format::result(statement.kind, &result.batches));
             match printed {
                 Ok(text) => writeln!(self.out, "{text}").map_err(write_error)?,

@@ -22,27 +22,18 @@ pub enum Kind {
 /// One statement of a script.
 #[derive(Clone, Debug)]
 pub struct Statement {
-    /// Its SQL text, ready for `Db::sql`.
-    pub text: String,
     /// What it returns.
     pub kind: Kind,
     /// Its syntax tree.
     pub ast: DfStatement,
 }
 
-/// Parses `text` into statements. A single statement keeps its text as written; several are
-/// each printed back from their syntax trees.
+/// Parses `text` into statements, each run from its syntax tree (`Db::sql_parsed_with`).
 pub fn split(text: &str) -> Result<Vec<Statement>, omendb::Error> {
     let statements = omendb::parse_sql(text, &omendb::SqlLimits::default())?;
-    let single = statements.len() == 1;
     Ok(statements
         .into_iter()
         .map(|ast| Statement {
-            text: if single {
-                text.to_string()
-            } else {
-                ast.to_string()
-            },
             kind: kind(&ast),
             ast,
         })
@@ -113,7 +104,7 @@ mod tests {
                 Kind::Done("DROP TABLE"),
             ]
         );
-        assert!(statements[1].text.contains("'a;b'"));
+        assert!(statements[1].ast.to_string().contains("'a;b'"));
         assert!(split("SELEC 1").is_err());
     }
 }

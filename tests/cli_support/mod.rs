@@ -104,9 +104,10 @@ impl Server {
         // "omendb: serving DIR on 127.0.0.1:PORT"
         let mut metrics_port = None;
         let port = loop {
+            // A server that hangs at start fails the test instead of hanging it.
             let line = lines
-                .recv()
-                .unwrap_or_else(|_| panic!("the server exited before listening"));
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .unwrap_or_else(|e| panic!("the server did not listen: {e}"));
             if let Some(url) = line.strip_prefix("omendb: metrics on http://") {
                 let address = url.trim_end_matches("/metrics");
                 metrics_port = Some(address.rsplit(':').next().unwrap().parse().unwrap());
@@ -148,7 +149,19 @@ impl Server {
             .status()
             .unwrap();
         assert!(status.success());
-        let exit = child.wait().unwrap();
+        // A server that does not exit in time fails the test instead of hanging it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let exit = loop {
+            if let Some(exit) = child.try_wait().unwrap() {
+                break exit;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not exit within 60 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         let rest: Vec<String> = self.stderr.iter().collect();
         (exit.success(), rest.join("\n"))
     }

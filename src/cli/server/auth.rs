@@ -179,7 +179,31 @@ fn valid_sasl_initial_response(body: &[u8]) -> bool {
         return false;
     };
     let length = i32::from_be_bytes(length);
-    length == -1 || usize::try_from(length).is_ok_and(|n| n <= rest.len() - 4)
+    if length == -1 {
+        return true;
+    }
+    let Some(payload) = usize::try_from(length)
+        .ok()
+        .and_then(|n| rest.get(4..4 + n))
+    else {
+        return false;
+    };
+    // RFC 5802: a client-first message whose bare part starts with a mandatory extension
+    // (`m=`) that the server does not know must be refused. The bare part follows the GS2
+    // header, `flag,[authzid],`.
+    let bare = payload.splitn(3, |&b| b == b',').nth(2).unwrap_or_default();
+    !bare.starts_with(b"m=")
+}
+
+/// Whether `message` may come while a client logs in.
+fn login_message(message: &PgWireFrontendMessage) -> bool {
+    matches!(
+        message,
+        PgWireFrontendMessage::Startup(_)
+            | PgWireFrontendMessage::PasswordMessageFamily(_)
+            | PgWireFrontendMessage::SslNegotiation(_)
+            | PgWireFrontendMessage::CancelRequest(_)
+    )
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {
@@ -199,6 +223,16 @@ impl StartupHandler for Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let peer = client.socket_addr();
+        if !login_message(&message) {
+            // A query (or anything else) in place of the authentication response.
+            tracing::warn!(%peer, "login refused: a message other than an authentication response");
+            return Err(fatal(
+                "08P01",
+                "invalid message during authentication: expected a password or SASL \
+                 response; the connection is closed"
+                    .into(),
+            ));
+        }
         let first = matches!(message, PgWireFrontendMessage::Startup(_));
         if first && self.slots.available_permits() == 0 {
             return Err(fatal(
@@ -277,6 +311,17 @@ mod tests {
     #[test]
     fn sasl_initial_responses_are_checked_before_pgwire_decodes_them() {
         assert!(valid_sasl_initial_response(b"SCRAM-SHA-256\0\0\0\0\x03abc"));
+        // RFC 5802: an unknown mandatory extension is refused.
+        let first = b"n,,n=u,r=abc";
+        let mut body = b"SCRAM-SHA-256\0".to_vec();
+        body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+        body.extend_from_slice(first);
+        assert!(valid_sasl_initial_response(&body));
+        let first = b"n,,m=ext,n=u,r=abc";
+        let mut body = b"SCRAM-SHA-256\0".to_vec();
+        body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+        body.extend_from_slice(first);
+        assert!(!valid_sasl_initial_response(&body));
         assert!(valid_sasl_initial_response(
             b"SCRAM-SHA-256\0\xff\xff\xff\xff"
         ));

@@ -114,6 +114,23 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
         SqlStatement::Rollback { .. } => Local::Rollback,
         SqlStatement::Prepare {
             name, statement, ..
+        } if !matches!(
+            statement.as_ref(),
+            SqlStatement::Query(_)
+                | SqlStatement::Insert(_)
+                | SqlStatement::Update(_)
+                | SqlStatement::Delete(_)
+        ) =>
+        {
+            // As PostgreSQL: only these can be prepared, so EXECUTE never runs an EXECUTE
+            // (`PREPARE p AS EXECUTE p` recursed without end) or a PREPARE.
+            return Err(sqlstate::error(
+                sqlstate::SYNTAX_ERROR,
+                "PREPARE takes a SELECT, VALUES, INSERT, UPDATE or DELETE statement",
+            ));
+        }
+        SqlStatement::Prepare {
+            name, statement, ..
         } => Local::Prepare {
             name: name.value.clone(),
             statement: Box::new(DfStatement::Statement(statement.clone())),

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use pgwire::api::{ClientInfo, DefaultClient, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, DefaultClient, PgWireConnectionState, PgWireServerHandlers,
+};
 use pgwire::error::PgWireError;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
@@ -19,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::frames::FrameGuard;
+use super::objects::Objects;
 use super::sqlstate;
 
 /// SQLSTATE `08P01`: protocol violation.
@@ -62,13 +65,14 @@ pub async fn serve<H: PgWireServerHandlers>(
     mut socket: TcpStream,
     peer: SocketAddr,
     handlers: Arc<H>,
+    logged_in: impl Fn() -> bool + Send + Sync + 'static,
 ) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let Some(head) = decline_encryption(&mut socket).await? else {
         return Ok(());
     };
     let mut socket = Framed::new(
-        FrameGuard::new(socket, &head),
+        FrameGuard::new(socket, &head).until_login(logged_in),
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
     );
     socket.set_state(PgWireConnectionState::AwaitingStartup);
@@ -77,6 +81,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     let extended = handlers.extended_query_handler();
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
+    let mut objects = Objects::default();
     loop {
         let message = match socket.next().await {
             None => return Ok(()),
@@ -91,6 +96,10 @@ pub async fn serve<H: PgWireServerHandlers>(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        if let Err(error) = objects.admit(&message, socket.portal_store()) {
+            process_error(&mut socket, error, wait_for_sync).await?;
+            continue;
+        }
         // A cancel request comes on a connection of its own, which ends with it.
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
         let processed = process_message(

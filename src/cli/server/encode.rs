@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -114,7 +114,9 @@ impl Column {
         let text = field.format() == FieldFormat::Text;
         // Unsigned and narrow types are widened to the described type (see `pg_type`).
         Ok(match *field.datatype() {
-            Type::BOOL => Column::Bool(array.as_boolean().clone()),
+            // Cast, not downcast: a prepared statement's column may have changed its type
+            // since it was described.
+            Type::BOOL => Column::Bool(cast_to(array, &DataType::Boolean)?),
             Type::INT2 => Column::Int2(cast_to(array, &DataType::Int16)?),
             Type::INT4 => Column::Int4(cast_to(array, &DataType::Int32)?),
             Type::INT8 => Column::Int8(cast_to(array, &DataType::Int64)?),
@@ -157,8 +159,12 @@ impl Column {
             }
             Column::Timestamp(a, text) => {
                 let value = get(a, row, |a| a.value(row))
-                    .and_then(DateTime::from_timestamp_micros)
-                    .map(|t| t.naive_utc());
+                    .map(|micros| {
+                        DateTime::from_timestamp_micros(micros)
+                            .map(|t| t.naive_utc())
+                            .ok_or_else(|| out_of_range("timestamp", micros))
+                    })
+                    .transpose()?;
                 if *text {
                     encoder.encode_field(&value.map(timestamp_text))
                 } else {
@@ -167,12 +173,25 @@ impl Column {
             }
             Column::Date(a) => encoder.encode_field(
                 &get(a, row, |a| a.value(row))
-                    // Arrow counts days from 1970-01-01, chrono from 0001-01-01 (day 1).
-                    .and_then(|days| NaiveDate::from_num_days_from_ce_opt(days + 719_163)),
+                    .map(|days| {
+                        // Arrow counts days from 1970-01-01, chrono from 0001-01-01 (day 1).
+                        days.checked_add(719_163)
+                            .and_then(NaiveDate::from_num_days_from_ce_opt)
+                            .ok_or_else(|| out_of_range("date", i64::from(days)))
+                    })
+                    .transpose()?,
             ),
             Column::Text(text) => encoder.encode_field(&text.get(row).cloned().flatten()),
         }
     }
+}
+
+/// A date or timestamp the wire encoding cannot carry (beyond chrono's ±262,000 years).
+fn out_of_range(what: &str, value: i64) -> pgwire::error::PgWireError {
+    sqlstate::error(
+        "22008",
+        format!("{what} out of range: {value} (days or microseconds from 1970-01-01)"),
+    )
 }
 
 /// A timestamp as PostgreSQL prints it: fractional seconds only when not zero, without

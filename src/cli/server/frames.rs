@@ -14,7 +14,8 @@
 //!   never handed on; the read after the last good message fails with a [`FrameError`] instead
 //!   (the connection then answers `FATAL 08P01` and closes, as PostgreSQL does).
 //! - The guard buffers at most one message beyond what it has handed on: memory per connection
-//!   is bounded by [`MAX_MESSAGE_BYTES`].
+//!   is bounded by [`MAX_MESSAGE_BYTES`], and by [`MAX_LOGIN_MESSAGE_BYTES`] until the client
+//!   has logged in.
 
 use std::io;
 use std::pin::Pin;
@@ -29,6 +30,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// The longest startup packet accepted (PostgreSQL's limit).
 const MAX_STARTUP_BYTES: usize = 10_000;
+
+/// The longest message accepted before the client has logged in: a password or SASL
+/// response (PostgreSQL takes authentication tokens of up to 64 KiB).
+pub const MAX_LOGIN_MESSAGE_BYTES: usize = 64 << 10;
 
 /// The request code of a CancelRequest (in place of a protocol version).
 const CANCEL_REQUEST_CODE: u32 = 80_877_102;
@@ -81,6 +86,8 @@ pub struct FrameGuard<S> {
     checked: usize,
     phase: Phase,
     refused: Option<FrameError>,
+    /// Whether the client has logged in (before that, messages are small).
+    logged_in: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl<S> FrameGuard<S> {
@@ -92,7 +99,15 @@ impl<S> FrameGuard<S> {
             checked: 0,
             phase: Phase::Startup,
             refused: None,
+            logged_in: Box::new(|| true),
         }
+    }
+
+    /// Holds messages to [`MAX_LOGIN_MESSAGE_BYTES`] until `logged_in` says the client has
+    /// logged in.
+    pub fn until_login(mut self, logged_in: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.logged_in = Box::new(logged_in);
+        self
     }
 
     /// The message refused, once one was.
@@ -103,7 +118,12 @@ impl<S> FrameGuard<S> {
     /// Marks the whole messages at the start of the unchecked bytes as checked; stops at an
     /// incomplete one, fails at a bad one.
     fn check_buffered(&mut self) -> Result<(), FrameError> {
-        while let Some(length) = next_message(&self.buffer[self.checked..], self.phase)? {
+        let limit = if (self.logged_in)() {
+            MAX_MESSAGE_BYTES
+        } else {
+            MAX_LOGIN_MESSAGE_BYTES
+        };
+        while let Some(length) = next_message(&self.buffer[self.checked..], self.phase, limit)? {
             self.checked += length;
             self.phase = Phase::Typed;
         }
@@ -173,12 +193,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
 
 /// The length of the whole, well-formed message at the start of `bytes`, `None` while it is
 /// incomplete.
-fn next_message(bytes: &[u8], phase: Phase) -> Result<Option<usize>, FrameError> {
+fn next_message(bytes: &[u8], phase: Phase, limit: usize) -> Result<Option<usize>, FrameError> {
     let (offset, kind, limit) = match phase {
         Phase::Startup => (0, "startup", MAX_STARTUP_BYTES),
         Phase::Typed => match bytes.first() {
             None => return Ok(None),
-            Some(&byte) => (1, kind_of(byte)?, MAX_MESSAGE_BYTES),
+            Some(&byte) => (1, kind_of(byte)?, limit),
         },
     };
     let Some(length) = bytes.get(offset..offset + 4) else {
@@ -413,7 +433,7 @@ mod tests {
 
     fn check_all(mut bytes: &[u8]) -> Result<usize, FrameError> {
         let (mut phase, mut messages) = (Phase::Startup, 0);
-        while let Some(length) = next_message(bytes, phase)? {
+        while let Some(length) = next_message(bytes, phase, MAX_MESSAGE_BYTES)? {
             bytes = &bytes[length..];
             phase = Phase::Typed;
             messages += 1;
@@ -506,7 +526,7 @@ mod tests {
                 }
             }
             let (mut bytes, mut phase) = (&mutated[..], Phase::Startup);
-            while let Ok(Some(length)) = next_message(bytes, phase) {
+            while let Ok(Some(length)) = next_message(bytes, phase, MAX_MESSAGE_BYTES) {
                 assert!(length <= bytes.len());
                 bytes = &bytes[length..];
                 phase = Phase::Typed;

@@ -38,18 +38,19 @@ use pgwire::api::results::DescribeResponse;
 use pgwire::api::store::Entry;
 use pgwire::messages::extendedquery::Describe;
 
-/// Runs `text` (one statement) in the database, cancellable by the session (cancel request,
-/// disconnect) and bounded by its `statement_timeout`.
+/// Runs `statement` in the database, cancellable by the session (cancel request,
+/// disconnect) and bounded by its `statement_timeout`. The statement goes as its syntax
+/// tree: parameters bound into it are values, not text to print and parse again.
 async fn run_in_db(
     db: &Arc<Db>,
     session: &Session,
-    text: String,
+    statement: DfStatement,
 ) -> Result<omendb::QueryResult, omendb::Error> {
     let mut running = session.start();
     let interrupt = running.interrupt().clone();
     let db = Arc::clone(db);
     let signal = interrupt.clone();
-    let mut task = tokio::task::spawn_blocking(move || db.sql_with(&text, &signal));
+    let mut task = tokio::task::spawn_blocking(move || db.sql_parsed_with(statement, &signal));
     let joined = match session.statement_timeout() {
         Some(timeout) => match tokio::time::timeout(timeout, &mut task).await {
             Ok(joined) => joined,
@@ -73,14 +74,13 @@ async fn execute(
     db: &Arc<Db>,
     metrics: &Metrics,
     session: &Session,
-    text: String,
+    statement: DfStatement,
     kind: Kind,
     format: Option<&Format>,
     described: Option<&SchemaRef>,
 ) -> PgWireResult<Response> {
-    tracing::debug!(sql = %text, "execute");
     let started = std::time::Instant::now();
-    let result = run_in_db(db, session, text).await;
+    let result = run_in_db(db, session, statement).await;
     match &result {
         Ok(result) => metrics.statement(started.elapsed(), true, &result.routes),
         Err(_) => metrics.statement(started.elapsed(), false, &[]),
@@ -102,6 +102,9 @@ async fn execute(
         Kind::Rows | Kind::Local => {
             // A described statement is answered in the described types (the client decodes
             // with them); values are cast to them.
+            if let Some(described) = described {
+                same_columns(described, &result.batches)?;
+            }
             let schema = described
                 .filter(|s| !s.fields().is_empty())
                 .cloned()
@@ -122,7 +125,7 @@ async fn stream_query(
     db: &Arc<Db>,
     metrics: &Arc<Metrics>,
     session: &Arc<Session>,
-    text: String,
+    statement: DfStatement,
     format: Option<&Format>,
     described: Option<&SchemaRef>,
 ) -> PgWireResult<Response> {
@@ -133,21 +136,23 @@ async fn stream_query(
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
     let database = Arc::clone(db);
     let signal = interrupt.clone();
-    tokio::task::spawn_blocking(move || match database.sql_stream_with(&text, &signal) {
-        Err(error) => {
-            let _ = schema_tx.send(Err(error));
-        }
-        Ok(stream) => {
-            if schema_tx
-                .send(Ok((stream.schema(), stream.routes())))
-                .is_err()
-            {
-                return;
+    tokio::task::spawn_blocking(move || {
+        match database.sql_stream_parsed_with(statement, &signal) {
+            Err(error) => {
+                let _ = schema_tx.send(Err(error));
             }
-            for batch in stream {
-                if batch_tx.blocking_send(batch).is_err() {
-                    // The client's response was dropped: dropping the stream ends the query.
+            Ok(stream) => {
+                if schema_tx
+                    .send(Ok((stream.schema(), stream.routes())))
+                    .is_err()
+                {
                     return;
+                }
+                for batch in stream {
+                    if batch_tx.blocking_send(batch).is_err() {
+                        // The client's response was dropped: dropping the stream ends the query.
+                        return;
+                    }
                 }
             }
         }
@@ -172,6 +177,16 @@ async fn stream_query(
             ));
         }
     };
+    if let Some(described) = described
+        && !described.fields().is_empty()
+        && described.fields().len() != schema.fields().len()
+    {
+        metrics.statement(started.elapsed(), false, &[]);
+        // Dropping the armed `running` stops the query.
+        timer.inspect(tokio::task::JoinHandle::abort);
+        let empty = RecordBatch::new_empty(schema);
+        return same_columns(described, &[empty]).map(|()| Response::EmptyQuery);
+    }
     let schema = described
         .filter(|s| !s.fields().is_empty())
         .cloned()
@@ -234,6 +249,24 @@ async fn stream_query(
         },
     );
     Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+/// PostgreSQL's answer when a prepared statement's rows no longer have the columns it was
+/// described with (a table changed between Parse and Execute): drivers prepare it again.
+fn same_columns(described: &SchemaRef, batches: &[RecordBatch]) -> PgWireResult<()> {
+    let expected = described.fields().len();
+    match batches.first() {
+        Some(batch) if expected > 0 && batch.num_columns() != expected => Err(sqlstate::error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "cached plan must not change result type: the statement was prepared for {} \
+                 columns and now returns {} (a table changed); prepare it again",
+                expected,
+                batch.num_columns()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn rows_response(
@@ -393,7 +426,7 @@ impl Backend {
                 &self.db,
                 &self.metrics,
                 &session,
-                statement.text,
+                statement.ast,
                 format,
                 described,
             )
@@ -403,7 +436,7 @@ impl Backend {
                 &self.db,
                 &self.metrics,
                 &session,
-                statement.text,
+                statement.ast,
                 statement.kind,
                 format,
                 described,
@@ -412,6 +445,52 @@ impl Backend {
         };
         session.note(writes && result.is_ok(), result.is_err());
         result
+    }
+
+    /// Runs a prepared key read with `keys` for its parameters on the index, if the router
+    /// sends it there; `None`: run it as any other statement.
+    async fn key_read<C>(
+        &self,
+        client: &C,
+        portal: &Portal<Prepared>,
+        keys: Vec<Option<i64>>,
+    ) -> PgWireResult<Option<Response>>
+    where
+        C: ClientInfo,
+    {
+        let session = self.session(client);
+        if session.block().is_some_and(|b| b.failed) {
+            // `run` gives the error of a failed block.
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let (db, stored) = (Arc::clone(&self.db), Arc::clone(&portal.statement));
+        let found = tokio::task::spawn_blocking(move || {
+            db.prepared_key_read(&stored.statement.statement.ast, &keys)
+        })
+        .await
+        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+        let result = match found {
+            Ok(None) => return Ok(None),
+            Ok(Some(result)) => result,
+            Err(error) => {
+                self.metrics.statement(started.elapsed(), false, &[]);
+                session.note(false, true);
+                return Err(sqlstate::from_db(&error));
+            }
+        };
+        self.metrics
+            .statement(started.elapsed(), true, &result.routes);
+        let described = &portal.statement.statement.schema;
+        let response = same_columns(described, &result.batches).and_then(|()| {
+            rows_response(
+                described,
+                &result.batches,
+                Some(&portal.result_column_format),
+            )
+        });
+        session.note(false, response.is_err());
+        response.map(Some)
     }
 
     async fn local<C>(
@@ -552,7 +631,7 @@ impl SimpleQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let parsed = statements::split(query).map_err(|e| sqlstate::from_db(&e))?;
+        let parsed = split(query).await?;
         // A lone query streams its rows; in a script each statement completes before the next.
         let stream = parsed.len() == 1;
         let mut responses = Vec::with_capacity(parsed.len());
@@ -568,6 +647,21 @@ impl SimpleQueryHandler for Backend {
         }
         Ok(responses)
     }
+}
+
+/// Parses `text`; a long one on a blocking thread, so that parsing megabytes of SQL never
+/// holds one of the two async workers every connection is served by.
+async fn split(text: &str) -> PgWireResult<Vec<statements::Statement>> {
+    const INLINE: usize = 64 << 10;
+    let parsed = if text.len() <= INLINE {
+        statements::split(text)
+    } else {
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || statements::split(&text))
+            .await
+            .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?
+    };
+    parsed.map_err(|e| sqlstate::from_db(&e))
 }
 
 /// Parses statements for the extended protocol and describes them.
@@ -588,7 +682,7 @@ impl QueryParser for OmenParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut parsed = statements::split(sql).map_err(|e| sqlstate::from_db(&e))?;
+        let mut parsed = split(sql).await?;
         if parsed.len() > 1 {
             return Err(sqlstate::error(
                 sqlstate::SYNTAX_ERROR,
@@ -635,8 +729,14 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statement = params::bind(portal)?;
         let prepared = &portal.statement.statement;
+        if prepared.key_read
+            && let Some(keys) = params::keys(portal)?
+            && let Some(response) = self.key_read(&*client, portal, keys).await?
+        {
+            return Ok(response);
+        }
+        let statement = params::bind(portal)?;
         self.run(
             &*client,
             statement,

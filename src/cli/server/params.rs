@@ -7,7 +7,8 @@
 //!
 //! Values: each bound value becomes a SQL literal of its type, parsed on its own into a
 //! syntax tree node (so a string can never become SQL), which replaces the placeholder in the
-//! statement's tree; the tree is then printed back to SQL for `Db::sql`.
+//! statement's tree, which is run as it is (`Db::sql_parsed_with`): a value is never printed
+//! into statement text, so the statement-length limit applies to the client's text alone.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -39,6 +40,9 @@ pub struct Prepared {
     pub parameter_types: Vec<Type>,
     /// The result columns (empty for statements that return no rows).
     pub schema: SchemaRef,
+    /// A key read the index answers when its parameters are keys
+    /// ([`Db::prepared_key_read`]): each execution is a lookup, no SQL is printed or parsed.
+    pub key_read: bool,
 }
 
 /// The number a placeholder such as `$3` stands for (1-based).
@@ -93,6 +97,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
             statement,
             parameter_types: Vec::new(),
             schema,
+            key_read: false,
         });
     }
     if let Some(local) = super::commands::classify(&statement.ast, "")? {
@@ -103,6 +108,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
             schema: super::handler::local_schema(&local),
             statement,
             parameter_types: vec![Type::TEXT; count],
+            key_read: false,
         });
     }
     let mut ast = statement.ast.clone();
@@ -139,6 +145,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
                 .unwrap_or(Type::TEXT)
         })
         .collect();
+    let key_read = plan.as_ref().is_some_and(|p| p.key_read);
     let schema = match (statement.kind, plan) {
         (Kind::Rows, Some(plan)) => plan.schema,
         _ => Arc::new(Schema::empty()),
@@ -147,6 +154,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
         statement,
         parameter_types,
         schema,
+        key_read,
     })
 }
 
@@ -276,10 +284,30 @@ pub fn substitute(mut statement: DfStatement, values: &[Expr]) -> PgWireResult<S
         }
     });
     Ok(Statement {
-        text: statement.to_string(),
         kind: crate::cli::statements::kind(&statement),
         ast: statement,
     })
+}
+
+/// The parameters of `portal` as keys, for [`Db::prepared_key_read`]: `None` when one is
+/// not of an integer type (the statement then runs with its parameters bound into it).
+pub fn keys(portal: &Portal<Prepared>) -> PgWireResult<Option<Vec<Option<i64>>>> {
+    let prepared = &portal.statement.statement;
+    if portal.parameter_len() != prepared.parameter_types.len() {
+        return Ok(None);
+    }
+    let mut keys = Vec::with_capacity(prepared.parameter_types.len());
+    for (i, inferred) in prepared.parameter_types.iter().enumerate() {
+        let declared = portal.statement.parameter_types.get(i).cloned().flatten();
+        let pg = declared.as_ref().unwrap_or(inferred);
+        keys.push(match *pg {
+            Type::INT2 => portal.parameter::<i16>(i, pg)?.map(i64::from),
+            Type::INT4 => portal.parameter::<i32>(i, pg)?.map(i64::from),
+            Type::INT8 => portal.parameter::<i64>(i, pg)?,
+            _ => return Ok(None),
+        });
+    }
+    Ok(Some(keys))
 }
 
 /// The statement of `portal` with its parameters substituted.

@@ -25,6 +25,19 @@ use super::sqlstate;
 
 /// The parameters `SHOW` reports and `SET` may change, with their defaults (as PostgreSQL
 /// reports them; drivers read several at connect).
+/// `PREPARE`d statements one session may hold.
+pub const MAX_SQL_PREPARED: usize = 1000;
+/// Their text together, in bytes.
+pub const MAX_SQL_PREPARED_BYTES: usize = 16 << 20;
+/// Savepoints one block may hold.
+pub const MAX_SAVEPOINTS: usize = 1000;
+/// The longest savepoint name (PostgreSQL's identifiers are at most 63 bytes).
+pub const MAX_NAME_BYTES: usize = 63;
+/// Custom settings (`SET myapp.x = ...`) one session may hold, and their bytes together.
+pub const MAX_CUSTOM_SETTINGS: usize = 256;
+/// The bytes of one session's settings together.
+pub const MAX_SETTINGS_BYTES: usize = 1 << 20;
+
 const PARAMETERS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
@@ -72,7 +85,8 @@ pub struct Session {
     /// The savepoints of the open block, each with the block as it was when it was set.
     savepoints: Mutex<Vec<(String, Block)>>,
     running: Mutex<Option<Interrupt>>,
-    prepared: Mutex<HashMap<String, DfStatement>>,
+    /// Each with the bytes of its text.
+    prepared: Mutex<HashMap<String, (DfStatement, usize)>>,
     default_timeout: Duration,
     /// Statements running in all sessions of the server.
     active: Arc<AtomicUsize>,
@@ -180,7 +194,23 @@ impl Session {
             lock(&self.settings).insert(name, timeout.as_millis().to_string());
             return Ok(());
         }
-        lock(&self.settings).insert(name, value);
+        let mut settings = lock(&self.settings);
+        let custom = settings.keys().filter(|n| n.contains('.')).count();
+        let bytes: usize = settings.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let new = !settings.contains_key(&name);
+        if (new && name.contains('.') && custom >= MAX_CUSTOM_SETTINGS)
+            || bytes + name.len() + value.len() > MAX_SETTINGS_BYTES
+        {
+            return Err(sqlstate::error(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "too many settings in this session: at most {MAX_CUSTOM_SETTINGS} custom \
+                     ones of {} KiB together; RESET some first",
+                    MAX_SETTINGS_BYTES >> 10
+                ),
+            ));
+        }
+        settings.insert(name, value);
         Ok(())
     }
 
@@ -256,7 +286,22 @@ impl Session {
                 "SAVEPOINT can only be used in transaction blocks",
             ));
         };
-        lock(&self.savepoints).push((name, block));
+        if name.len() > MAX_NAME_BYTES {
+            return Err(sqlstate::error(
+                "42622",
+                format!("savepoint name too long: at most {MAX_NAME_BYTES} bytes"),
+            ));
+        }
+        let mut savepoints = lock(&self.savepoints);
+        if savepoints.len() >= MAX_SAVEPOINTS {
+            return Err(sqlstate::error(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "too many savepoints in this block: at most {MAX_SAVEPOINTS}; RELEASE some"
+                ),
+            ));
+        }
+        savepoints.push((name, block));
         Ok(())
     }
 
@@ -311,7 +356,20 @@ impl Session {
                 format!("prepared statement \"{name}\" already exists"),
             ));
         }
-        prepared.insert(name, statement);
+        let bytes: usize = prepared.iter().map(|(n, (_, bytes))| n.len() + bytes).sum();
+        let size = statement.to_string().len();
+        let adding = name.len() + size;
+        if prepared.len() >= MAX_SQL_PREPARED || bytes + adding > MAX_SQL_PREPARED_BYTES {
+            return Err(sqlstate::error(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "too many prepared statements in this session: at most {MAX_SQL_PREPARED} \
+                     of {} MiB together; DEALLOCATE some first",
+                    MAX_SQL_PREPARED_BYTES >> 20
+                ),
+            ));
+        }
+        prepared.insert(name, (statement, size));
         Ok(())
     }
 
@@ -319,7 +377,7 @@ impl Session {
     pub fn prepared(&self, name: &str) -> PgWireResult<DfStatement> {
         lock(&self.prepared)
             .get(name)
-            .cloned()
+            .map(|(statement, _)| statement.clone())
             .ok_or_else(|| missing_prepared(name))
     }
 

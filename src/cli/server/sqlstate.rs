@@ -59,9 +59,17 @@ pub fn code(error: &omendb::Error) -> &'static str {
             ..
         } => PROGRAM_LIMIT_EXCEEDED,
         Error::Limit {
-            kind: LimitKind::ExpressionDepth,
+            kind: LimitKind::ExpressionDepth | LimitKind::SubqueryDepth,
             ..
         } => STATEMENT_TOO_COMPLEX,
+        Error::Limit {
+            kind: LimitKind::Placeholder,
+            ..
+        } => "42P02",
+        Error::Limit {
+            kind: LimitKind::ValueBytes | LimitKind::WriteBytes | LimitKind::ArrayDimensions,
+            ..
+        } => PROGRAM_LIMIT_EXCEEDED,
         Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,
         Error::Cancelled(omendb::CancelReason::Shutdown) => "57P01",
         Error::Cancelled(_) => QUERY_CANCELED,

@@ -1,0 +1,299 @@
+//! Functions that build values, held to a size limit before they allocate.
+//!
+//! DataFusion's `repeat('x', 2147483647)` allocates whatever its arguments ask for: one
+//! statement could take the process past its memory. [`bound`] wraps each function whose
+//! result can be far larger than its arguments (`repeat`, `lpad`, `rpad`, `replace`,
+//! `concat`, `array_repeat`, `range`, `generate_series`), and [`concat_operator`] replaces the
+//! `||` of two strings, so that before computing they check an upper bound of each result.
+//!
+//! Invariants:
+//! - No value one of these functions returns is larger than the value limit (1 GiB by
+//!   default, PostgreSQL's), and the values of one batch together are no larger either.
+//! - The check runs before the function allocates its result, on sizes computed from its
+//!   arguments in time linear in the number of rows; a refusal is
+//!   [`LimitKind::ValueBytes`](crate::LimitKind::ValueBytes) (SQLSTATE 54000).
+//! - A wrapped function answers exactly as the original when its result fits: the wrapper
+//!   delegates everything (types, coercion, simplification) to it.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, simplify::ExprSimplifyResult, simplify::SimplifyContext,
+};
+use datafusion::prelude::Expr;
+
+use crate::error::{Error, LimitKind};
+
+/// The default limit of one value, in bytes: 1 GiB, as PostgreSQL's.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
+
+/// The functions [`bound`] wraps.
+pub(crate) const BOUNDED: &[&str] = &[
+    "repeat",
+    "lpad",
+    "rpad",
+    "replace",
+    "concat",
+    "array_repeat",
+    "range",
+    "generate_series",
+];
+
+/// How a function's result size follows from its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Growth {
+    /// `repeat(s, n)`: `len(s) * n`.
+    Repeat,
+    /// `lpad(s, n [, fill])`: `n` characters of up to `len(fill)` bytes each, or `s`.
+    Pad,
+    /// `replace(s, from, to)`: each `from` in `s` may become `to`.
+    Replace,
+    /// `concat(a, b, ...)` and `a || b`: the sum of the arguments.
+    Sum,
+    /// `array_repeat(x, n)`: `n` elements.
+    ArrayRepeat,
+    /// `range(start, stop [, step])`: `(stop - start) / step` 8-byte elements.
+    Range,
+}
+
+/// A function whose results are checked against a size limit before it runs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Bounded {
+    inner: Arc<ScalarUDF>,
+    growth: Growth,
+    limit: usize,
+}
+
+/// `function` held to `limit` bytes per value and per batch, if it is one that
+/// builds large values; `None`: it needs no bound.
+pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF> {
+    let growth = match function.name() {
+        "repeat" => Growth::Repeat,
+        "lpad" | "rpad" => Growth::Pad,
+        "replace" => Growth::Replace,
+        "concat" => Growth::Sum,
+        "array_repeat" => Growth::ArrayRepeat,
+        "range" | "generate_series" => Growth::Range,
+        _ => return None,
+    };
+    Some(ScalarUDF::new_from_impl(Bounded {
+        inner: Arc::clone(function),
+        growth,
+        limit,
+    }))
+}
+
+/// The `||` of two strings, held to `limit` (see the module docs).
+pub(crate) fn concat_operator(limit: usize) -> ScalarUDF {
+    ScalarUDF::new_from_impl(ConcatOperator {
+        signature: Signature::any(2, datafusion::logical_expr::Volatility::Immutable),
+        limit,
+    })
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.inner().return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        check(self.growth, &args.args, args.number_rows, self.limit)?;
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// `a || b` on strings: NULL when either is NULL, checked as [`Growth::Sum`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConcatOperator {
+    signature: Signature,
+    limit: usize,
+}
+
+impl ScalarUDFImpl for ConcatOperator {
+    fn name(&self) -> &str {
+        "checked_concat"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Utf8))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        check(Growth::Sum, &args.args, args.number_rows, self.limit)?;
+        let [left, right] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("|| takes two arguments");
+        };
+        let scalar = matches!(
+            (left, right),
+            (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
+        );
+        let rows = if scalar { 1 } else { args.number_rows };
+        let left = cast(&left.to_array(rows)?, &DataType::Utf8)?;
+        let right = cast(&right.to_array(rows)?, &DataType::Utf8)?;
+        let (left, right) = (left.as_string::<i32>(), right.as_string::<i32>());
+        let joined: arrow::array::StringArray = left
+            .iter()
+            .zip(right.iter())
+            .map(|(a, b)| Some(format!("{}{}", a?, b?)))
+            .collect();
+        let joined = cast(&joined, args.return_field.data_type())?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&joined, 0)?)
+        } else {
+            ColumnarValue::Array(joined)
+        })
+    }
+}
+
+/// Fails when a result computed from `args` could exceed `limit` bytes, or the results of
+/// the batch together could.
+fn check(growth: Growth, args: &[ColumnarValue], rows: usize, limit: usize) -> Result<()> {
+    let rows = if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        1
+    } else {
+        rows
+    };
+    let columns = args
+        .iter()
+        .map(|arg| Column::of(arg, rows))
+        .collect::<Result<Vec<_>>>()?;
+    let mut total: u128 = 0;
+    for row in 0..rows {
+        let size = row_bound(growth, &columns, row);
+        total = total.saturating_add(size);
+        if size > limit as u128 || total > limit as u128 {
+            let found = usize::try_from(size.max(total)).unwrap_or(usize::MAX);
+            let error = Error::Limit {
+                kind: LimitKind::ValueBytes,
+                found,
+                limit,
+            };
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                error,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The bound of one row's result, in bytes (saturating).
+fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
+    let bytes = |i: usize| columns.get(i).map_or(0, |c| c.bytes(row));
+    let number = |i: usize| columns.get(i).and_then(|c| c.number(row));
+    let count = |i: usize| number(i).map_or(0, |n| u128::try_from(n).unwrap_or(0));
+    match growth {
+        Growth::Repeat => bytes(0).saturating_mul(count(1)),
+        Growth::Pad => {
+            let per_char = if columns.len() > 2 {
+                bytes(2).clamp(1, 4)
+            } else {
+                1
+            };
+            bytes(0).max(count(1).saturating_mul(per_char))
+        }
+        Growth::Replace => {
+            let (text, from, to) = (bytes(0), bytes(1), bytes(2));
+            match from {
+                0 => text,
+                from => text.saturating_add((text / from).saturating_mul(to)),
+            }
+        }
+        Growth::Sum => (0..columns.len()).map(bytes).sum(),
+        Growth::ArrayRepeat => count(1).saturating_mul(bytes(0).max(16)),
+        Growth::Range => {
+            let (start, stop, step) = match columns.len() {
+                1 => (Some(0), number(0), Some(1)),
+                2 => (number(0), number(1), Some(1)),
+                _ => (number(0), number(1), number(2)),
+            };
+            match (start, stop, step) {
+                (Some(start), Some(stop), Some(step)) if step != 0 => {
+                    let span = (i128::from(stop) - i128::from(start)).unsigned_abs();
+                    (span / i128::from(step).unsigned_abs() + 1).saturating_mul(8)
+                }
+                _ => 0,
+            }
+        }
+    }
+}
+
+/// One argument's sizes (for strings, binaries and lists) or integers, row by row.
+enum Column {
+    Lengths(Vec<u128>),
+    Numbers(Vec<Option<i64>>),
+    Other,
+}
+
+impl Column {
+    fn of(arg: &ColumnarValue, rows: usize) -> Result<Self> {
+        let array: ArrayRef = arg.to_array(rows)?;
+        let data_type = array.data_type();
+        if data_type.is_integer() {
+            let numbers = cast(&array, &DataType::Int64)?;
+            let numbers = numbers.as_primitive::<Int64Type>();
+            return Ok(Self::Numbers(numbers.iter().collect()));
+        }
+        let lengths: Vec<u128> = match data_type {
+            DataType::Utf8 => array.as_string::<i32>().iter().map(len).collect(),
+            DataType::LargeUtf8 => array.as_string::<i64>().iter().map(len).collect(),
+            DataType::Utf8View => array.as_string_view().iter().map(len).collect(),
+            DataType::Binary => array.as_binary::<i32>().iter().map(blen).collect(),
+            DataType::LargeBinary => array.as_binary::<i64>().iter().map(blen).collect(),
+            DataType::BinaryView => array.as_binary_view().iter().map(blen).collect(),
+            _ => return Ok(Self::Other),
+        };
+        Ok(Self::Lengths(lengths))
+    }
+
+    fn bytes(&self, row: usize) -> u128 {
+        match self {
+            Self::Lengths(lengths) => lengths.get(row).copied().unwrap_or(0),
+            Self::Numbers(_) => 8,
+            Self::Other => 16,
+        }
+    }
+
+    fn number(&self, row: usize) -> Option<i64> {
+        match self {
+            Self::Numbers(numbers) => numbers.get(row).copied().flatten(),
+            _ => None,
+        }
+    }
+}
+
+fn len(text: Option<&str>) -> u128 {
+    text.map_or(0, |t| t.len() as u128)
+}
+
+fn blen(bytes: Option<&[u8]>) -> u128 {
+    bytes.map_or(0, |b| b.len() as u128)
+}

@@ -1,0 +1,320 @@
+//! `omendb serve` against the statements of issue 29 that crashed, pinned or bloated it: each
+//! is sent by a real driver (tokio-postgres) to the live server, which must answer with the
+//! right SQLSTATE, stay alive and small, and keep answering a second connection at once.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli_support;
+
+use std::time::{Duration, Instant};
+
+use cli_support::{Server, TempDir, connect};
+use tokio_postgres::Client;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn code(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}
+
+/// The SQLSTATE `sql` fails with (simple protocol), and how long it took.
+async fn refused(client: &Client, sql: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let error = client
+        .simple_query(sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{sql:.80} was accepted"));
+    (code(&error), started.elapsed())
+}
+
+/// A second connection answers within a second: nothing the first sent holds the server.
+async fn responsive(port: u16) {
+    let started = Instant::now();
+    let other = tokio::time::timeout(Duration::from_secs(5), connect(port))
+        .await
+        .expect("a second connection logs in");
+    let row = other.query_one("SELECT 41 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a second connection took {:?}",
+        started.elapsed()
+    );
+}
+
+fn config(dir: &TempDir, body: &str) -> std::path::PathBuf {
+    let path = dir.path().join("omendb.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
+    let dir = TempDir::new("hostile-abort");
+    // A small value limit, so that the doubling below stops at 16 MiB.
+    let config = config(&dir, "[server]\nmax_value_mb = 16\n");
+    let server = Server::start_with_config(&dir.path().join("db"), &config, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        // PREPARE of anything but a query or a write: EXECUTE p can no longer run itself.
+        let (state, _) = refused(&client, "PREPARE p AS EXECUTE p").await;
+        assert_eq!(state, "42601");
+        let (state, _) = refused(&client, "EXECUTE p").await;
+        assert_eq!(state, "26000");
+        client
+            .batch_execute("PREPARE q AS SELECT $1::BIGINT + 1")
+            .await
+            .unwrap();
+        let rows = client.simple_query("EXECUTE q (41)").await.unwrap();
+        assert!(rows.iter().any(|m| matches!(
+            m,
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("42")
+        )));
+
+        // Placeholders beyond $65535, in Parse (extended) and in simple queries.
+        for sql in ["SELECT $4000000000", "SELECT $65536", "SELECT $200000000"] {
+            let error = client.prepare(sql).await.unwrap_err();
+            assert_eq!(code(&error), "42P02", "{sql}");
+        }
+        let statement = client.prepare("SELECT $1000::BIGINT").await.unwrap();
+        assert_eq!(statement.params().len(), 1000);
+
+        // Values a function would build past the limit, refused before they are built.
+        for sql in [
+            "SELECT length(repeat('x', 2147483647))",
+            "SELECT rpad('x', 2147483647)",
+            "SELECT lpad('x', 2147483647, 'ab')",
+            "SELECT length(replace(repeat('a', 100000), 'a', repeat('b', 100000)))",
+            "SELECT cardinality(array_repeat(1, 2147483647))",
+            "SELECT cardinality(range(1, 9000000000000))",
+            // Per row (not folded to one constant): 1000 rows of 100 kB in one batch.
+            "SELECT length(repeat('x', 100000) || CAST(value AS TEXT)) \
+             FROM generate_series(1, 1000)",
+            "WITH RECURSIVE r(s, n) AS (SELECT 'x', 0 UNION ALL \
+             SELECT s || s, n + 1 FROM r WHERE n < 40) SELECT max(length(s)) FROM r",
+        ] {
+            let (state, took) = refused(&client, sql).await;
+            assert_eq!(state, "54000", "{sql}");
+            assert!(took < Duration::from_secs(10), "{sql}: {took:?}");
+        }
+        // Within the limit they answer as before.
+        let row = client
+            .query_one(
+                "SELECT repeat('ab', 3), lpad('x', 3, '-'), 'a' || 'b', \
+                 'a' || CAST(NULL AS TEXT), replace('aXa', 'a', 'bb'), concat('a', NULL, 'c')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "ababab");
+        assert_eq!(row.get::<_, &str>(1), "--x");
+        assert_eq!(row.get::<_, &str>(2), "ab");
+        assert_eq!(row.get::<_, Option<&str>>(3), None);
+        assert_eq!(row.get::<_, &str>(4), "bbXbb");
+        assert_eq!(row.get::<_, &str>(5), "ac");
+        responsive(server.port).await;
+    });
+    let peak = server.peak_rss();
+    eprintln!("peak RSS after the refused statements: {} MiB", peak >> 20);
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    assert!(!stderr.contains("a connection failed on a bug"), "{stderr}");
+}
+
+#[test]
+fn statements_that_planned_for_ever_are_refused_at_once() {
+    let dir = TempDir::new("hostile-plan");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let nested =
+            |depth: usize| format!("SELECT {}1{}", "(SELECT ".repeat(depth), ")".repeat(depth));
+        // 30 levels (284 bytes) planned in exponential time: refused before planning.
+        for depth in [16, 30, 200] {
+            let (state, took) = refused(&client, &nested(depth)).await;
+            assert_eq!(state, "54001", "depth {depth}");
+            assert!(took < Duration::from_secs(2), "depth {depth}: {took:?}");
+        }
+        let derived = format!(
+            "SELECT * FROM {}(SELECT 1 AS a) AS t{}",
+            "(SELECT * FROM ".repeat(30),
+            ") AS t".repeat(30)
+        );
+        let (state, _) = refused(&client, &derived).await;
+        assert_eq!(state, "54001");
+        // Arrays nest at most 6 deep, as in PostgreSQL.
+        let array =
+            |depth: usize| format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth));
+        let (state, _) = refused(&client, &array(7)).await;
+        assert_eq!(state, "54000");
+        client.simple_query(&array(6)).await.unwrap();
+        // A chain of 1000 additions (5 s at 400 terms before, 1000 never answered).
+        let started = Instant::now();
+        let sum = format!("SELECT {}", vec!["1"; 1000].join("+"));
+        let row = client.query_one(&sum, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1000);
+        eprintln!("a sum of 1000 terms: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Within the limit it answers.
+        let started = Instant::now();
+        let row = client.query_one(&nested(15), &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
+        eprintln!("15 nested subqueries: {:?}", started.elapsed());
+        responsive(server.port).await;
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+#[test]
+fn one_session_cannot_hoard_statements_portals_or_settings() {
+    let dir = TempDir::new("hostile-hoard");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        // Named statements (tokio-postgres keeps each until its handle is dropped).
+        let mut kept = Vec::new();
+        let refusal = loop {
+            match client.prepare("SELECT 1").await {
+                Ok(statement) => kept.push(statement),
+                Err(error) => break error,
+            }
+            assert!(kept.len() <= 1000, "no cap on prepared statements");
+        };
+        assert_eq!(code(&refusal), "54000");
+        assert_eq!(kept.len(), 1000);
+        // The session goes on; closing statements makes room.
+        kept.truncate(10);
+        let statement = client.prepare("SELECT 2").await.unwrap();
+        assert_eq!(
+            client
+                .query_one(&statement, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0),
+            2
+        );
+
+        // SQL-level PREPARE, savepoints and custom settings.
+        let mut prepared = 0;
+        let error = loop {
+            match client
+                .batch_execute(&format!("PREPARE p{prepared} AS SELECT {prepared}"))
+                .await
+            {
+                Ok(()) => prepared += 1,
+                Err(error) => break error,
+            }
+            assert!(prepared <= 1000, "no cap on PREPARE");
+        };
+        assert_eq!(code(&error), "54000");
+        client.batch_execute("DEALLOCATE ALL").await.unwrap();
+        let mut settings = 0;
+        let error = loop {
+            match client
+                .batch_execute(&format!("SET app.s{settings} = 'x'"))
+                .await
+            {
+                Ok(()) => settings += 1,
+                Err(error) => break error,
+            }
+            assert!(settings <= 256, "no cap on settings");
+        };
+        assert_eq!(code(&error), "54000");
+        client.batch_execute("BEGIN").await.unwrap();
+        let mut savepoints = 0;
+        let error = loop {
+            match client
+                .batch_execute(&format!("SAVEPOINT s{savepoints}"))
+                .await
+            {
+                Ok(()) => savepoints += 1,
+                Err(error) => break error,
+            }
+            assert!(savepoints <= 1000, "no cap on savepoints");
+        };
+        assert_eq!(code(&error), "54000");
+        client.batch_execute("ROLLBACK").await.unwrap();
+        responsive(server.port).await;
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
+#[test]
+fn a_write_larger_than_a_log_record_is_refused_before_it_is_built() {
+    let dir = TempDir::new("hostile-bulk");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE big (id BIGINT PRIMARY KEY, v BIGINT, s TEXT); \
+                 CREATE TABLE small (id BIGINT PRIMARY KEY)",
+            )
+            .await
+            .unwrap();
+        // 6M rows of ~120 bytes: 720 MB of values for a 16 MiB record.
+        let (state, took) = refused(
+            &client,
+            "INSERT INTO big SELECT value, value + 0, repeat('x', 100) \
+             FROM generate_series(1, 6000000)",
+        )
+        .await;
+        assert_eq!(state, "54000");
+        eprintln!("6M-row INSERT refused in {took:?}");
+        let rows = client
+            .query_one("SELECT count(*) FROM big", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.get::<_, i64>(0), 0, "nothing of it applied");
+        client
+            .batch_execute("INSERT INTO small VALUES (1)")
+            .await
+            .unwrap();
+        // An INSERT whose SELECT reads for seconds does not hold other writers back.
+        let slow = tokio::spawn(async move {
+            let started = Instant::now();
+            client
+                .batch_execute(
+                    "INSERT INTO big SELECT max(value), 0, 'x' \
+                     FROM generate_series(1, 400000000)",
+                )
+                .await
+                .unwrap();
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let other = connect(server.port).await;
+        let started = Instant::now();
+        other
+            .batch_execute("INSERT INTO small VALUES (2)")
+            .await
+            .unwrap();
+        let quick = started.elapsed();
+        let slow = slow.await.unwrap();
+        eprintln!("a one-row INSERT took {quick:?} beside an INSERT ... SELECT of {slow:?}");
+        assert!(
+            slow > quick * 2,
+            "the slow INSERT took {slow:?}, the other {quick:?}"
+        );
+        assert!(quick < Duration::from_secs(1), "{quick:?}");
+        responsive(server.port).await;
+    });
+    let peak = server.peak_rss();
+    eprintln!("peak RSS after the refused bulk write: {} MiB", peak >> 20);
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}

@@ -318,3 +318,66 @@ fn a_write_larger_than_a_log_record_is_refused_before_it_is_built() {
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }
+
+/// The text of the first value of the first row of a simple query.
+async fn first_value(client: &Client, sql: &str) -> Option<String> {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+        _ => None,
+    })?
+}
+
+#[test]
+fn bigint_keys_compare_exactly_with_literals_a_double_would_round() {
+    let dir = TempDir::new("hostile-exact");
+    let server = Server::start(dir.path(), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE k (id BIGINT PRIMARY KEY); \
+                 INSERT INTO k VALUES (4611686018427387904), (4611686018427387905), \
+                 (-9223372036854775808)",
+            )
+            .await
+            .unwrap();
+        // 2^62 + 1 as a decimal literal: one row, not both (float64 made them equal).
+        let rows = client
+            .query("SELECT id FROM k WHERE id = 4611686018427387905.0", &[])
+            .await
+            .unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, [4611686018427387905]);
+        let below_min = first_value(
+            &client,
+            "SELECT count(*) FROM k WHERE id = -9223372036854775809",
+        );
+        assert_eq!(below_min.await.as_deref(), Some("0"));
+        let deleted = client
+            .execute("DELETE FROM k WHERE id = 4611686018427387905.0", &[])
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(
+            first_value(&client, "SELECT count(*) FROM k")
+                .await
+                .as_deref(),
+            Some("2")
+        );
+        // Beyond BIGINT a literal is numeric, never NULL; ^ is exponentiation.
+        assert_eq!(
+            first_value(&client, "SELECT 9223372036854775808")
+                .await
+                .as_deref(),
+            Some("9223372036854775808")
+        );
+        assert_eq!(
+            first_value(&client, "SELECT 2 ^ 3").await.as_deref(),
+            Some("8")
+        );
+        responsive(server.port).await;
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}

@@ -21,7 +21,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Query, SetExpr, Value, Visit, Visitor, visit_expressions_mut,
+    BinaryOperator, CastKind, DataType as SqlDataType, ExactNumberInfo, Expr, Query, SetExpr,
+    Value, Visit, Visitor, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
@@ -132,8 +133,68 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
     })
 }
 
+/// Significant digits a DOUBLE holds exactly.
+const DOUBLE_DIGITS: usize = 15;
+
+/// A numeric literal as an exact `DECIMAL` (PostgreSQL's `numeric`) where a DOUBLE would
+/// change its value: an integer beyond `BIGINT`, or a decimal with more than 15 significant
+/// digits. Compared with a `BIGINT` it is then compared exactly: `id =
+/// 4611686018427387905.0` matched both 2^62 and 2^62 + 1 through float64, and
+/// `9223372036854775808` read as NULL. `None`: the literal stays as it is (also when it
+/// needs more than DECIMAL's 38 digits).
+fn exact_literal(text: &str) -> Option<Expr> {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !whole
+        .bytes()
+        .chain(fraction.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let integer_text = fraction.is_empty() && exponent == 0;
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    if integer_text && text.parse::<i64>().is_ok()
+        || !integer_text && digits.trim_end_matches('0').len() <= DOUBLE_DIGITS
+    {
+        return None;
+    }
+    // The value is `digits` × 10^-scale.
+    let scale = i64::try_from(fraction.len()).ok()?.checked_sub(exponent)?;
+    let whole_digits = i64::try_from(digits.len()).ok()?.checked_sub(scale)?;
+    let precision = whole_digits.max(0).checked_add(scale.max(0))?.max(1);
+    if precision > 38 {
+        return None;
+    }
+    let plain = if scale <= 0 {
+        format!("{digits}{}", "0".repeat(usize::try_from(-scale).ok()?))
+    } else {
+        let scale = usize::try_from(scale).ok()?;
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (whole, fraction) = padded.split_at(padded.len() - scale);
+        format!("{whole}.{fraction}")
+    };
+    Some(Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(Expr::Value(
+            Value::SingleQuotedString(plain).with_empty_span(),
+        )),
+        data_type: SqlDataType::Decimal(ExactNumberInfo::PrecisionAndScale(
+            u64::try_from(precision).ok()?,
+            scale.max(0),
+        )),
+        array: false,
+        format: None,
+    })
+}
+
 /// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
-/// `a ^ b` is exponentiation (`power`), not bitwise XOR. Runs after [`check`], so the
+/// `a ^ b` is exponentiation (`power`), not bitwise XOR; numeric literals that a DOUBLE
+/// would round are exact decimals ([`exact_literal`]). Runs after [`check`], so the
 /// statement's nesting is bounded.
 fn postgres_operators(statement: &mut DfStatement) {
     let rewrite = |expr: &mut Expr| {
@@ -141,6 +202,12 @@ fn postgres_operators(statement: &mut DfStatement) {
             && *op == BinaryOperator::BitwiseXor
         {
             *op = BinaryOperator::PGExp;
+        }
+        if let Expr::Value(value) = expr
+            && let Value::Number(text, _) = &value.value
+            && let Some(exact) = exact_literal(text)
+        {
+            *expr = exact;
         }
         ControlFlow::<()>::Continue(())
     };
@@ -366,6 +433,43 @@ mod tests {
             Err(Error::OutOfRange(_))
         ));
         assert!(parse_sql("SELECT 1e300, 9223372036854775807", &limits).is_ok());
+    }
+
+    #[test]
+    fn literals_a_double_would_round_are_exact_decimals() {
+        let exact = |text: &str| exact_literal(text).map(|e| e.to_string());
+        assert_eq!(
+            exact("4611686018427387905.0").as_deref(),
+            Some("CAST('4611686018427387905.0' AS DECIMAL(20,1))")
+        );
+        assert_eq!(
+            exact("9223372036854775808").as_deref(),
+            Some("CAST('9223372036854775808' AS DECIMAL(19,0))")
+        );
+        assert_eq!(
+            exact("1.2345678901234567e3").as_deref(),
+            Some("CAST('1234.5678901234567' AS DECIMAL(17,13))")
+        );
+        assert_eq!(
+            exact("12345678901234567e5").as_deref(),
+            Some("CAST('1234567890123456700000' AS DECIMAL(22,0))")
+        );
+        assert_eq!(
+            exact("0.0000000000000000012345678901234567").as_deref(),
+            Some("CAST('0.0000000000000000012345678901234567' AS DECIMAL(34,34))")
+        );
+        for kept in [
+            "1",
+            "9223372036854775807",
+            "1.5",
+            "1e300",
+            "0.1",
+            "1e99999999999",
+        ] {
+            assert_eq!(exact(kept), None, "{kept}");
+        }
+        // Beyond DECIMAL's 38 digits: left to DOUBLE.
+        assert_eq!(exact(&"9".repeat(40)), None);
     }
 
     #[test]

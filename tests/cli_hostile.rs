@@ -8,23 +8,8 @@ mod cli_support;
 
 use std::time::{Duration, Instant};
 
-use cli_support::{Server, TempDir, connect};
+use cli_support::{Server, TempDir, code, connect, runtime, scalar};
 use tokio_postgres::Client;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn code(error: &tokio_postgres::Error) -> String {
-    error
-        .code()
-        .map(|c| c.code().to_string())
-        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
-}
 
 /// The SQLSTATE `sql` fails with (simple protocol), and how long it took.
 async fn refused(client: &Client, sql: &str) -> (String, Duration) {
@@ -319,15 +304,6 @@ fn a_write_larger_than_a_log_record_is_refused_before_it_is_built() {
     assert!(clean, "{stderr}");
 }
 
-/// The text of the first value of the first row of a simple query.
-async fn first_value(client: &Client, sql: &str) -> Option<String> {
-    let messages = client.simple_query(sql).await.unwrap();
-    messages.into_iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-        _ => None,
-    })?
-}
-
 #[test]
 fn bigint_keys_compare_exactly_with_literals_a_double_would_round() {
     let dir = TempDir::new("hostile-exact");
@@ -349,7 +325,7 @@ fn bigint_keys_compare_exactly_with_literals_a_double_would_round() {
             .unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(ids, [4611686018427387905]);
-        let below_min = first_value(
+        let below_min = scalar(
             &client,
             "SELECT count(*) FROM k WHERE id = -9223372036854775809",
         );
@@ -360,22 +336,17 @@ fn bigint_keys_compare_exactly_with_literals_a_double_would_round() {
             .unwrap();
         assert_eq!(deleted, 1);
         assert_eq!(
-            first_value(&client, "SELECT count(*) FROM k")
-                .await
-                .as_deref(),
+            scalar(&client, "SELECT count(*) FROM k").await.as_deref(),
             Some("2")
         );
         // Beyond BIGINT a literal is numeric, never NULL; ^ is exponentiation.
         assert_eq!(
-            first_value(&client, "SELECT 9223372036854775808")
+            scalar(&client, "SELECT 9223372036854775808")
                 .await
                 .as_deref(),
             Some("9223372036854775808")
         );
-        assert_eq!(
-            first_value(&client, "SELECT 2 ^ 3").await.as_deref(),
-            Some("8")
-        );
+        assert_eq!(scalar(&client, "SELECT 2 ^ 3").await.as_deref(), Some("8"));
         responsive(server.port).await;
     });
     let (clean, stderr) = server.stop();

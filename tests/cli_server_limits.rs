@@ -11,36 +11,12 @@ mod cli_support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use cli_support::{PASSWORD, Server, TempDir, connect};
+use cli_support::{PASSWORD, Server, TempDir, code, connect, runtime, scalar};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 /// A query that runs for hours unless stopped.
 const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 100000000000)";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn code(error: &tokio_postgres::Error) -> String {
-    error
-        .code()
-        .map(|c| c.code().to_string())
-        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
-}
-
-/// The first value of the first row of a simple query.
-async fn scalar(client: &Client, sql: &str) -> Option<String> {
-    let messages = client.simple_query(sql).await.unwrap();
-    messages.into_iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-        _ => None,
-    })?
-}
 
 /// Statements running in the server, from its metrics endpoint.
 fn running_statements(metrics_port: u16) -> u64 {

@@ -31,6 +31,32 @@ pub async fn connect(port: u16) -> tokio_postgres::Client {
     client
 }
 
+/// A two-worker runtime for a test's client side.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The SQLSTATE of a failed statement (or what the error is, when it has none).
+pub fn code(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}
+
+/// The first value of the first row of a simple query, as text.
+pub async fn scalar(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+        _ => None,
+    })?
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -81,6 +81,11 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
             "SELECT lpad('x', 2147483647, 'ab')",
             "SELECT length(replace(repeat('a', 100000), 'a', repeat('b', 100000)))",
             "SELECT cardinality(array_repeat(1, 2147483647))",
+            // Found by an outside attack: 9.6 GB, 3.9 GB and 3.5 GB before.
+            "SELECT length(overlay(repeat('x', 12000000) placing repeat('y', 12000000) \
+             from 1 for 0))",
+            "SELECT length(regexp_replace(repeat('x', 2000000), 'x', 'yyyyyyyyyy', 'g'))",
+            "SELECT length(translate(repeat('a', 6000000), 'a', 'b'))",
             "SELECT cardinality(range(1, 9000000000000))",
             // Per row (not folded to one constant): 1000 rows of 100 kB in one batch.
             "SELECT length(repeat('x', 100000) || CAST(value AS TEXT)) \
@@ -96,7 +101,9 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
         let row = client
             .query_one(
                 "SELECT repeat('ab', 3), lpad('x', 3, '-'), 'a' || 'b', \
-                 'a' || CAST(NULL AS TEXT), replace('aXa', 'a', 'bb'), concat('a', NULL, 'c')",
+                 'a' || CAST(NULL AS TEXT), replace('aXa', 'a', 'bb'), concat('a', NULL, 'c'), \
+                 overlay('abc' placing 'X' from 2 for 1), translate('abc', 'b', 'y'), \
+                 regexp_replace('aXa', 'a', 'bb', 'g')",
                 &[],
             )
             .await
@@ -107,6 +114,9 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
         assert_eq!(row.get::<_, Option<&str>>(3), None);
         assert_eq!(row.get::<_, &str>(4), "bbXbb");
         assert_eq!(row.get::<_, &str>(5), "ac");
+        assert_eq!(row.get::<_, &str>(6), "aXc");
+        assert_eq!(row.get::<_, &str>(7), "ayc");
+        assert_eq!(row.get::<_, &str>(8), "bbXbb");
         responsive(server.port).await;
     });
     let peak = server.peak_rss();

@@ -3,7 +3,8 @@
 //! DataFusion's `repeat('x', 2147483647)` allocates whatever its arguments ask for: one
 //! statement could take the process past its memory. [`bound`] wraps each function whose
 //! result can be far larger than its arguments (`repeat`, `lpad`, `rpad`, `replace`,
-//! `concat`, `array_repeat`, `range`, `generate_series`), and [`concat_operator`] replaces the
+//! `concat`, `overlay`, `translate`, `regexp_replace`, `array_repeat`, `range`,
+//! `generate_series`), and [`concat_operator`] replaces the
 //! `||` of two strings, so that before computing they check an upper bound of each result.
 //!
 //! Invariants:
@@ -42,6 +43,9 @@ pub(crate) const BOUNDED: &[&str] = &[
     "array_repeat",
     "range",
     "generate_series",
+    "overlay",
+    "translate",
+    "regexp_replace",
 ];
 
 /// How a function's result size follows from its arguments.
@@ -59,6 +63,11 @@ enum Growth {
     ArrayRepeat,
     /// `range(start, stop [, step])`: `(stop - start) / step` 8-byte elements.
     Range,
+    /// `translate(s, from, to)`: each character of `s` may become one of up to 4 bytes.
+    Translate,
+    /// `regexp_replace(s, pattern, replacement [, flags])`: each of up to `len(s) + 1`
+    /// matches may become `replacement` (back-references are not counted).
+    Regex,
 }
 
 /// A function whose results are checked against a size limit before it runs.
@@ -76,7 +85,9 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         "repeat" => Growth::Repeat,
         "lpad" | "rpad" => Growth::Pad,
         "replace" => Growth::Replace,
-        "concat" => Growth::Sum,
+        "concat" | "overlay" => Growth::Sum,
+        "translate" => Growth::Translate,
+        "regexp_replace" => Growth::Regex,
         "array_repeat" => Growth::ArrayRepeat,
         "range" | "generate_series" => Growth::Range,
         _ => return None,
@@ -228,6 +239,8 @@ fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
             }
         }
         Growth::Sum => (0..columns.len()).map(bytes).sum(),
+        Growth::Translate => bytes(0).saturating_mul(4),
+        Growth::Regex => bytes(0).saturating_add((bytes(0) + 1).saturating_mul(bytes(2))),
         Growth::ArrayRepeat => count(1).saturating_mul(bytes(0).max(16)),
         Growth::Range => {
             let (start, stop, step) = match columns.len() {

@@ -161,6 +161,16 @@ impl AnalyzerRule for CheckedArithmetic {
                 // rewritten: the type of a UDF call is derived through its display name,
                 // which made a chain of n additions cost n^3 (400 terms: 8 s).
                 let rewritten = expr.transform_down(|expr| {
+                    // A built-in that builds large values, planned without the registry
+                    // (`overlay(... placing ...)` is): its bounded form.
+                    if let Expr::ScalarFunction(call) = &expr
+                        && !call.func.inner().is::<crate::bounded::Bounded>()
+                        && let Some(bounded) = crate::bounded::bound(&call.func, self.value_limit)
+                    {
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(bounded), call.args.clone()),
+                        )));
+                    }
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
                         return Ok(Transformed::no(expr));
                     };

@@ -4,8 +4,10 @@
 //! statement could take the process past its memory. [`bound`] wraps each function whose
 //! result can be far larger than its arguments (`repeat`, `lpad`, `rpad`, `replace`,
 //! `concat`, `overlay`, `translate`, `regexp_replace`, `array_repeat`, `range`,
-//! `generate_series`), and [`concat_operator`] replaces the
-//! `||` of two strings, so that before computing they check an upper bound of each result.
+//! `generate_series`), and [`concat_operator`] replaces the `||` of two strings, so that
+//! before computing they check an upper bound of each result. The analyzer rule of
+//! `crate::checked` puts them in place of each call in a plan, however the call was planned
+//! (`overlay(... placing ...)` is planned without the function registry).
 //!
 //! Invariants:
 //! - No value one of these functions returns is larger than the value limit (1 GiB by
@@ -32,21 +34,6 @@ use crate::error::{Error, LimitKind};
 
 /// The default limit of one value, in bytes: 1 GiB, as PostgreSQL's.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
-
-/// The functions [`bound`] wraps.
-pub(crate) const BOUNDED: &[&str] = &[
-    "repeat",
-    "lpad",
-    "rpad",
-    "replace",
-    "concat",
-    "array_repeat",
-    "range",
-    "generate_series",
-    "overlay",
-    "translate",
-    "regexp_replace",
-];
 
 /// How a function's result size follows from its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

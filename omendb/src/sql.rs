@@ -345,17 +345,9 @@ impl Db {
             .with_memory_limit(self.sql_memory_limit, 1.0)
             .build_arc()?;
         let context = SessionContext::new_with_config_rt(config, runtime);
+        // The rule also bounds the functions that build large values (crate::bounded).
         let value_limit = self.sql_limits.max_value_bytes;
         context.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic { value_limit }));
-        let functions = context.state().scalar_functions().clone();
-        for name in crate::bounded::BOUNDED {
-            if let Some(bounded) = functions
-                .get(*name)
-                .and_then(|f| crate::bounded::bound(f, value_limit))
-            {
-                context.register_udf(bounded);
-            }
-        }
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {
                 name: name.clone(),
@@ -451,8 +443,9 @@ impl Db {
     /// `Err(Error::Cancelled)` and the stream ends.
     pub fn sql_stream_with(&self, query: &str, interrupt: &Interrupt) -> Result<QueryStream<'_>> {
         crate::limits::with_plan_stack(|| {
+            // one_query has checked it against the limits.
             let statement = self.one_query(query)?;
-            self.sql_stream_parsed_with(statement, interrupt)
+            self.stream_checked(statement, interrupt)
         })
     }
 
@@ -464,13 +457,22 @@ impl Db {
     ) -> Result<QueryStream<'_>> {
         crate::limits::with_plan_stack(|| {
             crate::limits::check(&statement, &self.sql_limits)?;
-            if let Some(result) = self.key_read(&statement)? {
-                return Ok(QueryStream::of(self, result, interrupt));
-            }
-            self.retry_moved(|| {
-                let session = self.sql_session()?;
-                self.stream_in(session, statement.clone(), interrupt)
-            })
+            self.stream_checked(statement, interrupt)
+        })
+    }
+
+    /// Streams a query already checked against the limits.
+    fn stream_checked(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryStream<'_>> {
+        if let Some(result) = self.key_read(&statement)? {
+            return Ok(QueryStream::of(self, result, interrupt));
+        }
+        self.retry_moved(|| {
+            let session = self.sql_session()?;
+            self.stream_in(session, statement.clone(), interrupt)
         })
     }
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust:
 # - `psql` (Debian's postgresql-client), which tests/cli_psql.rs runs against `omendb serve`;
+# - the PostgreSQL server (Debian's postgresql, version 15 on Debian 12), which
+#   tests/cli_pg_differential.rs starts as a private instance (initdb into a temporary
+#   directory, as the `postgres` user when run as root) to compare omendb's answers with;
 # - the Python modules duckdb and pyarrow, which scripts/check_parquet.py uses to read our
 #   Parquet files with readers that share no code with ours
 #   (omen-replicator/tests/independent_reader.rs runs it);
@@ -44,6 +47,17 @@ if ! command -v psql >/dev/null 2>&1; then
     apt_install postgresql-client
 fi
 echo "psql present: $(psql --version)"
+
+# The server binaries (initdb, postgres) live under /usr/lib/postgresql/VERSION/bin, not on PATH.
+# (The package also starts Debian's default cluster on port 5432; the test starts its own.)
+have_postgres_server() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+if ! have_postgres_server; then
+    echo "installing postgresql (no /usr/lib/postgresql/*/bin/postgres)"
+    apt_install postgresql
+fi
+echo "PostgreSQL server present: $(ls -d /usr/lib/postgresql/*/bin/postgres | tr '\n' ' ')"
 
 if ! command -v python3 >/dev/null 2>&1; then
     echo "installing python3 and pip (python3 not found)"

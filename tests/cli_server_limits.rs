@@ -613,7 +613,7 @@ fn a_write_that_fails_in_any_way_applies_nothing() {
         for (sql, expected) in [
             ("INSERT INTO t VALUES (3, 30, NULL), (1, 11, NULL)", "23505"),
             ("INSERT INTO t VALUES (4, 40, NULL), (5, NULL, NULL)", "23502"),
-            ("INSERT INTO t VALUES (6, 60, NULL), (7, 70, 'not a date')", "22000"),
+            ("INSERT INTO t VALUES (6, 60, NULL), (7, 70, 'not a date')", "22007"),
             ("UPDATE t SET v = v * 9223372036854775807", "22003"),
             (
                 "INSERT INTO t SELECT id + 10, v + 9223372036854775800, NULL FROM t",

@@ -5,6 +5,13 @@
 //! stored. [`CheckedArithmetic`], an analyzer rule that runs after type coercion, rewrites:
 //! - `a + b`, `a - b`, `a * b` on integer operands into [`CheckedOp`] calls, whose kernels
 //!   (arrow's `numeric::{add, sub, mul}`) fail with `ArithmeticOverflow`;
+//! - `+ - * / %` on `DOUBLE` operands and every function returning a `DOUBLE` into the
+//!   forms of `crate::float`, which raise PostgreSQL's errors instead of returning
+//!   infinities;
+//! - aggregates that build values (`string_agg`, `array_agg`), also over windows, into the
+//!   bounded forms of `crate::bounded_aggregate`;
+//! - a cast of a `DOUBLE` or `DECIMAL` to an integer type into a cast of the value rounded
+//!   half away from zero (`crate::rounding`), where Arrow would truncate;
 //! - `sum(x)` of a `BIGINT` into `sum(CAST(x AS DECIMAL(38, 0)))`, cast back to `BIGINT` by a
 //!   projection just above the aggregate; the cast fails when the sum does not fit (like
 //!   PostgreSQL's, whose `sum(bigint)` is exact).
@@ -21,13 +28,16 @@ use arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
+use datafusion::logical_expr::expr::{AggregateFunction, Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, WindowFunctionDefinition,
+    cast,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::float::FloatOp;
 
 /// The checked integer operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,6 +162,7 @@ impl AnalyzerRule for CheckedArithmetic {
         let sub = Arc::new(CheckedOp::udf(Op::Sub));
         let mul = Arc::new(CheckedOp::udf(Op::Mul));
         let concat = Arc::new(crate::bounded::concat_operator(self.value_limit));
+        let round = Arc::new(crate::rounding::udf());
         plan.transform_up_with_subqueries(|plan| {
             let schema = input_schema(&plan)?;
             let names = NamePreserver::new(&plan);
@@ -171,14 +182,115 @@ impl AnalyzerRule for CheckedArithmetic {
                             ScalarFunction::new_udf(Arc::new(bounded), call.args.clone()),
                         )));
                     }
+                    // An aggregate that builds a value: its accumulators are bounded.
+                    if let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr
+                        && let Ok(returns) = expr.get_type(&schema)
+                        && let Some(bounded) =
+                            crate::bounded_aggregate::bound(func, &returns, self.value_limit)
+                    {
+                        return Ok(Transformed::yes(Expr::AggregateFunction(
+                            AggregateFunction {
+                                func: Arc::new(bounded),
+                                params: params.clone(),
+                            },
+                        )));
+                    }
+                    if let Expr::WindowFunction(window) = &expr
+                        && let WindowFunctionDefinition::AggregateUDF(func) = &window.fun
+                        && let Ok(returns) = expr.get_type(&schema)
+                        && let Some(bounded) =
+                            crate::bounded_aggregate::bound(func, &returns, self.value_limit)
+                    {
+                        let mut window = window.as_ref().clone();
+                        window.fun = WindowFunctionDefinition::AggregateUDF(Arc::new(bounded));
+                        return Ok(Transformed::yes(Expr::WindowFunction(Box::new(window))));
+                    }
+                    // A float cast to text prints as PostgreSQL prints it.
+                    if let Expr::Cast(Cast { expr: inner, field }) = &expr
+                        && matches!(
+                            field.data_type(),
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        )
+                        && inner
+                            .get_type(&schema)
+                            .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+                    {
+                        let text = Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::new(crate::float::float_text_udf()),
+                            vec![inner.as_ref().clone()],
+                        ));
+                        return Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
+                            Box::new(text),
+                            Arc::clone(field),
+                        ))));
+                    }
+                    // A fraction cast to an integer rounds, as in PostgreSQL.
+                    if let Expr::Cast(Cast { expr: inner, field })
+                    | Expr::TryCast(TryCast { expr: inner, field }) = &expr
+                        && field.data_type().is_integer()
+                        && inner
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::rounding::is_fractional(&t))
+                    {
+                        let rounded = Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::clone(&round),
+                            vec![inner.as_ref().clone()],
+                        )));
+                        let field = Arc::clone(field);
+                        return Ok(Transformed::yes(match expr {
+                            Expr::TryCast(_) => {
+                                Expr::TryCast(TryCast::new_from_field(rounded, field))
+                            }
+                            _ => Expr::Cast(Cast::new_from_field(rounded, field)),
+                        }));
+                    }
+                    // A function returning DOUBLE: PostgreSQL's errors, not infinities.
+                    if let Expr::ScalarFunction(call) = &expr
+                        && !crate::float::is_checked(&call.func)
+                        && !call.func.inner().is::<CheckedOp>()
+                        && !call.func.inner().is::<crate::rounding::RoundForInteger>()
+                        && expr.get_type(&schema).is_ok_and(|t| t == DataType::Float64)
+                    {
+                        let checked = crate::float::finite(&call.func);
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(checked), call.args.clone()),
+                        )));
+                    }
+                    // `-x` of an integer: `0 - x`, which fails on the minimum.
+                    if let Expr::Negative(inner) = &expr
+                        && let Ok(data_type) = inner.get_type(&schema)
+                        && data_type.is_integer()
+                    {
+                        let zero = datafusion::common::ScalarValue::new_zero(&data_type)?;
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(
+                                Arc::clone(&sub),
+                                vec![Expr::Literal(zero, None), inner.as_ref().clone()],
+                            ),
+                        )));
+                    }
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
                         return Ok(Transformed::no(expr));
                     };
+                    let is_double: fn(&DataType) -> bool = |t| *t == DataType::Float64;
+                    let floats = |op| (Arc::new(crate::float::float_operator(op)), is_double);
                     let (udf, operands): (_, fn(&DataType) -> bool) = match op {
-                        Operator::Plus => (&add, DataType::is_integer),
-                        Operator::Minus => (&sub, DataType::is_integer),
-                        Operator::Multiply => (&mul, DataType::is_integer),
-                        Operator::StringConcat => (&concat, is_string),
+                        Operator::Plus | Operator::Minus | Operator::Multiply
+                            if left.get_type(&schema).is_ok_and(|t| is_double(&t)) =>
+                        {
+                            let op = match op {
+                                Operator::Plus => FloatOp::Add,
+                                Operator::Minus => FloatOp::Sub,
+                                _ => FloatOp::Mul,
+                            };
+                            floats(op)
+                        }
+                        Operator::Divide => floats(FloatOp::Div),
+                        Operator::Modulo => floats(FloatOp::Rem),
+                        Operator::Plus => (Arc::clone(&add), DataType::is_integer),
+                        Operator::Minus => (Arc::clone(&sub), DataType::is_integer),
+                        Operator::Multiply => (Arc::clone(&mul), DataType::is_integer),
+                        Operator::StringConcat => (Arc::clone(&concat), is_string),
                         _ => return Ok(Transformed::no(expr)),
                     };
                     let fits = left.get_type(&schema).is_ok_and(|t| operands(&t))
@@ -188,7 +300,7 @@ impl AnalyzerRule for CheckedArithmetic {
                     }
                     Ok(Transformed::yes(Expr::ScalarFunction(
                         ScalarFunction::new_udf(
-                            Arc::clone(udf),
+                            udf,
                             vec![left.as_ref().clone(), right.as_ref().clone()],
                         ),
                     )))

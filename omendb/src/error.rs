@@ -113,6 +113,17 @@ pub enum Error {
     #[error("value out of range: {0}")]
     OutOfRange(String),
 
+    /// A value an operator or function cannot take, or a value it cannot represent
+    /// (PostgreSQL's data exceptions: division by zero, the logarithm of zero, a date
+    /// that does not exist); nothing of the statement was applied.
+    #[error("{message}")]
+    Data {
+        /// Which exception (it carries the SQLSTATE).
+        kind: DataErrorKind,
+        /// What is wrong, in PostgreSQL's words.
+        message: String,
+    },
+
     /// A statement was cancelled before it changed anything.
     #[error("canceling statement due to {0}")]
     Cancelled(CancelReason),
@@ -162,6 +173,10 @@ impl Error {
             },
             Error::Cancelled(reason) => Error::Cancelled(*reason),
             Error::OutOfRange(what) => Error::OutOfRange(what.clone()),
+            Error::Data { kind, message } => Error::Data {
+                kind: *kind,
+                message: message.clone(),
+            },
             _ => return None,
         })
     }
@@ -239,6 +254,37 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         ),
         LimitKind::ValueBytes => {
             format!("value too large: {found} bytes, the limit of one value is {limit} bytes")
+        }
+    }
+}
+
+/// The data exceptions of [`Error::Data`], each with PostgreSQL's SQLSTATE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataErrorKind {
+    /// `x / 0`, `x % 0` (`22012`).
+    DivisionByZero,
+    /// `ln(0)`, `log(-1)` (`2201E`).
+    InvalidLogarithm,
+    /// `sqrt(-1)`, `power(0, -1)`, `power(-8, 0.5)` (`2201F`).
+    InvalidPower,
+    /// A date or time that does not exist or is out of range, `'2024-02-30'` (`22008`).
+    DatetimeOutOfRange,
+    /// Text that is not a date or time, `'not a date'::date` (`22007`).
+    InvalidDatetime,
+    /// Text that is not a value of the type it is cast to, `'abc'::int` (`22P02`).
+    InvalidText,
+}
+
+impl DataErrorKind {
+    /// The SQLSTATE PostgreSQL gives this exception.
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            Self::DivisionByZero => "22012",
+            Self::InvalidLogarithm => "2201E",
+            Self::InvalidPower => "2201F",
+            Self::DatetimeOutOfRange => "22008",
+            Self::InvalidDatetime => "22007",
+            Self::InvalidText => "22P02",
         }
     }
 }

@@ -73,7 +73,7 @@ impl Interrupt {
     }
 
     /// Resolves when the signal is given.
-    async fn given(&self) -> CancelReason {
+    pub async fn given(&self) -> CancelReason {
         loop {
             let notified = self.inner.notify.notified();
             tokio::pin!(notified);
@@ -95,12 +95,53 @@ impl Interrupt {
     where
         Error: From<E>,
     {
+        // While `work` is polled, planning code on this thread can see the signal
+        // ([`check_current`]): planning is one long poll that `select!` cannot preempt.
+        let mut work = std::pin::pin!(work);
+        let watched = std::future::poll_fn(|cx| {
+            let _current = Current::enter(self);
+            work.as_mut().poll(cx)
+        });
         tokio::select! {
             biased;
             reason = self.given() => Err(Error::Cancelled(reason)),
-            done = work => done.map_err(Error::from),
+            done = watched => done.map_err(Error::from),
         }
     }
+}
+
+thread_local! {
+    /// The signal of the statement this thread is working on, if any.
+    static CURRENT: std::cell::RefCell<Option<Interrupt>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sets [`CURRENT`] for the lifetime of the guard, then restores what it was.
+struct Current(Option<Interrupt>);
+
+impl Current {
+    fn enter(interrupt: &Interrupt) -> Self {
+        Current(CURRENT.with(|c| c.replace(Some(interrupt.clone()))))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// Makes `interrupt` this thread's current signal until the guard drops (for tests of the
+/// checks inside planning).
+#[cfg(test)]
+pub(crate) fn tests_enter(interrupt: &Interrupt) -> impl Drop {
+    Current::enter(interrupt)
+}
+
+/// `Err(Cancelled)` once the signal of the statement this thread is working on was given
+/// (`Ok` outside a statement).
+pub(crate) fn check_current() -> Result<()> {
+    CURRENT.with(|c| c.borrow().as_ref().map_or(Ok(()), Interrupt::check))
 }
 
 #[cfg(test)]

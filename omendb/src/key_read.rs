@@ -72,7 +72,7 @@ impl Db {
             .collect();
         Some(SqlDescription {
             parameters,
-            schema: output.schema,
+            schema: crate::names::display_schema(&output.schema),
             key_read: true,
         })
     }
@@ -182,7 +182,7 @@ impl Output {
             KeyLookup::Range(low, high) => Route::index_range(&table.name, *low, *high, rows.len()),
         };
         Ok(QueryResult {
-            batches: vec![batch],
+            batches: vec![crate::names::display_batch(batch)],
             snapshot_lsn: Lsn(lsn),
             routes: vec![route],
         })

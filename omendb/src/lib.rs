@@ -38,12 +38,17 @@
 //! replayed on open).
 
 mod bounded;
+mod bounded_aggregate;
 mod checked;
 mod db;
 mod error;
+mod float;
 mod interrupt;
 mod key_read;
 mod limits;
+mod names;
+mod planning;
+mod rounding;
 mod row;
 mod sql;
 mod statement;
@@ -52,7 +57,8 @@ mod table_cache;
 
 pub use bounded::DEFAULT_MAX_VALUE_BYTES;
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
-pub use error::{CancelReason, Error, LimitKind, Result};
+pub use error::{CancelReason, DataErrorKind, Error, LimitKind, Result};
+pub use float::pg_float_text;
 pub use interrupt::Interrupt;
 pub use limits::{
     DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, DEFAULT_MAX_SUBQUERY_DEPTH,

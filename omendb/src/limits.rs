@@ -127,6 +127,8 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
         let mut statements = statements;
         for statement in &mut statements {
             check(statement, limits)?;
+            // Before the literals change form: their columns are named as written.
+            crate::names::name_columns(statement);
             postgres_operators(statement);
         }
         Ok(statements)
@@ -192,16 +194,91 @@ fn exact_literal(text: &str) -> Option<Expr> {
     })
 }
 
+/// PostgreSQL's precedence of the arithmetic operators (higher binds tighter); `None` for
+/// the others. The generic dialect parses `^` as XOR, looser than `+`.
+fn arithmetic_level(op: &BinaryOperator) -> Option<u8> {
+    match op {
+        BinaryOperator::BitwiseXor | BinaryOperator::PGExp => Some(3),
+        BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo => Some(2),
+        BinaryOperator::Plus | BinaryOperator::Minus => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether the arithmetic written without parentheses around `expr` has a `^`.
+fn has_caret(expr: &Expr) -> bool {
+    match expr {
+        Expr::BinaryOp { left, op, right } if arithmetic_level(op).is_some() => {
+            arithmetic_level(op) == Some(3) || has_caret(left) || has_caret(right)
+        }
+        _ => false,
+    }
+}
+
+/// `expr`, arithmetic written without parentheses, parsed again with PostgreSQL's
+/// precedence: `2 + 3 ^ 2` is `2 + (3 ^ 2)`, `2 ^ 3 * 4` is `(2 ^ 3) * 4`, all operators
+/// left-associative, `^` exponentiation. Parentheses the user wrote (`Expr::Nested`) are
+/// kept: they are operands here. The operands and operators keep their written order (a
+/// parse tree read in order gives back its text), so only the grouping changes.
+fn with_postgres_precedence(expr: Expr) -> Expr {
+    fn flatten(expr: Expr, operands: &mut Vec<Expr>, operators: &mut Vec<BinaryOperator>) {
+        match expr {
+            Expr::BinaryOp { left, op, right } if arithmetic_level(&op).is_some() => {
+                flatten(*left, operands, operators);
+                operators.push(op);
+                flatten(*right, operands, operators);
+            }
+            operand => operands.push(operand),
+        }
+    }
+    fn reduce(out: &mut Vec<Expr>, op: BinaryOperator) {
+        let (Some(right), Some(left)) = (out.pop(), out.pop()) else {
+            return;
+        };
+        let op = match op {
+            BinaryOperator::BitwiseXor => BinaryOperator::PGExp,
+            other => other,
+        };
+        out.push(Expr::BinaryOp {
+            left: Box::new(left),
+            op,
+            right: Box::new(right),
+        });
+    }
+    let (mut operands, mut operators) = (Vec::new(), Vec::new());
+    flatten(expr, &mut operands, &mut operators);
+    let mut operands = operands.into_iter();
+    let mut out: Vec<Expr> = operands.next().into_iter().collect();
+    let mut pending: Vec<BinaryOperator> = Vec::new();
+    for (op, operand) in operators.into_iter().zip(operands) {
+        while let Some(top) = pending.last()
+            && arithmetic_level(top) >= arithmetic_level(&op)
+        {
+            let top = pending.pop().unwrap_or(BinaryOperator::Plus);
+            reduce(&mut out, top);
+        }
+        pending.push(op);
+        out.push(operand);
+    }
+    while let Some(op) = pending.pop() {
+        reduce(&mut out, op);
+    }
+    out.pop().unwrap_or_else(|| Expr::value(Value::Null))
+}
+
 /// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
-/// `a ^ b` is exponentiation (`power`), not bitwise XOR; numeric literals that a DOUBLE
+/// `a ^ b` is exponentiation (`power`), not bitwise XOR, and binds tighter than `*` and `+`
+/// ([`with_postgres_precedence`]); numeric literals that a DOUBLE
 /// would round are exact decimals ([`exact_literal`]). Runs after [`check`], so the
 /// statement's nesting is bounded.
 fn postgres_operators(statement: &mut DfStatement) {
     let rewrite = |expr: &mut Expr| {
         if let Expr::BinaryOp { op, .. } = expr
-            && *op == BinaryOperator::BitwiseXor
+            && arithmetic_level(op).is_some()
+            && has_caret(expr)
         {
-            *op = BinaryOperator::PGExp;
+            let taken = std::mem::replace(expr, Expr::value(Value::Null));
+            *expr = with_postgres_precedence(taken);
         }
         if let Expr::Value(value) = expr
             && let Value::Number(text, _) = &value.value
@@ -479,5 +556,47 @@ mod tests {
         let tree = format!("{:?}", parsed[0]);
         assert_eq!(tree.matches("PGExp").count(), 2, "{tree}");
         assert!(!tree.contains("BitwiseXor"), "{tree}");
+    }
+
+    #[test]
+    fn caret_binds_tighter_than_products_and_sums() {
+        fn grouped(expr: &Expr) -> String {
+            match expr {
+                Expr::BinaryOp { left, op, right } => {
+                    format!("[{} {op} {}]", grouped(left), grouped(right))
+                }
+                other => other.to_string(),
+            }
+        }
+        let cases = [
+            ("2 + 3 ^ 2", "[2 + [3 ^ 2]]"),
+            ("2 ^ 3 * 4", "[[2 ^ 3] * 4]"),
+            ("1 + 2 * 3 ^ 2 - 1", "[[1 + [2 * [3 ^ 2]]] - 1]"),
+            ("2 ^ 3 ^ 2", "[[2 ^ 3] ^ 2]"),
+            ("(2 + 3) ^ 2", "[(2 + 3) ^ 2]"),
+            ("1 - 2 - 3", "[[1 - 2] - 3]"),
+            ("2 ^ 3 = 8", "[[2 ^ 3] = 8]"),
+        ];
+        for (text, expected) in cases {
+            let mut parsed =
+                parse_sql(&format!("SELECT {text}"), &SqlLimits::default()).expect("valid SQL");
+            let DfStatement::Statement(statement) = parsed.pop_front().expect("one") else {
+                panic!("a statement")
+            };
+            let sql = statement.to_string();
+            let datafusion::sql::sqlparser::ast::Statement::Query(query) = *statement else {
+                panic!("a query: {sql}")
+            };
+            let SetExpr::Select(select) = *query.body else {
+                panic!("a select")
+            };
+            use datafusion::sql::sqlparser::ast::SelectItem;
+            let Some(SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr)) =
+                select.projection.first()
+            else {
+                panic!("one item")
+            };
+            assert_eq!(grouped(expr), expected, "{text}");
+        }
     }
 }

@@ -245,9 +245,10 @@ impl<'a> QueryStream<'a> {
 
     /// The columns of every batch.
     pub fn schema(&self) -> SchemaRef {
-        self.stream
-            .as_ref()
-            .map_or_else(|| Arc::new(Schema::empty()), |s| s.schema())
+        self.stream.as_ref().map_or_else(
+            || Arc::new(Schema::empty()),
+            |s| crate::names::display_schema(&s.schema()),
+        )
     }
 }
 
@@ -264,7 +265,7 @@ impl Iterator for QueryStream<'_> {
             )
         });
         let item = match next {
-            Ok(Some(Ok(batch))) => return Some(Ok(batch)),
+            Ok(Some(Ok(batch))) => return Some(Ok(crate::names::display_batch(batch))),
             Ok(None) => None,
             Ok(Some(Err(error))) => Some(Err(crate::Error::from(error))),
             Err(error) => Some(Err(error)),
@@ -344,10 +345,12 @@ impl Db {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.sql_memory_limit, 1.0)
             .build_arc()?;
-        let context = SessionContext::new_with_config_rt(config, runtime);
-        // The rule also bounds the functions that build large values (crate::bounded).
         let value_limit = self.sql_limits.max_value_bytes;
-        context.add_analyzer_rule(Arc::new(crate::checked::CheckedArithmetic { value_limit }));
+        let context = SessionContext::new_with_state(crate::planning::session_state(
+            config,
+            runtime,
+            value_limit,
+        ));
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {
                 name: name.clone(),
@@ -396,7 +399,10 @@ impl Db {
             batches.push(extra.map_err(datafusion::error::DataFusionError::from)?);
         }
         Ok(QueryResult {
-            batches,
+            batches: batches
+                .into_iter()
+                .map(crate::names::display_batch)
+                .collect(),
             snapshot_lsn: Lsn(lsn),
             routes: routes.routes(),
         })
@@ -497,7 +503,7 @@ impl Db {
             let parameters = plan.get_parameter_types()?;
             Ok(SqlDescription {
                 parameters,
-                schema: Arc::new(plan.schema().as_arrow().clone()),
+                schema: crate::names::display_schema(&Arc::new(plan.schema().as_arrow().clone())),
                 key_read: false,
             })
         })

@@ -478,8 +478,16 @@ fn batch_values(table: &str, schema: &TableSchema, batch: &RecordBatch) -> Resul
             column: column.name.clone(),
             reason,
         };
-        let array = cast_with_options(array, &column.data_type.to_arrow(), &options)
-            .map_err(|e| bad(e.to_string()))?;
+        let target = column.data_type.to_arrow();
+        // A fraction stored in an integer column rounds, as in PostgreSQL (1.7 is 2).
+        let rounded;
+        let array = if target.is_integer() && crate::rounding::is_fractional(array.data_type()) {
+            rounded = crate::rounding::round_for_integer(array)?;
+            &rounded
+        } else {
+            array
+        };
+        let array = cast_with_options(array, &target, &options).map_err(|e| bad(e.to_string()))?;
         macro_rules! push {
             ($array:ty, $variant:ident, $convert:expr) => {{
                 let typed = array

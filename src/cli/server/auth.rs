@@ -127,16 +127,17 @@ pub struct Startup {
     failures: Failures,
     sessions: Arc<Sessions>,
     slots: Arc<Semaphore>,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 impl Startup {
     /// Accepts `user` with `password`; records cancel keys in `sessions`; at most as many
-    /// logged-in sessions as `slots` has permits.
+    /// logged-in sessions as `slots` has permits (refusals are counted in `metrics`).
     pub fn new(
         user: String,
         password: &str,
-        sessions: Arc<Sessions>,
-        slots: Arc<Semaphore>,
+        (sessions, slots): (Arc<Sessions>, Arc<Semaphore>),
+        metrics: Arc<super::metrics::Metrics>,
     ) -> Self {
         let salt: Vec<u8> = rand::random::<[u8; 16]>().to_vec();
         let salted_password = gen_salted_password(password, &salt, ITERATIONS);
@@ -163,6 +164,7 @@ impl Startup {
             failures: Failures::default(),
             sessions,
             slots,
+            metrics,
         }
     }
 }
@@ -235,6 +237,7 @@ impl StartupHandler for Startup {
         }
         let first = matches!(message, PgWireFrontendMessage::Startup(_));
         if first && self.slots.available_permits() == 0 {
+            self.metrics.connection_refused();
             return Err(fatal(
                 sqlstate::TOO_MANY_CONNECTIONS,
                 "sorry, too many clients already".into(),
@@ -272,6 +275,7 @@ impl StartupHandler for Startup {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
                     self.failures.clear(peer.ip());
                     let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+                        self.metrics.connection_refused();
                         return Err(fatal(
                             sqlstate::TOO_MANY_CONNECTIONS,
                             "sorry, too many clients already".into(),

@@ -131,8 +131,13 @@ impl Column {
                 let options = FormatOptions::default();
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
                     .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+                // Logical nulls: an untyped NULL column (`SELECT NULL`) has no null buffer.
+                let nulls = array.logical_nulls();
                 let text = (0..array.len())
-                    .map(|i| array.is_valid(i).then(|| formatter.value(i).to_string()))
+                    .map(|i| {
+                        let valid = nulls.as_ref().is_none_or(|n| n.is_valid(i));
+                        valid.then(|| formatter.value(i).to_string())
+                    })
                     .collect();
                 Column::Text(text)
             }
@@ -152,11 +157,11 @@ impl Column {
             Column::Float8(a, false) => encoder.encode_field(&get(a, row, |a| a.value(row))),
             Column::Float4(a, true) => encoder.encode_field(&get(a, row, |a| {
                 let v = a.value(row);
-                float_text(f64::from(v), v)
+                omendb::pg_float_text(f64::from(v), v)
             })),
-            Column::Float8(a, true) => {
-                encoder.encode_field(&get(a, row, |a| float_text(a.value(row), a.value(row))))
-            }
+            Column::Float8(a, true) => encoder.encode_field(&get(a, row, |a| {
+                omendb::pg_float_text(a.value(row), a.value(row))
+            })),
             Column::Timestamp(a, text) => {
                 let value = get(a, row, |a| a.value(row))
                     .map(|micros| {
@@ -201,54 +206,10 @@ fn timestamp_text(value: chrono::NaiveDateTime) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A float as PostgreSQL prints it in text: the shortest digits that read back to the same
-/// value, an exponent below 1e-4 and from 1e15 on (`1e+15`, `1e-05`), `NaN`, `Infinity`.
-/// `shown` is the value at its own precision (so a `real` prints as `0.1`, not
-/// `0.10000000149011612`).
-fn float_text<T: std::fmt::Display + std::fmt::LowerExp>(value: f64, shown: T) -> String {
-    if value.is_nan() {
-        return "NaN".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.to_string();
-    }
-    let exponent = value.abs().log10().floor();
-    if (-4.0..15.0).contains(&exponent) {
-        return shown.to_string();
-    }
-    let scientific = format!("{shown:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exponent.abs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::datatypes::{Field, Schema};
-
-    #[test]
-    fn floats_print_as_postgres_prints_them() {
-        for (value, text) in [
-            (2.0, "2"),
-            (0.75, "0.75"),
-            (-1.5, "-1.5"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (123_456_789_012_345.0, "123456789012345"),
-            (1e15, "1e+15"),
-            (1.5e300, "1.5e+300"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Infinity"),
-        ] {
-            assert_eq!(float_text(value, value), text);
-        }
-        assert_eq!(float_text(f64::from(0.1f32), 0.1f32), "0.1");
-    }
 
     #[test]
     fn timestamps_print_as_postgres_prints_them() {

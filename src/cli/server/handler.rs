@@ -148,9 +148,19 @@ async fn stream_query(
                 {
                     return;
                 }
+                let runtime = tokio::runtime::Handle::current();
                 for batch in stream {
-                    if batch_tx.blocking_send(batch).is_err() {
-                        // The client's response was dropped: dropping the stream ends the query.
+                    // Waiting for a client that does not read ends with the statement's
+                    // timeout, a cancel request or a disconnect.
+                    let sent = runtime.block_on(async {
+                        tokio::select! {
+                            biased;
+                            _ = signal.given() => false,
+                            sent = batch_tx.send(batch) => sent.is_ok(),
+                        }
+                    });
+                    if !sent {
+                        // Dropping the stream ends the query.
                         return;
                     }
                 }
@@ -205,6 +215,7 @@ async fn stream_query(
         ),
         move |(mut rx, fields, mut pending, mut finish)| {
             let (metrics, session) = (Arc::clone(&metrics), Arc::clone(&session));
+            let signal = interrupt.clone();
             let routes = routes.clone();
             async move {
                 loop {
@@ -230,6 +241,20 @@ async fn stream_query(
                                 running.disarm();
                                 timer.inspect(tokio::task::AbortHandle::abort);
                             }
+                            return Some((
+                                Err(sqlstate::from_db(&error)),
+                                (rx, fields, pending, finish),
+                            ));
+                        }
+                        None if let Some(reason) = signal.reason() => {
+                            // The query stopped early: the rows sent are not all of them.
+                            session.note(false, true);
+                            metrics.statement(started.elapsed(), false, &[]);
+                            if let Some((mut running, timer)) = finish.take() {
+                                running.disarm();
+                                timer.inspect(tokio::task::AbortHandle::abort);
+                            }
+                            let error = omendb::Error::Cancelled(reason);
                             return Some((
                                 Err(sqlstate::from_db(&error)),
                                 (rx, fields, pending, finish),

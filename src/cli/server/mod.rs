@@ -177,8 +177,8 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
         startup: Arc::new(auth::Startup::new(
             user,
             &password,
-            Arc::clone(&sessions),
-            Arc::clone(&slots),
+            (Arc::clone(&sessions), Arc::clone(&slots)),
+            Arc::clone(&metrics),
         )),
         cancel: Arc::new(Canceller {
             sessions: Arc::clone(&sessions),

@@ -71,6 +71,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
             ..
         } => PROGRAM_LIMIT_EXCEEDED,
         Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,
+        Error::Data { kind, .. } => kind.sqlstate(),
         Error::Cancelled(omendb::CancelReason::Shutdown) => "57P01",
         Error::Cancelled(_) => QUERY_CANCELED,
         _ if error.is_disk_full() => DISK_FULL,
@@ -94,12 +95,42 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         DataFusionError::ArrowError(error, _) => match error.as_ref() {
             ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
             ArrowError::DivideByZero => "22012",
+            ArrowError::CastError(message) => cast_code(message),
+            ArrowError::ParseError(_) => "22P02",
             _ => "22000",
         },
         DataFusionError::Execution(_) => "22000",
         DataFusionError::ResourcesExhausted(_) => "53200",
         _ => INTERNAL_ERROR,
     }
+}
+
+/// PostgreSQL's code for a failed cast, from Arrow's message: text that is no date is
+/// `22007`, a date that does not exist (`'2024-02-30'`) `22008`, text that is no number
+/// `22P02`, a number out of the target's range `22003`.
+fn cast_code(message: &str) -> &'static str {
+    if let Some(rest) = message.strip_prefix("Cannot cast string '") {
+        let (text, target) = rest.rsplit_once("' to value of ").unwrap_or((rest, ""));
+        let temporal = ["Date", "Time", "Timestamp", "Interval"]
+            .iter()
+            .any(|t| target.starts_with(t));
+        if !temporal {
+            return "22P02";
+        }
+        // Digits in a date's shape that name no day are out of range, anything else is
+        // not a date at all.
+        let shaped = text.len() >= 8
+            && text
+                .bytes()
+                .take(10)
+                .all(|b| b.is_ascii_digit() || b == b'-')
+            && text.bytes().filter(|b| *b == b'-').count() >= 2;
+        return if shaped { "22008" } else { "22007" };
+    }
+    if message.starts_with("Can't cast value") || message.contains("overflow") {
+        return NUMERIC_VALUE_OUT_OF_RANGE;
+    }
+    "22000"
 }
 
 /// An OmenDB error as a PostgreSQL `ERROR`.
@@ -111,7 +142,15 @@ pub fn from_db(error: &omendb::Error) -> PgWireError {
 /// with the server (the library's messages speak of the WAL and `Db`).
 pub fn db_info(error: &omendb::Error) -> ErrorInfo {
     let code = code(error);
-    let mut message = error.to_string();
+    let mut message = match error {
+        // A value's error, wrapped in the optimizer rule or operator that met it: the
+        // value's own message is the one a user can act on.
+        omendb::Error::Sql(inner) => match inner.find_root() {
+            DataFusionError::ArrowError(arrow, _) => arrow.to_string(),
+            _ => error.to_string(),
+        },
+        _ => error.to_string(),
+    };
     if code == DISK_FULL
         || matches!(
             error,

@@ -1,0 +1,158 @@
+//! The DataFusion session state of one statement: its rules, and planning that stops when
+//! the statement is cancelled.
+//!
+//! DataFusion plans a statement in one long call that nothing outside can preempt: a
+//! statement timeout, a cancel request or a disconnect would wait until planning ends.
+//! [`session_state`] puts an [`InterruptCheck`] before and after every analyzer, optimizer
+//! and physical optimizer rule, so planning stops within one rule of the signal
+//! (`Interrupt::run` makes the statement's signal visible to the thread that plans).
+//!
+//! Invariants: the rules and their order are DataFusion's defaults plus ours
+//! (`crate::checked::CheckedArithmetic` after type coercion); a check never changes a plan.
+
+use std::sync::Arc;
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::analyzer::Analyzer;
+use datafusion::optimizer::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
+
+/// Fails planning once the statement's signal was given; changes nothing otherwise.
+#[derive(Debug)]
+pub(crate) struct InterruptCheck;
+
+impl InterruptCheck {
+    fn check() -> Result<()> {
+        crate::interrupt::check_current().map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+impl AnalyzerRule for InterruptCheck {
+    fn name(&self) -> &str {
+        "omendb_interrupt_check"
+    }
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        Self::check()?;
+        Ok(plan)
+    }
+}
+
+impl OptimizerRule for InterruptCheck {
+    fn name(&self) -> &str {
+        "omendb_interrupt_check"
+    }
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        Self::check()?;
+        Ok(Transformed::no(plan))
+    }
+}
+
+impl PhysicalOptimizerRule for InterruptCheck {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Self::check()?;
+        Ok(plan)
+    }
+    fn name(&self) -> &str {
+        "omendb_interrupt_check"
+    }
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `rules` with a check before the first and after each.
+fn interleaved<R: ?Sized>(rules: Vec<Arc<R>>, check: &Arc<R>) -> Vec<Arc<R>> {
+    let mut checked = Vec::with_capacity(rules.len() * 2 + 1);
+    checked.push(Arc::clone(check));
+    for rule in rules {
+        checked.push(rule);
+        checked.push(Arc::clone(check));
+    }
+    checked
+}
+
+/// The state of a statement's session: DataFusion's default features and rules, our
+/// analyzer rule after theirs, and interrupt checks between all of them.
+pub(crate) fn session_state(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+    value_limit: usize,
+) -> SessionState {
+    let check = Arc::new(InterruptCheck);
+    let mut analyzer = Analyzer::new().rules;
+    // The rule also bounds the functions that build large values (crate::bounded).
+    analyzer.push(Arc::new(crate::checked::CheckedArithmetic { value_limit }));
+    let analyzer_check: Arc<dyn AnalyzerRule + Send + Sync> = check.clone();
+    let optimizer_check: Arc<dyn OptimizerRule + Send + Sync> = check.clone();
+    let physical_check: Arc<dyn PhysicalOptimizerRule + Send + Sync> = check;
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rules(interleaved(analyzer, &analyzer_check))
+        .with_optimizer_rules(interleaved(Optimizer::new().rules, &optimizer_check))
+        .with_physical_optimizer_rules(interleaved(PhysicalOptimizer::new().rules, &physical_check))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CancelReason;
+    use crate::interrupt::Interrupt;
+
+    #[test]
+    fn planning_stops_once_the_signal_is_given() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let state = session_state(
+            SessionConfig::new(),
+            Arc::new(RuntimeEnv::default()),
+            crate::DEFAULT_MAX_VALUE_BYTES,
+        );
+        let plan = |interrupt: &Interrupt| {
+            let state = state.clone();
+            runtime.block_on(interrupt.run(async move {
+                let plan = state.create_logical_plan("SELECT 1 + 1").await?;
+                state.create_physical_plan(&plan).await
+            }))
+        };
+        assert!(plan(&Interrupt::new()).is_ok());
+        let given = Interrupt::new();
+        // Given before planning: the first check refuses (`run` would too; a check inside
+        // planning is what stops a statement given its signal while it plans).
+        given.interrupt(CancelReason::StatementTimeout);
+        let _current = crate::interrupt::tests_enter(&given);
+        let analyzed = state.create_logical_plan("SELECT 1 + 1");
+        let plan = runtime.block_on(analyzed).expect("parses and plans");
+        let error = runtime
+            .block_on(state.create_physical_plan(&plan))
+            .expect_err("the check refuses");
+        assert!(
+            matches!(
+                crate::Error::from(error),
+                crate::Error::Cancelled(CancelReason::StatementTimeout)
+            ),
+            "cancelled"
+        );
+    }
+}

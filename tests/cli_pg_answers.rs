@@ -1,0 +1,153 @@
+//! `omendb serve` gives PostgreSQL's answers where DataFusion's differ (issue 29): float
+//! errors instead of infinities, rounding casts, `^` precedence, column names, untyped NULLs,
+//! bounded aggregates, and planning that a statement timeout stops. Each through a real
+//! driver (tokio-postgres) against the live server.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli_support;
+
+use std::time::{Duration, Instant};
+
+use cli_support::{Server, TempDir, code, connect, runtime};
+use tokio_postgres::SimpleQueryMessage;
+
+/// The column names and the text of the first row of `sql`.
+async fn first_row(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> (Vec<String>, Vec<Option<String>>) {
+    let messages = client.simple_query(sql).await.unwrap();
+    for message in messages {
+        if let SimpleQueryMessage::Row(row) = message {
+            let names = row.columns().iter().map(|c| c.name().to_string()).collect();
+            let values = (0..row.len())
+                .map(|i| row.get(i).map(str::to_string))
+                .collect();
+            return (names, values);
+        }
+    }
+    panic!("{sql}: no row");
+}
+
+#[test]
+fn answers_and_errors_are_postgresqls() {
+    let dir = TempDir::new("pg-answers");
+    let config = dir.path().join("omendb.toml");
+    // A small value limit, so that the bounded aggregates below stop early.
+    std::fs::write(&config, "[server]\nmax_value_mb = 16\n").unwrap();
+    let server = Server::start_with_config(&dir.path().join("db"), &config, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        // Float results from finite inputs that PostgreSQL refuses.
+        for (sql, expected) in [
+            ("SELECT 1.0 / 0", "22012"),
+            ("SELECT 1.5 % 0", "22012"),
+            ("SELECT 1e308 * 10", "22003"),
+            ("SELECT 1e-300 * 1e-300", "22003"),
+            ("SELECT exp(1000)", "22003"),
+            ("SELECT ln(0)", "2201E"),
+            ("SELECT log10(-1)", "2201E"),
+            ("SELECT sqrt(-1)", "2201F"),
+            ("SELECT power(0, -1)", "2201F"),
+            ("SELECT '2024-02-30'::date", "22008"),
+            ("SELECT 'not a date'::date", "22007"),
+            ("SELECT 'abc'::int", "22P02"),
+            ("SELECT CAST(1e20 AS BIGINT)", "22003"),
+            ("SELECT -(-9223372036854775807 - 1)", "22003"),
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), expected, "{sql}: {error}");
+        }
+        // Values and names as PostgreSQL gives them.
+        let (names, values) = first_row(
+            &client,
+            "SELECT 2 + 3 ^ 2, 2 ^ 3 * 4, CAST(-1.5 AS BIGINT), CAST(2.5 AS BIGINT), \
+             CAST(1000.0 AS TEXT), 'Infinity'::float8 + 1, NULL, length('ab'), 1::int",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [
+                Some("11"),
+                Some("32"),
+                Some("-2"),
+                Some("3"),
+                Some("1000"),
+                Some("Infinity"),
+                None,
+                Some("2"),
+                Some("1")
+            ]
+            .map(|v| v.map(str::to_string))
+        );
+        assert_eq!(
+            names,
+            [
+                "?column?", "?column?", "int8", "int8", "text", "?column?", "?column?", "length",
+                "int4"
+            ]
+        );
+        client
+            .batch_execute(
+                "CREATE TABLE r (id BIGINT PRIMARY KEY, n BIGINT); \
+                 INSERT INTO r VALUES (1, 1.7), (2, -2.5)",
+            )
+            .await
+            .unwrap();
+        let (names, values) = first_row(&client, "SELECT id, id, n FROM r WHERE id = 2").await;
+        assert_eq!(names, ["id", "id", "n"]);
+        assert_eq!(
+            values,
+            [Some("2"), Some("2"), Some("-3")].map(|v| v.map(str::to_string))
+        );
+        let (_, values) = first_row(&client, "SELECT n FROM r WHERE id = 1").await;
+        assert_eq!(
+            values,
+            [Some("2".to_string())],
+            "1.7 stored in a BIGINT rounds"
+        );
+        // Aggregates that build values stop at the value limit, also over a window.
+        for sql in [
+            "SELECT length(string_agg(repeat('x', 1000), ',')) FROM generate_series(1, 100000)",
+            "SELECT cardinality(array_agg(repeat('x', 1000))) FROM generate_series(1, 100000)",
+            "SELECT max(length(s)) FROM (SELECT string_agg(repeat('x', 100), ',') \
+             OVER (ORDER BY g) AS s FROM generate_series(1, 100000) AS t(g)) w",
+        ] {
+            let started = Instant::now();
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "54000", "{sql}: {error}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{sql}");
+        }
+        let (_, values) = first_row(
+            &client,
+            "SELECT length(string_agg(repeat('x', 10), ',')) FROM generate_series(1, 1000)",
+        )
+        .await;
+        assert_eq!(values, [Some("10999".to_string())]);
+        // Planning stops at the statement timeout: 15 nested subqueries plan for about half
+        // a second (debug build, 2 cores); a 50 ms timeout ends them within one planner rule.
+        let nested = format!("SELECT {}1{}", "(SELECT ".repeat(15), ")".repeat(15));
+        let started = Instant::now();
+        let (_, values) = first_row(&client, &nested).await;
+        let full = started.elapsed();
+        assert_eq!(values, [Some("1".to_string())]);
+        client
+            .batch_execute("SET statement_timeout = 50")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let error = client.simple_query(&nested).await.unwrap_err();
+        let stopped = started.elapsed();
+        assert_eq!(code(&error), "57014", "{error}");
+        eprintln!("15 nested subqueries: planned and run in {full:?}, stopped after {stopped:?}");
+        if full > Duration::from_millis(300) {
+            assert!(
+                stopped < full / 2,
+                "planning was not stopped: {stopped:?} of {full:?}"
+            );
+        }
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}

@@ -55,6 +55,9 @@ fn answers_and_errors_are_postgresqls() {
             ("SELECT 'abc'::int", "22P02"),
             ("SELECT CAST(1e20 AS BIGINT)", "22003"),
             ("SELECT -(-9223372036854775807 - 1)", "22003"),
+            ("SELECT -9223372036854775808 / -1", "22003"),
+            ("SELECT 'NaN'::float8 / 0 + 1 / 0.0", "22012"),
+            ("SELECT no_such_function(1)", "42883"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
@@ -87,6 +90,22 @@ fn answers_and_errors_are_postgresqls() {
                 "?column?", "?column?", "int8", "int8", "text", "?column?", "?column?", "length",
                 "int4"
             ]
+        );
+        let (names, values) = first_row(
+            &client,
+            "SELECT mod(-7, 3), sign(-4), 'NaN'::float8 / 0, -9223372036854775808",
+        )
+        .await;
+        assert_eq!(names, ["mod", "sign", "?column?", "?column?"]);
+        assert_eq!(
+            values,
+            [
+                Some("-1"),
+                Some("-1"),
+                Some("NaN"),
+                Some("-9223372036854775808")
+            ]
+            .map(|v| v.map(str::to_string))
         );
         client
             .batch_execute(

@@ -102,8 +102,11 @@ impl ScalarUDFImpl for FloatOperator {
             left.as_primitive::<Float64Type>(),
             right.as_primitive::<Float64Type>(),
         );
+        // NaN divided by zero is NaN, as in PostgreSQL.
         if matches!(self.op, FloatOp::Div | FloatOp::Rem)
-            && (0..b.len()).any(|i| b.is_valid(i) && a.is_valid(i) && b.value(i) == 0.0)
+            && (0..b.len()).any(|i| {
+                b.is_valid(i) && a.is_valid(i) && b.value(i) == 0.0 && !a.value(i).is_nan()
+            })
         {
             return Err(data_error(
                 DataErrorKind::DivisionByZero,

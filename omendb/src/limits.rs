@@ -21,8 +21,9 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlDataType, ExactNumberInfo, Expr, Query, SetExpr,
-    Value, Visit, Visitor, visit_expressions_mut,
+    BinaryOperator, CastKind, DataType as SqlDataType, ExactNumberInfo, Expr, FunctionArg,
+    FunctionArgExpr, FunctionArguments, Query, SetExpr, UnaryOperator, Value, Visit, Visitor,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
@@ -266,9 +267,34 @@ fn with_postgres_precedence(expr: Expr) -> Expr {
     out.pop().unwrap_or_else(|| Expr::value(Value::Null))
 }
 
+/// The two arguments of a call `mod(a, b)`.
+fn mod_call(expr: &Expr) -> Option<(Expr, Expr)> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let [name] = function.name.0.as_slice() else {
+        return None;
+    };
+    if !name.as_ident()?.value.eq_ignore_ascii_case("mod") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
+        ] if list.duplicate_treatment.is_none() && list.clauses.is_empty() => {
+            Some((a.clone(), b.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
 /// `a ^ b` is exponentiation (`power`), not bitwise XOR, and binds tighter than `*` and `+`
-/// ([`with_postgres_precedence`]); numeric literals that a DOUBLE
+/// ([`with_postgres_precedence`]); `mod(a, b)` is `a % b`; numeric literals that a DOUBLE
 /// would round are exact decimals ([`exact_literal`]). Runs after [`check`], so the
 /// statement's nesting is bounded.
 fn postgres_operators(statement: &mut DfStatement) {
@@ -280,6 +306,14 @@ fn postgres_operators(statement: &mut DfStatement) {
             let taken = std::mem::replace(expr, Expr::value(Value::Null));
             *expr = with_postgres_precedence(taken);
         }
+        if let Some((a, b)) = mod_call(expr) {
+            // PostgreSQL's `mod(a, b)` is `a % b`.
+            *expr = Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(a),
+                op: BinaryOperator::Modulo,
+                right: Box::new(b),
+            }));
+        }
         if let Expr::Value(value) = expr
             && let Value::Number(text, _) = &value.value
             && let Some(exact) = exact_literal(text)
@@ -288,8 +322,26 @@ fn postgres_operators(statement: &mut DfStatement) {
         }
         ControlFlow::<()>::Continue(())
     };
+    // `-9223372036854775808` is a BIGINT, as PostgreSQL folds the sign into the literal
+    // (without the sign it does not fit). A pass of its own: the literal must still be a
+    // number when its minus is seen.
+    let fold_sign = |expr: &mut Expr| {
+        if let Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr: operand,
+        } = expr
+            && let Expr::Value(value) = operand.as_ref()
+            && let Value::Number(text, long) = &value.value
+            && text.parse::<i64>().is_err()
+            && format!("-{text}").parse::<i64>().is_ok()
+        {
+            *expr = Expr::value(Value::Number(format!("-{text}"), *long));
+        }
+        ControlFlow::<()>::Continue(())
+    };
     match statement {
         DfStatement::Statement(statement) => {
+            let _ = visit_expressions_mut(statement.as_mut(), fold_sign);
             let _ = visit_expressions_mut(statement.as_mut(), rewrite);
         }
         DfStatement::Explain(explain) => postgres_operators(&mut explain.statement),

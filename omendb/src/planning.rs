@@ -19,6 +19,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::optimizer::analyzer::Analyzer;
 use datafusion::optimizer::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
@@ -103,14 +104,21 @@ pub(crate) fn session_state(
     let analyzer_check: Arc<dyn AnalyzerRule + Send + Sync> = check.clone();
     let optimizer_check: Arc<dyn OptimizerRule + Send + Sync> = check.clone();
     let physical_check: Arc<dyn PhysicalOptimizerRule + Send + Sync> = check;
-    SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(interleaved(analyzer, &analyzer_check))
         .with_optimizer_rules(interleaved(Optimizer::new().rules, &optimizer_check))
         .with_physical_optimizer_rules(interleaved(PhysicalOptimizer::new().rules, &physical_check))
-        .build()
+        .build();
+    // PostgreSQL's name for `signum`.
+    if let Some(signum) = state.scalar_functions().get("signum").cloned() {
+        let sign = signum.as_ref().clone().with_aliases(["sign"]);
+        // Registering adds the alias; the names it had stay.
+        let _ = state.register_udf(Arc::new(sign));
+    }
+    state
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 /// SQLSTATE `22003`: numeric value out of range.
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// SQLSTATE `42883`: undefined function.
+pub const UNDEFINED_FUNCTION: &str = "42883";
 /// SQLSTATE `57014`: query canceled.
 pub const QUERY_CANCELED: &str = "57014";
 /// SQLSTATE `53100`: disk full.
@@ -91,6 +93,9 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         DataFusionError::SchemaError(..) => "42703",
         // Unknown tables are found before planning (`Error::NoSuchTable`); the rest of
         // DataFusion's planning errors carry no finer type.
+        DataFusionError::Plan(message) if message.starts_with("Invalid function") => {
+            UNDEFINED_FUNCTION
+        }
         DataFusionError::Plan(_) => "42000",
         DataFusionError::ArrowError(error, _) => match error.as_ref() {
             ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
@@ -99,6 +104,9 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             ArrowError::ParseError(_) => "22P02",
             _ => "22000",
         },
+        DataFusionError::Execution(message) if message.contains("negative substring length") => {
+            "22011"
+        }
         DataFusionError::Execution(_) => "22000",
         DataFusionError::ResourcesExhausted(_) => "53200",
         _ => INTERNAL_ERROR,
@@ -127,7 +135,14 @@ fn cast_code(message: &str) -> &'static str {
             && text.bytes().filter(|b| *b == b'-').count() >= 2;
         return if shaped { "22008" } else { "22007" };
     }
-    if message.starts_with("Can't cast value") || message.contains("overflow") {
+    if message.starts_with("Cannot cast value '") {
+        // Text that is no value of the target (`'12'::boolean`).
+        return "22P02";
+    }
+    if message.starts_with("Can't cast value")
+        || message.contains("Overflowing on")
+        || message.contains("overflow")
+    {
         return NUMERIC_VALUE_OUT_OF_RANGE;
     }
     "22000"

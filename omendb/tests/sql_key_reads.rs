@@ -2,14 +2,17 @@
 //! ranges, aliases, `*`, quoted names, keys that are missing, deleted or out of range) over
 //! rows with NULLs, deletes, rows flushed to Parquet and rows not yet flushed give the same
 //! columns and rows through `Db::sql`, `Db::sql_stream` and DataFusion's plan
-//! (`Db::sql_planned`) at the same snapshot; look-alikes that are not key reads, and errors,
-//! are DataFusion's.
+//! (`Db::sql_planned`) at the same snapshot, and the keys they return are the ones a
+//! `BTreeMap` model of the writes holds for the predicate (an oracle that shares no code with
+//! the index or the scans); look-alikes that are not key reads, and errors, are DataFusion's.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{TempDir, rows_text};
+
+use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use omendb::replicator::change::{ColumnDef, DataType, TableSchema};
@@ -63,13 +66,18 @@ fn row(rng: &mut StdRng, id: i64) -> Vec<Value> {
 }
 
 /// Keys -60..60 written, a third deleted, some flushed to Parquet and some only in memory.
-fn load(db: &Db, rng: &mut StdRng) {
+/// Returns the rows the table holds, by key: the oracle the reads are checked against.
+fn load(db: &Db, rng: &mut StdRng) -> BTreeMap<i64, Vec<Value>> {
+    let mut model = BTreeMap::new();
     for round in 0..3 {
         let mut batch = WriteBatch::new();
         for id in -60..60 {
             if rng.random_bool(0.5) {
-                batch.upsert("t", row(rng, id));
+                let row = row(rng, id);
+                model.insert(id, row.clone());
+                batch.upsert("t", row);
             } else if rng.random_bool(0.3) {
+                model.remove(&id);
                 batch.delete("t", id);
             }
         }
@@ -78,30 +86,57 @@ fn load(db: &Db, rng: &mut StdRng) {
             db.replicator().flush_now().unwrap();
         }
     }
-    db.write(WriteBatch::new().upsert("t", row(rng, i64::MAX)))
-        .unwrap();
-    db.write(WriteBatch::new().upsert("t", row(rng, i64::MIN)))
-        .unwrap();
+    for id in [i64::MAX, i64::MIN] {
+        let row = row(rng, id);
+        model.insert(id, row.clone());
+        db.write(WriteBatch::new().upsert("t", row)).unwrap();
+    }
+    model
 }
 
-fn key(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> String {
-    let key = match rng.random_range(0..12) {
-        0 => i64::MAX.to_string(),
-        1 => i64::MIN.to_string(),
-        2 => "-0".to_string(),
-        _ => rng.random_range(-70..70).to_string(),
+/// A generated predicate on one integer column, evaluated on the model.
+struct Predicate {
+    /// The column's position in the table (`id` or `v`).
+    column: usize,
+    test: Box<dyn Fn(i64) -> bool>,
+}
+
+impl Predicate {
+    /// The keys of the model's rows that satisfy it (a NULL satisfies nothing).
+    fn keys(&self, model: &BTreeMap<i64, Vec<Value>>) -> Vec<i64> {
+        model
+            .iter()
+            .filter(|(_, row)| match row[self.column] {
+                Value::Int64(v) => (self.test)(v),
+                _ => false,
+            })
+            .map(|(&id, _)| id)
+            .collect()
+    }
+}
+
+/// A key as written in the statement (a literal or a placeholder) and its value.
+fn key(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> (String, i64) {
+    let (key, value) = match rng.random_range(0..12) {
+        0 => (i64::MAX.to_string(), i64::MAX),
+        1 => (i64::MIN.to_string(), i64::MIN),
+        2 => ("-0".to_string(), 0),
+        _ => {
+            let k = rng.random_range(-70..70);
+            (k.to_string(), k)
+        }
     };
     match parameters {
         Some(values) => {
             values.push(key);
-            format!("${}", values.len())
+            (format!("${}", values.len()), value)
         }
-        None => key,
+        None => (key, value),
     }
 }
 
-/// A key read, or something that looks like one.
-fn statement(rng: &mut StdRng) -> String {
+/// A key read, or something that looks like one, and its predicate.
+fn statement(rng: &mut StdRng) -> (String, Predicate) {
     statement_with(rng, &mut None)
 }
 
@@ -109,7 +144,7 @@ fn statement(rng: &mut StdRng) -> String {
 /// statement with the values written in.
 fn prepared_statement(rng: &mut StdRng) -> (String, Vec<String>, String) {
     let mut values = Some(Vec::new());
-    let sql = statement_with(rng, &mut values);
+    let (sql, _) = statement_with(rng, &mut values);
     let values = values.unwrap_or_default();
     let mut bound = sql.clone();
     for (i, value) in values.iter().enumerate().rev() {
@@ -118,7 +153,7 @@ fn prepared_statement(rng: &mut StdRng) -> (String, Vec<String>, String) {
     (sql, values, bound)
 }
 
-fn statement_with(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> String {
+fn statement_with(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> (String, Predicate) {
     const COLUMNS: &[&str] = &["v", "id", "\"Name\"", "x", "ok", "day", "at", "small"];
     let projection = if rng.random_bool(0.3) {
         "*".to_string()
@@ -136,31 +171,67 @@ fn statement_with(rng: &mut StdRng, parameters: &mut Option<Vec<String>>) -> Str
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let column = if rng.random_bool(0.85) { "id" } else { "v" };
-    let column = if rng.random_bool(0.1) { "ID" } else { column };
+    let (column, position) = if rng.random_bool(0.85) {
+        ("id", 1)
+    } else {
+        ("v", 0)
+    };
+    let column = if rng.random_bool(0.1) && position == 1 {
+        "ID"
+    } else {
+        column
+    };
     let mut key = |rng: &mut StdRng| key(rng, parameters);
-    let predicate = match rng.random_range(0..7) {
-        0 => format!("{column} = {}", key(rng)),
-        1 => format!("{} = {column}", key(rng)),
+    let (predicate, test): (String, Box<dyn Fn(i64) -> bool>) = match rng.random_range(0..7) {
+        0 => {
+            let (k, value) = key(rng);
+            (format!("{column} = {k}"), Box::new(move |v| v == value))
+        }
+        1 => {
+            let (k, value) = key(rng);
+            (format!("{k} = {column}"), Box::new(move |v| v == value))
+        }
         2 => {
-            let keys: Vec<String> = (0..rng.random_range(1..6)).map(|_| key(rng)).collect();
-            format!("{column} IN ({})", keys.join(", "))
+            let keys: Vec<(String, i64)> = (0..rng.random_range(1..6)).map(|_| key(rng)).collect();
+            let text: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+            let values: Vec<i64> = keys.iter().map(|(_, v)| *v).collect();
+            (
+                format!("{column} IN ({})", text.join(", ")),
+                Box::new(move |v| values.contains(&v)),
+            )
         }
         3 => {
-            let (low, high) = (key(rng), key(rng));
-            format!("{column} BETWEEN {low} AND {high}")
+            let ((low, lo), (high, hi)) = (key(rng), key(rng));
+            (
+                format!("{column} BETWEEN {low} AND {high}"),
+                Box::new(move |v| lo <= v && v <= hi),
+            )
         }
         4 => {
-            let (low, high) = (key(rng), key(rng));
-            format!("{column} > {low} AND {column} <= {high}")
+            let ((low, lo), (high, hi)) = (key(rng), key(rng));
+            (
+                format!("{column} > {low} AND {column} <= {high}"),
+                Box::new(move |v| lo < v && v <= hi),
+            )
         }
         5 => {
-            let (low, high) = (key(rng), key(rng));
-            format!("({column} >= {low}) AND {column} < {high}")
+            let ((low, lo), (high, hi)) = (key(rng), key(rng));
+            (
+                format!("({column} >= {low}) AND {column} < {high}"),
+                Box::new(move |v| lo <= v && v < hi),
+            )
         }
-        _ => format!("{column} < {}", key(rng)),
+        _ => {
+            let (k, value) = key(rng);
+            (format!("{column} < {k}"), Box::new(move |v| v < value))
+        }
     };
-    format!("SELECT {projection} FROM t WHERE {predicate}")
+    let sql = format!("SELECT {projection} FROM t WHERE {predicate}");
+    let predicate = Predicate {
+        column: position,
+        test,
+    };
+    (sql, predicate)
 }
 
 fn fields(batches: &[RecordBatch]) -> Vec<(String, arrow::datatypes::DataType, bool)> {
@@ -203,14 +274,28 @@ fn key_reads_give_the_same_columns_and_rows_on_every_path() {
     let db = Db::open(&dir.0, DbOptions::default()).unwrap();
     table(&db);
     let mut rng = StdRng::seed_from_u64(17);
-    load(&db, &mut rng);
+    let model = load(&db, &mut rng);
     let (mut fast_reads, mut errors) = (0, 0);
     for _ in 0..600 {
-        let sql = statement(&mut rng);
+        let (sql, predicate) = statement(&mut rng);
         let (fast, planned) = (db.sql(&sql), db.sql_planned(&sql));
         match (&fast, &planned) {
             (Ok(fast), Ok(planned)) => {
                 same(&sql, fast, planned);
+                // The keys the model holds for the predicate, read through the same paths:
+                // an oracle that shares no code with the index or the scans.
+                let (_, filter) = sql.split_once(" WHERE ").unwrap();
+                let keys_sql = format!("SELECT id FROM t WHERE {filter}");
+                let expected: Vec<String> =
+                    predicate.keys(&model).iter().map(i64::to_string).collect();
+                for read in [db.sql(&keys_sql), db.sql_planned(&keys_sql)] {
+                    let mut keys: Vec<String> = sorted_rows(&read.unwrap().batches)
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    keys.sort_by_key(|k| k.parse::<i64>().unwrap());
+                    assert_eq!(keys, expected, "{keys_sql}");
+                }
                 let streamed = db.sql_stream(&sql).unwrap();
                 let routes = streamed.routes();
                 let batches: Vec<RecordBatch> = streamed.collect::<Result<_, _>>().unwrap();

@@ -170,3 +170,71 @@ fn answers_and_errors_are_postgresqls() {
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }
+
+/// CPU seconds the process has used (user + system), from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn a_stopped_statement_stops_working_and_deep_nesting_is_refused_before_parsing() {
+    let dir = TempDir::new("pg-stopped");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE big (id BIGINT PRIMARY KEY, s TEXT); \
+                 INSERT INTO big SELECT x, 'row' || x FROM generate_series(1, 100000) AS g(x); \
+                 INSERT INTO big SELECT x, 'row' || x FROM generate_series(100001, 200000) AS g(x)",
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute("SET statement_timeout = 500")
+            .await
+            .unwrap();
+        // A top-k over a cross join consumes its input without yielding: before every
+        // operator checked the signal, it ran on after its timeout and held the SQL threads.
+        for sql in [
+            "SELECT count(*) FROM (SELECT a.id FROM big a, big b ORDER BY a.s || b.s LIMIT 10) q",
+            "SELECT count(DISTINCT a.s || b.s) FROM big a, big b",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "57014", "{sql}: {error}");
+            let before = cpu_seconds(server.pid());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let busy = cpu_seconds(server.pid()) - before;
+            assert!(
+                busy < 0.5,
+                "{sql}: {busy} s of CPU in the 2 s after it stopped"
+            );
+            let started = Instant::now();
+            let (_, values) =
+                first_row(&client, "SELECT count(*) FROM generate_series(1, 10)").await;
+            assert_eq!(values, [Some("10".to_string())]);
+            assert!(started.elapsed() < Duration::from_secs(2), "{sql}");
+        }
+        // 300 nested casts: the parser backtracked for ever; refused from the tokens.
+        let nested = format!(
+            "SELECT {}id{} FROM big",
+            "CAST(".repeat(300),
+            " AS BIGINT)".repeat(300)
+        );
+        let started = Instant::now();
+        let error = client.simple_query(&nested).await.unwrap_err();
+        assert_eq!(code(&error), "54001", "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}

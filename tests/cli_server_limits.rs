@@ -311,7 +311,26 @@ fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
         assert_eq!(code(&error), "0A000", "{error}");
         let error = client.simple_query("SELECT 1").await.unwrap_err();
         assert_eq!(code(&error), "25P02");
+        // Its first write was applied: ending the block as a rollback is refused once, so
+        // that the client learns the write stays; the next ROLLBACK ends it.
+        let error = client.batch_execute("ROLLBACK").await.unwrap_err();
+        assert_eq!(code(&error), "25000", "{error}");
         client.batch_execute("ROLLBACK").await.unwrap();
+        // So is the COMMIT of a block that failed after its write.
+        client.batch_execute("BEGIN").await.unwrap();
+        client
+            .execute("INSERT INTO t VALUES (5, 'e')", &[])
+            .await
+            .unwrap();
+        let error = client.simple_query("SELECT 1 / 0").await.unwrap_err();
+        assert_eq!(code(&error), "22012", "{error}");
+        let error = client.batch_execute("COMMIT").await.unwrap_err();
+        assert_eq!(code(&error), "25000", "{error}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+        client
+            .batch_execute("DELETE FROM t WHERE id = 5")
+            .await
+            .unwrap();
         // A query that fails after its first rows were streamed fails its block too.
         client.batch_execute("BEGIN").await.unwrap();
         let error = client

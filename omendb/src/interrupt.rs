@@ -131,6 +131,11 @@ impl Drop for Current {
     }
 }
 
+/// The signal of the statement this thread is working on, if any.
+pub(crate) fn current() -> Option<Interrupt> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// Makes `interrupt` this thread's current signal until the guard drops (for tests of the
 /// checks inside planning).
 #[cfg(test)]

@@ -44,6 +44,7 @@ mod db;
 mod error;
 mod float;
 mod interrupt;
+mod interruptible;
 mod key_read;
 mod limits;
 mod names;

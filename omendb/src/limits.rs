@@ -26,6 +26,7 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, LimitKind, Result};
 
@@ -47,6 +48,11 @@ pub const MAX_ARRAY_DIMENSIONS: usize = 6;
 
 /// Parenthesised nesting the parser itself follows (each level costs it several frames).
 const MAX_PARSER_RECURSION: usize = 256;
+
+/// How deep parentheses may nest in a statement's text, checked on its tokens before it is
+/// parsed: the parser backtracks through nested calls and casts in time that grows
+/// exponentially with their depth (300 nested `CAST(` of a column, 4.8 KB, never finished).
+pub const MAX_PARENTHESIS_DEPTH: usize = 100;
 
 /// Stack kept free before parsing; grown when less is left.
 const RED_ZONE: usize = 1 << 20;
@@ -101,6 +107,7 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
             limit: limits.max_statement_bytes,
         });
     }
+    check_parentheses(text)?;
     let stack = RED_ZONE + text.len().saturating_mul(STACK_PER_BYTE);
     stacker::maybe_grow(stack, stack, || {
         let statements = DFParserBuilder::new(text)
@@ -134,6 +141,33 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
         }
         Ok(statements)
     })
+}
+
+/// Refuses text whose parentheses nest deeper than [`MAX_PARENTHESIS_DEPTH`] (tokenizing
+/// is linear; text that does not tokenize is left to the parser's own error).
+fn check_parentheses(text: &str) -> Result<()> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize() else {
+        return Ok(());
+    };
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for token in &tokens {
+        match token {
+            Token::LParen => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_PARENTHESIS_DEPTH {
+        return Err(Error::Limit {
+            kind: LimitKind::ExpressionDepth,
+            found: deepest,
+            limit: MAX_PARENTHESIS_DEPTH,
+        });
+    }
+    Ok(())
 }
 
 /// Significant digits a DOUBLE holds exactly.

@@ -104,13 +104,16 @@ pub(crate) fn session_state(
     let analyzer_check: Arc<dyn AnalyzerRule + Send + Sync> = check.clone();
     let optimizer_check: Arc<dyn OptimizerRule + Send + Sync> = check.clone();
     let physical_check: Arc<dyn PhysicalOptimizerRule + Send + Sync> = check;
+    let mut physical = interleaved(PhysicalOptimizer::new().rules, &physical_check);
+    // Last: every operator of the final plan stops at its next batch once cancelled.
+    physical.push(Arc::new(crate::interruptible::InterruptAtBatches));
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(interleaved(analyzer, &analyzer_check))
         .with_optimizer_rules(interleaved(Optimizer::new().rules, &optimizer_check))
-        .with_physical_optimizer_rules(interleaved(PhysicalOptimizer::new().rules, &physical_check))
+        .with_physical_optimizer_rules(physical)
         .build();
     // PostgreSQL's name for `signum`.
     if let Some(signum) = state.scalar_functions().get("signum").cloned() {

@@ -581,18 +581,32 @@ impl Backend {
                 session.begin();
                 Ok(Response::TransactionStart(Tag::new("BEGIN")))
             }
-            Local::Commit => {
-                let block = session.end();
-                let tag = if block.is_some_and(|b| b.failed) {
-                    "ROLLBACK"
-                } else {
-                    "COMMIT"
-                };
-                Ok(Response::TransactionEnd(Tag::new(tag)))
-            }
+            // A block whose write was applied cannot be undone: ending it as if it were
+            // (COMMIT of a failed block answers ROLLBACK) is refused once, with `25000`, so
+            // that the client learns the write stays; the next ROLLBACK ends the block.
+            Local::Commit => match session.block() {
+                Some(block) if block.failed && block.wrote && !block.told => {
+                    session.tell();
+                    Err(sqlstate::error(
+                        "25000",
+                        "this transaction block failed after its write was applied (OmenDB \
+                         applies each write statement when it runs); the write stays; ROLLBACK \
+                         to end the block",
+                    ))
+                }
+                _ => {
+                    let block = session.end();
+                    let tag = if block.is_some_and(|b| b.failed) {
+                        "ROLLBACK"
+                    } else {
+                        "COMMIT"
+                    };
+                    Ok(Response::TransactionEnd(Tag::new(tag)))
+                }
+            },
             Local::Rollback => match session.block() {
-                Some(block) if block.wrote && !block.failed => {
-                    session.note(false, true);
+                Some(block) if block.wrote && !block.told => {
+                    session.tell();
                     Err(sqlstate::error(
                         "25000",
                         "ROLLBACK cannot undo the write this transaction block already applied \

@@ -75,6 +75,9 @@ pub struct Block {
     pub wrote: bool,
     /// An error happened in the block: statements are refused until it ends.
     pub failed: bool,
+    /// The client was told (`25000`) that the block's write stays; ending it is then
+    /// answered as PostgreSQL answers.
+    pub told: bool,
 }
 
 /// One connection's state.
@@ -276,6 +279,14 @@ impl Session {
     pub fn end(&self) -> Option<Block> {
         lock(&self.savepoints).clear();
         lock(&self.block).take()
+    }
+
+    /// Records that the client was told the block's write stays (and fails the block).
+    pub fn tell(&self) {
+        if let Some(block) = lock(&self.block).as_mut() {
+            block.told = true;
+            block.failed = true;
+        }
     }
 
     /// `SAVEPOINT name` (only inside a block, as in PostgreSQL).

@@ -1,0 +1,177 @@
+//! Every operator of a running query stops at its next batch once the statement is
+//! cancelled.
+//!
+//! Dropping a query's stream aborts DataFusion's tasks, but an abort takes effect only when
+//! a task yields, and an operator that consumes a fast input (a cross join feeding a top-k
+//! or an aggregate) can run for minutes without yielding: a statement stopped by its
+//! timeout, a cancel request or a disconnect kept the SQL threads busy, and every later
+//! aggregate waited for them. [`InterruptAtBatches`], the last physical optimizer rule,
+//! puts an [`InterruptibleExec`] above every operator of the plan; it passes batches
+//! through unchanged and fails the stream with `Error::Cancelled` once the statement's
+//! signal is given, so each consumer loop ends at its next batch.
+//!
+//! Invariants: the wrapper changes no batch, schema, ordering or partitioning; a plan is
+//! wrapped only when a statement's signal is known while it is planned.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::Stream;
+
+use crate::error::Error;
+use crate::interrupt::Interrupt;
+
+/// The physical optimizer rule described in the module docs.
+#[derive(Debug)]
+pub(crate) struct InterruptAtBatches;
+
+impl PhysicalOptimizerRule for InterruptAtBatches {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(interrupt) = crate::interrupt::current() else {
+            return Ok(plan);
+        };
+        plan.transform_up(|node| {
+            if node.is::<InterruptibleExec>() {
+                return Ok(Transformed::no(node));
+            }
+            let wrapped: Arc<dyn ExecutionPlan> =
+                Arc::new(InterruptibleExec::new(node, interrupt.clone()));
+            Ok(Transformed::yes(wrapped))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "omendb_interrupt_at_batches"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Passes its input's batches through until the statement's signal is given.
+#[derive(Debug)]
+pub(crate) struct InterruptibleExec {
+    input: Arc<dyn ExecutionPlan>,
+    interrupt: Interrupt,
+    properties: Arc<PlanProperties>,
+}
+
+impl InterruptibleExec {
+    fn new(input: Arc<dyn ExecutionPlan>, interrupt: Interrupt) -> Self {
+        let properties = Arc::clone(input.properties());
+        Self {
+            input,
+            interrupt,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for InterruptibleExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "InterruptibleExec")
+    }
+}
+
+impl ExecutionPlan for InterruptibleExec {
+    fn name(&self) -> &str {
+        "InterruptibleExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children).map_err(|_| {
+            DataFusionError::Internal("InterruptibleExec has one input".to_string())
+        })?;
+        Ok(Arc::new(InterruptibleExec::new(
+            input,
+            self.interrupt.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        Ok(Box::pin(InterruptibleStream {
+            input: Some(input),
+            schema: self.input.schema(),
+            interrupt: self.interrupt.clone(),
+        }))
+    }
+}
+
+/// The stream of [`InterruptibleExec`]: `None` once it ended or failed.
+struct InterruptibleStream {
+    input: Option<SendableRecordBatchStream>,
+    schema: SchemaRef,
+    interrupt: Interrupt,
+}
+
+impl Stream for InterruptibleStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(reason) = self.interrupt.reason() {
+            // Dropping the input ends whatever it runs.
+            if self.input.take().is_some() {
+                let error = Error::Cancelled(reason);
+                return Poll::Ready(Some(Err(DataFusionError::External(Box::new(error)))));
+            }
+            return Poll::Ready(None);
+        }
+        match self.input.as_mut() {
+            Some(input) => input.as_mut().poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl RecordBatchStream for InterruptibleStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}

@@ -94,34 +94,47 @@ pub(crate) fn concat_operator(limit: usize) -> ScalarUDF {
     })
 }
 
+/// The methods of a `ScalarUDFImpl` that wraps a function (its field `inner`, an
+/// `Arc<ScalarUDF>`) and answers as it does in all but `invoke_with_args`: name, types,
+/// coercion, simplification and documentation are the inner function's.
+macro_rules! delegate_to_inner {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn aliases(&self) -> &[String] {
+            self.inner.aliases()
+        }
+        fn signature(&self) -> &Signature {
+            self.inner.signature()
+        }
+        fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+            self.inner.inner().return_type(arg_types)
+        }
+        fn return_field_from_args(
+            &self,
+            args: ReturnFieldArgs,
+        ) -> Result<arrow::datatypes::FieldRef> {
+            self.inner.return_field_from_args(args)
+        }
+        fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+            self.inner.coerce_types(arg_types)
+        }
+        fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+            self.inner.simplify(args, info)
+        }
+        fn short_circuits(&self) -> bool {
+            self.inner.short_circuits()
+        }
+        fn documentation(&self) -> Option<&Documentation> {
+            self.inner.documentation()
+        }
+    };
+}
+pub(crate) use delegate_to_inner;
+
 impl ScalarUDFImpl for Bounded {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.inner().return_type(arg_types)
-    }
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<arrow::datatypes::FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
-    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
-        self.inner.simplify(args, info)
-    }
-    fn short_circuits(&self) -> bool {
-        self.inner.short_circuits()
-    }
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
+    delegate_to_inner!();
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         check(self.growth, &args.args, args.number_rows, self.limit)?;
         self.inner.invoke_with_args(args)

@@ -107,6 +107,16 @@ fn answers_and_errors_are_postgresqls() {
             ]
             .map(|v| v.map(str::to_string))
         );
+        // A placeholder under a cast takes the cast's type (a driver told `text` would
+        // refuse to send an integer for it).
+        let row = client
+            .query_one(
+                "SELECT $1::bigint + 1, CAST($2 AS DOUBLE PRECISION) * 2",
+                &[&41i64, &1.5f64],
+            )
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, f64>(1)), (42, 3.0));
         client
             .batch_execute(
                 "CREATE TABLE r (id BIGINT PRIMARY KEY, n BIGINT); \

@@ -134,6 +134,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
         .map(|p| p.parameters.clone())
         .unwrap_or_default();
     let by_column = column_types(db, &statement.ast);
+    let by_cast = cast_types(&statement.ast);
     let parameter_types = (1..=count)
         .map(|i| {
             inferred
@@ -141,6 +142,7 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
                 .cloned()
                 .flatten()
                 .map(|t| encode::pg_type(&t))
+                .or_else(|| by_cast.get(&i).cloned())
                 .or_else(|| by_column.get(&i).cloned())
                 .unwrap_or(Type::TEXT)
         })
@@ -156,6 +158,42 @@ pub async fn prepare(db: &Arc<Db>, statement: Statement) -> PgWireResult<Prepare
         schema,
         key_read,
     })
+}
+
+/// Types of placeholders cast to a type (`$1::bigint`, `CAST($1 AS DATE)`), as PostgreSQL
+/// infers them: DataFusion leaves a placeholder under a cast untyped, and a driver told
+/// `text` refuses to send an integer for it.
+fn cast_types(statement: &DfStatement) -> HashMap<usize, Type> {
+    use datafusion::sql::sqlparser::ast::DataType as SqlType;
+    let mut types = HashMap::new();
+    let mut statement = statement.clone();
+    visit(&mut statement, &mut |expr| {
+        let Expr::Cast {
+            expr, data_type, ..
+        } = expr
+        else {
+            return;
+        };
+        let Some(index) = placeholder(expr) else {
+            return;
+        };
+        let pg = match data_type {
+            SqlType::SmallInt(_) | SqlType::Int2(_) => Type::INT2,
+            SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => Type::INT4,
+            SqlType::BigInt(_) | SqlType::Int8(_) => Type::INT8,
+            SqlType::Real | SqlType::Float4 => Type::FLOAT4,
+            SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float(_) => {
+                Type::FLOAT8
+            }
+            SqlType::Bool | SqlType::Boolean => Type::BOOL,
+            SqlType::Text | SqlType::Varchar(_) | SqlType::CharacterVarying(_) => Type::TEXT,
+            SqlType::Date => Type::DATE,
+            SqlType::Timestamp(..) => Type::TIMESTAMP,
+            _ => return,
+        };
+        types.entry(index).or_insert(pg);
+    });
+    types
 }
 
 /// Types of placeholders that are assigned directly to a column.

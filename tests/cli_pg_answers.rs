@@ -58,6 +58,11 @@ fn answers_and_errors_are_postgresqls() {
             ("SELECT -9223372036854775808 / -1", "22003"),
             ("SELECT 'NaN'::float8 / 0 + 1 / 0.0", "22012"),
             ("SELECT no_such_function(1)", "42883"),
+            ("SELECT 'x' ~ '('", "2201B"),
+            ("SELECT 1 LIMIT -1", "2201W"),
+            ("SELECT 1 OFFSET -1", "2201X"),
+            ("SELECT abs(-9223372036854775807 - 1)", "22003"),
+            ("SELECT factorial(21)", "22003"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");

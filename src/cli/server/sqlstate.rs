@@ -96,18 +96,31 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         DataFusionError::Plan(message) if message.starts_with("Invalid function") => {
             UNDEFINED_FUNCTION
         }
+        DataFusionError::Plan(message) if message.starts_with("LIMIT must be >=") => "2201W",
+        DataFusionError::Plan(message) if message.starts_with("OFFSET must be >=") => "2201X",
         DataFusionError::Plan(_) => "42000",
         DataFusionError::ArrowError(error, _) => match error.as_ref() {
             ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
             ArrowError::DivideByZero => "22012",
             ArrowError::CastError(message) => cast_code(message),
             ArrowError::ParseError(_) => "22P02",
+            // `abs`, `gcd`, `lcm` of integers that do not fit.
+            ArrowError::ComputeError(message) if message.contains("overflow") => {
+                NUMERIC_VALUE_OUT_OF_RANGE
+            }
             _ => "22000",
         },
         DataFusionError::Execution(message) if message.contains("negative substring length") => {
             "22011"
         }
+        DataFusionError::Execution(message) if message.starts_with("Overflow happened") => {
+            NUMERIC_VALUE_OUT_OF_RANGE
+        }
         DataFusionError::Execution(_) => "22000",
+        // A pattern that does not compile (`'x' ~ '('`).
+        DataFusionError::External(error) if error.to_string().contains("regex parse error") => {
+            "2201B"
+        }
         DataFusionError::ResourcesExhausted(_) => "53200",
         _ => INTERNAL_ERROR,
     }

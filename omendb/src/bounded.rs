@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, simplify::ExprSimplifyResult, simplify::SimplifyContext,
@@ -177,11 +177,7 @@ impl ScalarUDFImpl for ConcatOperator {
             .map(|(a, b)| Some(format!("{}{}", a?, b?)))
             .collect();
         let joined = cast(&joined, args.return_field.data_type())?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&joined, 0)?)
-        } else {
-            ColumnarValue::Array(joined)
-        })
+        crate::checked::answer(joined, scalar)
     }
 }
 

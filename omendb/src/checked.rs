@@ -39,6 +39,16 @@ use datafusion::optimizer::AnalyzerRule;
 
 use crate::float::FloatOp;
 
+/// `result`, computed from a function's arguments, as its answer: a scalar when the
+/// arguments all were (the result then has one row), an array otherwise.
+pub(crate) fn answer(result: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    if scalar {
+        let value = datafusion::common::ScalarValue::try_from_array(&result, 0)?;
+        return Ok(ColumnarValue::Scalar(value));
+    }
+    Ok(ColumnarValue::Array(result))
+}
+
 /// The checked integer operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
@@ -94,11 +104,7 @@ impl ScalarUDFImpl for CheckedOp {
             Op::Sub => numeric::sub(left, right)?,
             Op::Mul => numeric::mul(left, right)?,
         };
-        if scalar {
-            let value = datafusion::common::ScalarValue::try_from_array(&result, 0)?;
-            return Ok(ColumnarValue::Scalar(value));
-        }
-        Ok(ColumnarValue::Array(result))
+        answer(result, scalar)
     }
 }
 
@@ -135,12 +141,7 @@ impl ScalarUDFImpl for SumToBigint {
                 ArrowError::ArithmeticOverflow(format!("sum {sum} is out of range of BIGINT"))
             })
         })?;
-        let narrowed: ArrayRef = Arc::new(narrowed);
-        if scalar {
-            let value = datafusion::common::ScalarValue::try_from_array(&narrowed, 0)?;
-            return Ok(ColumnarValue::Scalar(value));
-        }
-        Ok(ColumnarValue::Array(narrowed))
+        answer(Arc::new(narrowed), scalar)
     }
 }
 

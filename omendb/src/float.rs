@@ -22,7 +22,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::compute::cast;
 use arrow::compute::kernels::numeric;
 use arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility, simplify::ExprSimplifyResult, simplify::SimplifyContext,
@@ -136,12 +136,7 @@ impl ScalarUDFImpl for FloatOperator {
                 return Err(out_of_range("underflow"));
             }
         }
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        crate::checked::answer(result, scalar)
     }
 }
 
@@ -340,12 +335,7 @@ impl ScalarUDFImpl for FloatText {
                 .map(|v| v.map(|v| pg_float_text(v, v)))
                 .collect(),
         };
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &text, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(text)))
+        crate::checked::answer(Arc::new(text), scalar)
     }
 }
 
@@ -353,6 +343,7 @@ impl ScalarUDFImpl for FloatText {
 mod tests {
     use super::*;
     use arrow::datatypes::Field;
+    use datafusion::common::ScalarValue;
     use datafusion::config::ConfigOptions;
 
     fn call(udf: &ScalarUDF, args: Vec<f64>) -> std::result::Result<f64, Error> {

@@ -146,6 +146,11 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
 /// Refuses text whose parentheses nest deeper than [`MAX_PARENTHESIS_DEPTH`] (tokenizing
 /// is linear; text that does not tokenize is left to the parser's own error).
 fn check_parentheses(text: &str) -> Result<()> {
+    // Fewer opening parentheses than the limit cannot nest past it: most statements are
+    // not tokenized twice.
+    if text.bytes().filter(|&b| b == b'(').count() <= MAX_PARENTHESIS_DEPTH {
+        return Ok(());
+    }
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize() else {
         return Ok(());
     };

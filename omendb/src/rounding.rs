@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -95,15 +95,9 @@ impl ScalarUDFImpl for RoundForInteger {
         let [arg] = args.args.as_slice() else {
             return datafusion::common::exec_err!("round_for_integer takes one argument");
         };
-        match arg {
-            ColumnarValue::Scalar(value) => {
-                let rounded = round_for_integer(&value.to_array()?)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &rounded, 0,
-                )?))
-            }
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(round_for_integer(array)?)),
-        }
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let rounded = round_for_integer(&arg.to_array(1)?)?;
+        crate::checked::answer(rounded, scalar)
     }
 }
 

@@ -186,6 +186,92 @@ fn answers_and_errors_are_postgresqls() {
     assert!(clean, "{stderr}");
 }
 
+/// `VARCHAR(n)` and `CHAR(n)` hold at most `n` characters (22001, nothing applied), spaces
+/// past the limit are cut, an explicit cast cuts, and the lengths survive a restart.
+#[test]
+fn text_lengths_are_enforced_as_postgresql() {
+    let dir = TempDir::new("pg-lengths");
+    let db = dir.path().join("db");
+    let server = Server::start(&db, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE s (id BIGINT PRIMARY KEY, v VARCHAR(3), c CHAR(2), d CHAR, t TEXT); \
+                 INSERT INTO s VALUES (1, 'abc', 'xy', 'z', 'any length'); \
+                 INSERT INTO s VALUES (2, 'ab   ', 'x    ', 'q ', NULL); \
+                 ALTER TABLE s ADD COLUMN w VARCHAR(2)",
+            )
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO s VALUES (3, 'abcd', 'xy', 'z', NULL, NULL)",
+            "INSERT INTO s (id, v) VALUES (3, 'éééé')",
+            "INSERT INTO s (id, c) VALUES (3, 'xyz')",
+            "INSERT INTO s (id, d) VALUES (3, 'zz')",
+            "INSERT INTO s (id, v) SELECT 3, repeat('x', 4)",
+            "UPDATE s SET v = 'a b c' WHERE id = 1",
+            "UPDATE s SET w = 'abc'",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "22001", "{sql}: {error}");
+        }
+        let (_, values) = first_row(
+            &client,
+            "SELECT count(*), max(v), min(v), string_agg(c, ',' ORDER BY id), \
+             count(w) FROM s",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [
+                Some("2"),
+                Some("abc"),
+                Some("ab "),
+                Some("xy,x "),
+                Some("0")
+            ]
+            .map(|v| v.map(str::to_string)),
+            "nothing of the refused writes applied; spaces past the limit cut"
+        );
+        client
+            .batch_execute("UPDATE s SET v = 'ééé' WHERE id = 1")
+            .await
+            .unwrap();
+        let (names, values) = first_row(
+            &client,
+            "SELECT 'abcdef'::varchar(3), CAST('héllo' AS CHAR(2)), 'xyz'::char, \
+             'abcdef'::varchar",
+        )
+        .await;
+        assert_eq!(names, ["varchar", "bpchar", "bpchar", "varchar"]);
+        assert_eq!(
+            values,
+            [Some("abc"), Some("hé"), Some("x"), Some("abcdef")].map(|v| v.map(str::to_string))
+        );
+        let error = client
+            .simple_query("CREATE TABLE z (id BIGINT PRIMARY KEY, v VARCHAR(0))")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "42P16", "{error}");
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    let server = Server::start(&db, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let error = client
+            .simple_query("INSERT INTO s (id, v, w) VALUES (4, 'abcd', 'ab')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "22001", "after a restart: {error}");
+        let (_, values) = first_row(&client, "SELECT v FROM s WHERE id = 1").await;
+        assert_eq!(values, [Some("ééé".to_string())]);
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 /// CPU seconds the process has used (user + system), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

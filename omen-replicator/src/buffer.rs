@@ -142,12 +142,30 @@ impl TableBuffer {
         now: u64,
         values: RowValues<'_>,
     ) -> Result<(), ReplicatorError> {
+        self.upsert_written_before(table, lsn, now, values, false)
+    }
+
+    /// [`Self::upsert`] of a row that may have been written before columns were added
+    /// (`older_schema`): it then has fewer values, and the added columns read NULL. Replay
+    /// after a restart meets such rows: the manifest already holds the newer schema.
+    pub(crate) fn upsert_written_before(
+        &mut self,
+        table: &str,
+        lsn: u64,
+        now: u64,
+        values: RowValues<'_>,
+        older_schema: bool,
+    ) -> Result<(), ReplicatorError> {
         let mismatch = |reason: String| ReplicatorError::SchemaMismatch {
             table: table.to_string(),
             lsn,
             reason,
         };
-        if values.len() != self.columns.len() {
+        let added =
+            |from: usize| older_schema && self.schema.columns[from..].iter().all(|c| c.nullable);
+        if values.len() != self.columns.len()
+            && !(values.len() < self.columns.len() && added(values.len()))
+        {
             return Err(mismatch(format!(
                 "row has {} values, the table has {} columns",
                 values.len(),
@@ -159,10 +177,11 @@ impl TableBuffer {
         // `STACK_COLUMNS` columns (decoding, UTF-8 checks included, is most of the tail's CPU).
         let mut stack = [ValueRef::Null; STACK_COLUMNS];
         let mut heap = Vec::new();
-        let decoded: &mut [ValueRef<'_>] = if values.len() <= STACK_COLUMNS {
-            &mut stack[..values.len()]
+        let width = self.columns.len();
+        let decoded: &mut [ValueRef<'_>] = if width <= STACK_COLUMNS {
+            &mut stack[..width]
         } else {
-            heap.resize(values.len(), ValueRef::Null);
+            heap.resize(width, ValueRef::Null);
             &mut heap
         };
         for (i, ((slot, value), column)) in decoded

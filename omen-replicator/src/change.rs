@@ -7,7 +7,8 @@
 //!          | 2 add     name column
 //!          | 3 drop    name
 //!          | 4 rows    name row-count row*
-//! column  := name type(u8) nullable(u8)
+//! column  := name type(u8) flags(u8) [max-chars]
+//!            flags: bit 0 nullable; bit 1 a max-chars (LEB128) follows (VARCHAR(n), CHAR(n))
 //! row     := 1 (upsert) value-count value*   |   2 (delete) key(i64)
 //! value   := 0 null | 1 false | 2 true | 3 i32 | 4 i64 | 5 f64 | 6 len utf8-bytes
 //!          | 7 timestamp-µs(i64) | 8 date(i32)
@@ -81,6 +82,9 @@ pub struct ColumnDef {
     pub data_type: DataType,
     /// Whether it accepts NULL.
     pub nullable: bool,
+    /// The most characters a `TEXT` value may have (`VARCHAR(n)`, `CHAR(n)`); `None`: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chars: Option<u32>,
 }
 
 impl ColumnDef {
@@ -90,7 +94,14 @@ impl ColumnDef {
             name: name.into(),
             data_type,
             nullable,
+            max_chars: None,
         }
+    }
+
+    /// The column with at most `max_chars` characters per value (a `TEXT` column).
+    pub fn with_max_chars(mut self, max_chars: Option<u32>) -> Self {
+        self.max_chars = max_chars;
+        self
     }
 }
 
@@ -307,7 +318,10 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 fn put_column(buf: &mut Vec<u8>, column: &ColumnDef) {
     put_str(buf, &column.name);
     buf.push(column.data_type.code());
-    buf.push(u8::from(column.nullable));
+    buf.push(u8::from(column.nullable) | if column.max_chars.is_some() { 2 } else { 0 });
+    if let Some(max) = column.max_chars {
+        put_varint(buf, u64::from(max));
+    }
 }
 
 /// Appends one value in the record's encoding: a tag byte, then its payload (little-endian
@@ -527,15 +541,23 @@ impl<'a> Cursor<'a> {
         let Some(data_type) = DataType::from_code(self.u8()?) else {
             return self.fail("unknown column type");
         };
-        let nullable = match self.u8()? {
-            0 => false,
-            1 => true,
-            _ => return self.fail("bad nullable flag"),
+        let flags = self.u8()?;
+        if flags > 3 {
+            return self.fail("bad column flags");
+        }
+        let max_chars = if flags & 2 == 0 {
+            None
+        } else {
+            match u32::try_from(self.varint()?) {
+                Ok(max) if max > 0 && data_type == DataType::Utf8 => Some(max),
+                _ => return self.fail("bad column length"),
+            }
         };
         Ok(ColumnDef {
             name,
             data_type,
-            nullable,
+            nullable: flags & 1 == 1,
+            max_chars,
         })
     }
 
@@ -782,6 +804,32 @@ mod tests {
             [ValueRef::Int64(1), ValueRef::Utf8("a"), ValueRef::Null]
         );
         assert!(matches!(rows[2], RowChange::Delete(1)));
+    }
+
+    /// A column's length (VARCHAR(n)) survives the log, and a record written before lengths
+    /// existed (flags 0/1) still reads as columns without one.
+    #[test]
+    fn column_lengths_round_trip() {
+        let mut with_length = schema();
+        with_length.columns[1] =
+            ColumnDef::new("name", DataType::Utf8, true).with_max_chars(Some(3));
+        let mut encoder = ChangeEncoder::new();
+        encoder.create_table("t", &with_length);
+        encoder.create_table("u", &schema());
+        let bytes = encoder.finish();
+        let entries = decode(&bytes).expect("decode");
+        let schemas: Vec<&TableSchema> = entries
+            .iter()
+            .map(|e| match e {
+                Entry::CreateTable { schema, .. } => schema,
+                _ => panic!("create expected"),
+            })
+            .collect();
+        assert_eq!(schemas, [&with_length, &schema()]);
+        let json = serde_json::to_string(&schema()).expect("json");
+        assert!(!json.contains("max_chars"), "{json}");
+        let back: TableSchema = serde_json::from_str(&json).expect("json back");
+        assert_eq!(back, schema());
     }
 
     /// Rows are skipped by structure; text that is not UTF-8 is reported when its value is

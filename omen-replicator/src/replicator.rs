@@ -824,7 +824,13 @@ fn apply(
                 let live = known(state, table, lsn)?;
                 for row in rows {
                     match row.map_err(|source| ReplicatorError::BadRecord { lsn, source })? {
-                        RowChange::Upsert(values) => live.buffer.upsert(table, lsn, now, values)?,
+                        RowChange::Upsert(values) => live.buffer.upsert_written_before(
+                            table,
+                            lsn,
+                            now,
+                            values,
+                            lsn < live.schema_lsn,
+                        )?,
                         RowChange::Delete(key) => live.buffer.delete(lsn, now, key),
                     }
                 }

@@ -587,6 +587,22 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
             None => column.nullable,
             Some(data_type) => data_type == column.data_type,
         };
+        if let (Some(max_chars), Value::Utf8(text)) = (column.max_chars, value) {
+            // Bytes bound characters: most values skip the count.
+            let chars = if text.len() <= max_chars as usize {
+                text.len()
+            } else {
+                text.chars().count()
+            };
+            if chars > max_chars as usize {
+                return Err(Error::ValueTooLong {
+                    table: table.to_string(),
+                    column: column.name.clone(),
+                    chars,
+                    max_chars,
+                });
+            }
+        }
         if !fits {
             return Err(match value {
                 Value::Null => Error::NullValue {

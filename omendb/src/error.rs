@@ -71,6 +71,23 @@ pub enum Error {
         column: String,
     },
 
+    /// A text value is longer than its `VARCHAR(n)` or `CHAR(n)` column allows; nothing of
+    /// the batch was applied.
+    #[error(
+        "value too long for table {table:?}, column {column:?}: {chars} characters, the column \
+         allows {max_chars}; nothing of the batch was applied"
+    )]
+    ValueTooLong {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The value's length in characters.
+        chars: usize,
+        /// What the column allows.
+        max_chars: u32,
+    },
+
     /// An insert hit an existing key; nothing of the batch was applied.
     #[error(
         "duplicate primary key {key} in table {table:?}: use upsert to replace the row; nothing \

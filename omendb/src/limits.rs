@@ -21,9 +21,9 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlDataType, ExactNumberInfo, Expr, FunctionArg,
-    FunctionArgExpr, FunctionArguments, Query, SetExpr, UnaryOperator, Value, Visit, Visitor,
-    visit_expressions_mut,
+    BinaryOperator, CastKind, CharacterLength, DataType as SqlDataType, ExactNumberInfo, Expr,
+    Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+    ObjectName, Query, SetExpr, UnaryOperator, Value, Visit, Visitor, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -331,10 +331,74 @@ fn mod_call(expr: &Expr) -> Option<(Expr, Expr)> {
     }
 }
 
+/// `CAST(x AS VARCHAR(n))` (or `CHAR(n)`) as PostgreSQL's explicit cast, which cuts the
+/// text to `n` characters: `CAST(left(CAST(x AS TEXT), n) AS VARCHAR)`. DataFusion ignores
+/// the length. `CHAR(n)` is not blank-padded (docs/sql.md).
+fn cast_to_length(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        kind,
+        expr: operand,
+        data_type,
+        array: false,
+        format: None,
+    } = expr
+    else {
+        return None;
+    };
+    let (length, unbounded) = match data_type {
+        SqlDataType::Varchar(length) | SqlDataType::CharacterVarying(length) => {
+            (length.as_ref(), SqlDataType::Varchar(None))
+        }
+        SqlDataType::Char(length) | SqlDataType::Character(length) => {
+            (length.as_ref(), SqlDataType::Char(None))
+        }
+        _ => return None,
+    };
+    let length = match length {
+        Some(CharacterLength::IntegerLength { length, .. }) => *length,
+        Some(CharacterLength::Max) => return None,
+        None if matches!(unbounded, SqlDataType::Char(_)) => 1,
+        None => return None,
+    };
+    let argument = |expr: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(expr));
+    let text = Expr::Cast {
+        kind: CastKind::Cast,
+        expr: operand.clone(),
+        data_type: SqlDataType::Text,
+        array: false,
+        format: None,
+    };
+    let cut = Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("left")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![
+                argument(text),
+                argument(Expr::value(Value::Number(length.to_string(), false))),
+            ],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    Some(Expr::Cast {
+        kind: kind.clone(),
+        expr: Box::new(cut),
+        data_type: unbounded,
+        array: false,
+        format: None,
+    })
+}
+
 /// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
 /// `a ^ b` is exponentiation (`power`), not bitwise XOR, and binds tighter than `*` and `+`
 /// ([`with_postgres_precedence`]); `mod(a, b)` is `a % b`; numeric literals that a DOUBLE
-/// would round are exact decimals ([`exact_literal`]). Runs after [`check`], so the
+/// would round are exact decimals ([`exact_literal`]); a cast to `VARCHAR(n)` cuts to `n`
+/// characters ([`cast_to_length`]). Runs after [`check`], so the
 /// statement's nesting is bounded.
 fn postgres_operators(statement: &mut DfStatement) {
     let rewrite = |expr: &mut Expr| {
@@ -352,6 +416,9 @@ fn postgres_operators(statement: &mut DfStatement) {
                 op: BinaryOperator::Modulo,
                 right: Box::new(b),
             }));
+        }
+        if let Some(cut) = cast_to_length(expr) {
+            *expr = cut;
         }
         if let Expr::Value(value) = expr
             && let Value::Number(text, _) = &value.value

@@ -361,7 +361,10 @@ impl Db {
                 strict,
             };
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
-            context.register_table(name.as_str(), Arc::new(provider))?;
+            // Bare: the catalog's name is already resolved (`"Mixed"` and `mixed` are two
+            // tables); a string would be parsed and lowercased again.
+            let reference = datafusion::common::TableReference::bare(name.as_str());
+            context.register_table(reference, Arc::new(provider))?;
         }
         Ok(SqlSession {
             context,

@@ -22,7 +22,10 @@ use datafusion::common::Constraint;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{AlterTableOperation, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{
+    AlterTableOperation, CharacterLength, DataType as SqlDataType, ObjectName, ObjectNamePart,
+    Statement as SqlStatement,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use omen_replicator::change::{ColumnDef, DataType, TableSchema, Value};
 use omen_wal::Lsn;
@@ -174,7 +177,7 @@ impl Db {
         if let DfStatement::Statement(s) = &statement
             && let SqlStatement::AlterTable(alter) = s.as_ref()
         {
-            let table = alter.name.to_string();
+            let table = table_name(&alter.name);
             let mut lsn = Lsn(0);
             for operation in &alter.operations {
                 let AlterTableOperation::AddColumn {
@@ -193,11 +196,24 @@ impl Db {
                     continue;
                 }
                 let field = self.plan_column(&column_def.to_string())?;
-                let column = ColumnDef::new(name, omen_type(&table, &field)?, field.is_nullable());
+                let column = ColumnDef::new(name, omen_type(&table, &field)?, field.is_nullable())
+                    .with_max_chars(max_chars(&table, &column_def.data_type)?);
                 lsn = self.alter_table_add_column(&table, column)?;
             }
             return count_result(0, lsn.0);
         }
+        // DataFusion's plan drops the lengths of `VARCHAR(n)` and `CHAR(n)`: read them here.
+        let lengths = match &statement {
+            DfStatement::Statement(s) => match s.as_ref() {
+                SqlStatement::CreateTable(create) => create
+                    .columns
+                    .iter()
+                    .map(|c| max_chars(&table_name(&create.name), &c.data_type))
+                    .collect::<Result<Vec<_>>>()?,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         let session = self.sql_session()?;
         // Not `SqlSession::plan`: the table a DDL statement names need not exist.
         let plan = self
@@ -224,7 +240,12 @@ impl Db {
                 if create.if_not_exists && self.schema(&name).is_ok() {
                     return count_result(0, self.wal.last_lsn().0);
                 }
-                let schema = table_schema(&name, create.input.schema().as_arrow(), &create)?;
+                let mut schema = table_schema(&name, create.input.schema().as_arrow(), &create)?;
+                if lengths.len() == schema.columns.len() {
+                    for (column, max) in schema.columns.iter_mut().zip(lengths) {
+                        column.max_chars = max;
+                    }
+                }
                 self.create_table(&name, schema)?
             }
             DdlStatement::DropTable(drop) => {
@@ -372,6 +393,45 @@ fn count_result(count: u64, lsn: u64) -> Result<QueryResult> {
     })
 }
 
+/// The table `name` refers to, as DataFusion resolves it: a quoted name as written, an
+/// unquoted one lowercased.
+fn table_name(name: &ObjectName) -> String {
+    match name.0.last().and_then(ObjectNamePart::as_ident) {
+        Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+        Some(ident) => ident.value.to_lowercase(),
+        None => name.to_string(),
+    }
+}
+
+/// Longest `VARCHAR(n)` or `CHAR(n)`, as PostgreSQL's.
+const MAX_DECLARED_CHARS: u64 = 10_485_760;
+
+/// The most characters a column of SQL type `data_type` holds: `n` of `VARCHAR(n)` and
+/// `CHAR(n)` (`CHAR` alone is `CHAR(1)`, as in PostgreSQL); `None` for other types.
+fn max_chars(table: &str, data_type: &SqlDataType) -> Result<Option<u32>> {
+    let declared = match data_type {
+        SqlDataType::Varchar(length)
+        | SqlDataType::CharacterVarying(length)
+        | SqlDataType::CharVarying(length)
+        | SqlDataType::Nvarchar(length) => length.as_ref(),
+        SqlDataType::Char(length) | SqlDataType::Character(length) => match length {
+            None => return Ok(Some(1)),
+            Some(length) => Some(length),
+        },
+        _ => None,
+    };
+    let Some(CharacterLength::IntegerLength { length, .. }) = declared else {
+        return Ok(None);
+    };
+    if *length == 0 || *length > MAX_DECLARED_CHARS {
+        return Err(Error::InvalidSchema {
+            table: table.to_string(),
+            reason: format!("{data_type}: the length must be between 1 and {MAX_DECLARED_CHARS}"),
+        });
+    }
+    Ok(u32::try_from(*length).ok())
+}
+
 /// The OmenDB type for a column DataFusion typed as `field`. Narrower types widen to ours
 /// (`SMALLINT` to `INT`, `REAL` to `DOUBLE`, any string to `TEXT`).
 fn omen_type(table: &str, field: &Field) -> Result<DataType> {
@@ -452,6 +512,18 @@ fn table_schema(
     Ok(TableSchema { columns: defs, key })
 }
 
+/// `text` for a column of at most `max_chars` characters: as PostgreSQL, spaces past the
+/// limit are cut; anything else past it stays, for the row check to refuse (22001).
+fn without_excess_spaces(text: &str, max_chars: Option<u32>) -> String {
+    if let Some(max) = max_chars
+        && let Some((cut, _)) = text.char_indices().nth(max as usize)
+        && text[cut..].bytes().all(|b| b == b' ')
+    {
+        return text[..cut].to_string();
+    }
+    text.to_string()
+}
+
 /// The rows of `batch` as values of `schema`'s columns (cast from DataFusion's types).
 fn batch_values(table: &str, schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
     if batch.num_columns() != schema.columns.len() {
@@ -508,7 +580,10 @@ fn batch_values(table: &str, schema: &TableSchema, batch: &RecordBatch) -> Resul
             DataType::Int32 => push!(Int32Array, Int32, |v| v),
             DataType::Int64 => push!(Int64Array, Int64, |v| v),
             DataType::Float64 => push!(Float64Array, Float64, |v| v),
-            DataType::Utf8 => push!(StringArray, Utf8, |v: &str| v.to_string()),
+            DataType::Utf8 => push!(StringArray, Utf8, |v: &str| without_excess_spaces(
+                v,
+                column.max_chars
+            )),
             DataType::TimestampMicros => push!(TimestampMicrosecondArray, TimestampMicros, |v| v),
             DataType::Date32 => push!(Date32Array, Date32, |v| v),
         }

@@ -154,6 +154,39 @@ fn a_bad_batch_applies_nothing_and_says_why() {
     assert_eq!(balance(&db, 1), Some(5));
 }
 
+/// A column of at most n characters refuses longer text on every write path; characters,
+/// not bytes, are counted.
+#[test]
+fn text_longer_than_its_column_is_refused() {
+    let dir = TempDir::new("lengths");
+    let db = Db::open(&dir.0, options()).expect("open");
+    let schema = TableSchema {
+        columns: vec![
+            ColumnDef::new("id", DataType::Int64, false),
+            ColumnDef::new("code", DataType::Utf8, true).with_max_chars(Some(3)),
+        ],
+        key: 0,
+    };
+    db.create_table("codes", schema).expect("create");
+    let mut fits = WriteBatch::new();
+    fits.insert("codes", vec![Value::Int64(1), Value::Utf8("éèê".into())])
+        .insert("codes", vec![Value::Int64(2), Value::Null]);
+    db.write(&fits).expect("three characters of six bytes fit");
+    let mut long = WriteBatch::new();
+    long.insert("codes", vec![Value::Int64(3), Value::Utf8("ok".into())])
+        .upsert("codes", vec![Value::Int64(1), Value::Utf8("abcd".into())]);
+    let error = db.write(&long).expect_err("too long");
+    assert!(
+        matches!(&error, Error::ValueTooLong { column, chars: 4, max_chars: 3, .. } if column == "code"),
+        "{error}"
+    );
+    assert_eq!(
+        db.len("codes").expect("len"),
+        2,
+        "nothing of the batch applied"
+    );
+}
+
 #[test]
 fn schema_changes_apply_and_replay() {
     let dir = TempDir::new("ddl");

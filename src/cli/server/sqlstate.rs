@@ -54,6 +54,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
         Error::TableExists(_) => "42P07",
         Error::InvalidSchema { .. } => "42P16",
         Error::NullValue { .. } => "23502",
+        Error::ValueTooLong { .. } => "22001",
         Error::BadRow { .. } => "42804",
         Error::DuplicateKey { .. } => "23505",
         Error::Limit {

@@ -272,6 +272,98 @@ fn text_lengths_are_enforced_as_postgresql() {
     assert!(clean, "{stderr}");
 }
 
+/// Found by an outside attack: row comparisons with NULLs, SIMILAR TO, EXCEPT ALL, a doubled
+/// SET target, and lists whose planning time grows with their
+/// square (PostgreSQL's list limits).
+#[test]
+fn rows_patterns_and_lists_as_postgresql() {
+    let dir = TempDir::new("pg-rows");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE r (id BIGINT PRIMARY KEY, v BIGINT, b BOOLEAN); \
+                 INSERT INTO r VALUES (1, NULL, NULL), (2, 0, NULL), (3, -1, NULL), (4, 5, NULL)",
+            )
+            .await
+            .unwrap();
+        let (_, values) = first_row(
+            &client,
+            "SELECT (SELECT count(*) FROM r WHERE (v, id) < (0, 100)), (1, NULL) = (1, 2), \
+             (1, NULL) < (2, 0), (1, 2, 3) < (1, 2, 4), (2, 1) >= (2, 1), (1, 2) <> (1, 2), \
+             'abc1' SIMILAR TO '[a-z]*', 'xabc' SIMILAR TO 'abc', 'abc' SIMILAR TO 'a%', \
+             'ab' SIMILAR TO 'a_', 'abc' SIMILAR TO 'a.c', 'abab' SIMILAR TO '(ab)+', \
+             'a_b' SIMILAR TO 'a#_b' ESCAPE '#', 'ax' NOT SIMILAR TO 'a_'",
+        )
+        .await;
+        let expected = [
+            "2", "", "t", "t", "t", "f", "f", "f", "t", "t", "f", "t", "t", "f",
+        ];
+        let values: Vec<String> = values.into_iter().map(Option::unwrap_or_default).collect();
+        assert_eq!(values, expected);
+        let deleted = client
+            .execute("DELETE FROM r WHERE (v, id) < (0, 100)", &[])
+            .await
+            .unwrap();
+        assert_eq!(deleted, 2, "the row whose v is NULL stays");
+        let long_list = |n: usize, item: &str| vec![item; n].join(", ");
+        for (sql, expected) in [
+            (
+                "SELECT x FROM (VALUES (1), (1), (2)) v(x) EXCEPT ALL SELECT 1".to_string(),
+                "0A000",
+            ),
+            ("SELECT 1 INTERSECT ALL SELECT 1".to_string(), "0A000"),
+            ("UPDATE r SET v = 1, V = 2".to_string(), "42601"),
+            ("SELECT 'x' SIMILAR TO v::text FROM r".to_string(), "0A000"),
+            (format!("SELECT {}", long_list(1665, "1")), "54011"),
+            (format!("SELECT coalesce({})", long_list(101, "1")), "54023"),
+            (
+                format!("SELECT id FROM r ORDER BY {}", long_list(257, "id + 1")),
+                "54001",
+            ),
+            (
+                format!("SELECT DISTINCT {} FROM r", long_list(257, "id")),
+                "54001",
+            ),
+            (
+                format!(
+                    "SELECT count(*) FROM r WHERE v IN ({})",
+                    long_list(100_001, "7")
+                ),
+                "54001",
+            ),
+        ] {
+            let started = Instant::now();
+            let error = client.simple_query(&sql).await.unwrap_err();
+            assert_eq!(
+                code(&error),
+                expected,
+                "{}: {error}",
+                &sql[..sql.len().min(60)]
+            );
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+        let (_, values) = first_row(&client, "SELECT count(*) FROM r").await;
+        assert_eq!(
+            values,
+            [Some("2".to_string())],
+            "nothing of the refused writes applied"
+        );
+        let (_, values) = first_row(
+            &client,
+            &format!(
+                "SELECT count(*) FROM r WHERE v IN ({})",
+                long_list(100_000, "5")
+            ),
+        )
+        .await;
+        assert_eq!(values, [Some("1".to_string())]);
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 /// CPU seconds the process has used (user + system), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -243,6 +243,15 @@ pub enum LimitKind {
     ArrayDimensions,
     /// The rows it writes do not fit in one log record (`WalOptions::max_record_size`).
     WriteBytes,
+    /// A select list longer than PostgreSQL's 1664 entries.
+    TargetList,
+    /// A function call with more than PostgreSQL's 100 arguments.
+    FunctionArguments,
+    /// More keys in one `ORDER BY`, `GROUP BY`, `PARTITION BY` or `DISTINCT ON` than
+    /// [`crate::limits::MAX_SORT_KEYS`] (planning time grows with their square).
+    SortKeys,
+    /// More items in one `IN (...)` list than [`crate::limits::MAX_IN_LIST`].
+    InList,
 }
 
 fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
@@ -268,6 +277,20 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         LimitKind::WriteBytes => format!(
             "write too large: its rows take more than {found} bytes, and one statement writes \
              at most {limit}; nothing was applied: write the rows in smaller statements"
+        ),
+        LimitKind::TargetList => {
+            format!("target lists can have at most {limit} entries; this one has {found}")
+        }
+        LimitKind::FunctionArguments => {
+            format!("cannot pass more than {limit} arguments to a function ({found} given)")
+        }
+        LimitKind::SortKeys => format!(
+            "statement too complex: {found} keys in one ORDER BY, GROUP BY, PARTITION BY or \
+             DISTINCT ON; at most {limit}"
+        ),
+        LimitKind::InList => format!(
+            "statement too complex: {found} items in one IN list, at most {limit}; put the \
+             values in a table and join it, or split the statement"
         ),
         LimitKind::ValueBytes => {
             format!("value too large: {found} bytes, the limit of one value is {limit} bytes")

@@ -25,6 +25,9 @@ use datafusion::sql::sqlparser::ast::{
     Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
     ObjectName, Query, SetExpr, UnaryOperator, Value, Visit, Visitor, visit_expressions_mut,
 };
+use datafusion::sql::sqlparser::ast::{
+    Distinct, GroupByExpr, OrderByKind, SetOperator, SetQuantifier, WindowType,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -45,6 +48,20 @@ pub const MAX_PLACEHOLDER: usize = u16::MAX as usize;
 
 /// The most dimensions an `ARRAY[...]` constructor may nest, as PostgreSQL.
 pub const MAX_ARRAY_DIMENSIONS: usize = 6;
+
+/// Most entries of a select list, as PostgreSQL's.
+pub const MAX_TARGET_LIST: usize = 1664;
+
+/// Most arguments of a function call, as PostgreSQL's.
+pub const MAX_FUNCTION_ARGUMENTS: usize = 100;
+
+/// Most keys of one `ORDER BY`, `GROUP BY`, `PARTITION BY` or `DISTINCT ON`: DataFusion's
+/// physical planning takes time quadratic in their number (500 keys: 1.2 s, 1664: 9.5 s,
+/// not interruptible inside one optimizer rule).
+pub const MAX_SORT_KEYS: usize = 256;
+
+/// Most items of one `IN (...)` list: each costs about 1 KB and 15 µs to plan.
+pub const MAX_IN_LIST: usize = 100_000;
 
 /// Parenthesised nesting the parser itself follows (each level costs it several frames).
 const MAX_PARSER_RECURSION: usize = 256;
@@ -331,6 +348,141 @@ fn mod_call(expr: &Expr) -> Option<(Expr, Expr)> {
     }
 }
 
+/// A comparison of two rows, `(a1, a2) < (b1, b2)`, as PostgreSQL decides it: by the first
+/// pair that is not equal, NULL when that pair is NULL: `a1 < b1 OR (a1 = b1 AND a2 < b2)`.
+/// DataFusion compares the rows as structs, where NULL orders first, so `(NULL, 1) < (0, 2)`
+/// was true and a DELETE with it removed rows PostgreSQL keeps.
+fn row_comparison(expr: &Expr) -> Option<Expr> {
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    let (Expr::Tuple(left), Expr::Tuple(right)) = (left.as_ref(), right.as_ref()) else {
+        return None;
+    };
+    if left.len() != right.len() || left.is_empty() {
+        return None;
+    }
+    let strict = match op {
+        BinaryOperator::Lt | BinaryOperator::LtEq => BinaryOperator::Lt,
+        BinaryOperator::Gt | BinaryOperator::GtEq => BinaryOperator::Gt,
+        BinaryOperator::Eq | BinaryOperator::NotEq => op.clone(),
+        _ => return None,
+    };
+    let compare = |a: &Expr, op: BinaryOperator, b: &Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(a.clone()),
+            op,
+            right: Box::new(b.clone()),
+        }))
+    };
+    let join = |l: Expr, op: BinaryOperator, r: Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(l),
+            op,
+            right: Box::new(r),
+        }))
+    };
+    let pairs: Vec<(&Expr, &Expr)> = left.iter().zip(right.iter()).collect();
+    let (last_a, last_b) = pairs[pairs.len() - 1];
+    let mut out = compare(last_a, op.clone(), last_b);
+    for &(a, b) in pairs[..pairs.len() - 1].iter().rev() {
+        out = match op {
+            BinaryOperator::Eq => join(compare(a, BinaryOperator::Eq, b), BinaryOperator::And, out),
+            BinaryOperator::NotEq => join(
+                compare(a, BinaryOperator::NotEq, b),
+                BinaryOperator::Or,
+                out,
+            ),
+            _ => join(
+                compare(a, strict.clone(), b),
+                BinaryOperator::Or,
+                join(compare(a, BinaryOperator::Eq, b), BinaryOperator::And, out),
+            ),
+        };
+    }
+    Some(out)
+}
+
+/// The regular expression of a `SIMILAR TO` pattern, as PostgreSQL translates it: anchored
+/// at both ends, `%` any text, `_` any character, `.` `^` `$` literal, `escape` (default
+/// `\`) makes the next character literal. DataFusion took the pattern as an unanchored
+/// regular expression.
+fn similar_to_regex(pattern: &str, escape: Option<char>) -> String {
+    let mut out = String::from("^(?:");
+    let mut after_escape = false;
+    let mut in_class = false;
+    for c in pattern.chars() {
+        if after_escape {
+            after_escape = false;
+            if c.is_ascii_punctuation() {
+                out.push('\\');
+            }
+            out.push(c);
+        } else if Some(c) == escape {
+            after_escape = true;
+        } else if in_class {
+            if c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+            in_class = c != ']';
+        } else {
+            match c {
+                '[' => {
+                    in_class = true;
+                    out.push(c);
+                }
+                '%' => out.push_str(".*"),
+                '_' => out.push('.'),
+                '(' => out.push_str("(?:"),
+                '.' | '^' | '$' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+        }
+    }
+    out.push_str(")$");
+    out
+}
+
+/// `x SIMILAR TO 'pattern'` as `x ~ 'regex'` ([`similar_to_regex`]); `None` when the
+/// pattern or escape is not a literal (refused by [`check`]).
+fn similar_to(expr: &Expr) -> Option<Expr> {
+    let Expr::SimilarTo {
+        negated,
+        expr: operand,
+        pattern,
+        escape_char,
+    } = expr
+    else {
+        return None;
+    };
+    let Expr::Value(pattern) = pattern.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(pattern) = &pattern.value else {
+        return None;
+    };
+    let escape = match escape_char.as_ref().map(|v| &v.value) {
+        None => Some('\\'),
+        Some(Value::SingleQuotedString(e)) if e.is_empty() => None,
+        Some(Value::SingleQuotedString(e)) if e.chars().count() == 1 => e.chars().next(),
+        Some(_) => return None,
+    };
+    let regex = similar_to_regex(pattern, escape);
+    Some(Expr::Nested(Box::new(Expr::BinaryOp {
+        left: operand.clone(),
+        op: if *negated {
+            BinaryOperator::PGRegexNotMatch
+        } else {
+            BinaryOperator::PGRegexMatch
+        },
+        right: Box::new(Expr::value(Value::SingleQuotedString(regex))),
+    })))
+}
+
 /// `CAST(x AS VARCHAR(n))` (or `CHAR(n)`) as PostgreSQL's explicit cast, which cuts the
 /// text to `n` characters: `CAST(left(CAST(x AS TEXT), n) AS VARCHAR)`. DataFusion ignores
 /// the length. `CHAR(n)` is not blank-padded (docs/sql.md).
@@ -398,7 +550,8 @@ fn cast_to_length(expr: &Expr) -> Option<Expr> {
 /// `a ^ b` is exponentiation (`power`), not bitwise XOR, and binds tighter than `*` and `+`
 /// ([`with_postgres_precedence`]); `mod(a, b)` is `a % b`; numeric literals that a DOUBLE
 /// would round are exact decimals ([`exact_literal`]); a cast to `VARCHAR(n)` cuts to `n`
-/// characters ([`cast_to_length`]). Runs after [`check`], so the
+/// characters ([`cast_to_length`]); rows compare pair by pair ([`row_comparison`]);
+/// `SIMILAR TO` is an anchored regular expression ([`similar_to`]). Runs after [`check`], so the
 /// statement's nesting is bounded.
 fn postgres_operators(statement: &mut DfStatement) {
     let rewrite = |expr: &mut Expr| {
@@ -419,6 +572,12 @@ fn postgres_operators(statement: &mut DfStatement) {
         }
         if let Some(cut) = cast_to_length(expr) {
             *expr = cut;
+        }
+        if let Some(expanded) = row_comparison(expr) {
+            *expr = expanded;
+        }
+        if let Some(regex) = similar_to(expr) {
+            *expr = regex;
         }
         if let Expr::Value(value) = expr
             && let Value::Number(text, _) = &value.value
@@ -467,6 +626,22 @@ pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
     };
     match statement {
         DfStatement::Statement(s) => {
+            if let datafusion::sql::sqlparser::ast::Statement::Update(update) = s.as_ref() {
+                let mut seen = std::collections::HashSet::new();
+                for assignment in &update.assignments {
+                    let target = assignment.target.to_string().to_lowercase();
+                    if !seen.insert(target.clone()) {
+                        return Err(Error::Sql(datafusion::error::DataFusionError::SQL(
+                            Box::new(
+                                datafusion::sql::sqlparser::parser::ParserError::ParserError(
+                                    format!("multiple assignments to same column \"{target}\""),
+                                ),
+                            ),
+                            None,
+                        )));
+                    }
+                }
+            }
             let _ = s.visit(&mut checker);
         }
         DfStatement::Explain(explain) => return check(&explain.statement, limits),
@@ -491,6 +666,15 @@ struct Checker {
 }
 
 impl Checker {
+    /// Refuses `found` items of a list that allows `limit`.
+    fn count(&mut self, kind: LimitKind, found: usize, limit: usize) -> ControlFlow<()> {
+        if found > limit {
+            self.failure = Some(Error::Limit { kind, found, limit });
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
     fn enter(&mut self, levels: usize) -> ControlFlow<()> {
         self.depth += levels;
         if self.depth > self.limit {
@@ -509,6 +693,59 @@ impl Visitor for Checker {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(order_by) = &query.order_by
+            && let OrderByKind::Expressions(keys) = &order_by.kind
+        {
+            self.count(LimitKind::SortKeys, keys.len(), MAX_SORT_KEYS)?;
+        }
+        let mut selects = vec![query.body.as_ref()];
+        while let Some(body) = selects.pop() {
+            match body {
+                SetExpr::Select(select) => {
+                    let items = select.projection.len();
+                    self.count(LimitKind::TargetList, items, MAX_TARGET_LIST)?;
+                    if let GroupByExpr::Expressions(keys, _) = &select.group_by {
+                        self.count(LimitKind::SortKeys, keys.len(), MAX_SORT_KEYS)?;
+                    }
+                    if let Some(Distinct::On(keys)) = &select.distinct {
+                        self.count(LimitKind::SortKeys, keys.len(), MAX_SORT_KEYS)?;
+                    }
+                    if select.distinct.is_some() {
+                        // DISTINCT groups by every item.
+                        self.count(LimitKind::SortKeys, items, MAX_SORT_KEYS)?;
+                    }
+                }
+                SetExpr::SetOperation {
+                    left,
+                    right,
+                    set_quantifier,
+                    op,
+                } => {
+                    if matches!(op, SetOperator::Except | SetOperator::Intersect)
+                        && matches!(set_quantifier, SetQuantifier::All)
+                    {
+                        // DataFusion's EXCEPT ALL removes every copy, and INTERSECT ALL
+                        // keeps the left side's count: wrong answers, so refused.
+                        self.failure = Some(Error::Unsupported(format!(
+                            "{op} ALL; use {op} (without ALL) or a join"
+                        )));
+                        return ControlFlow::Break(());
+                    }
+                    if !matches!(
+                        set_quantifier,
+                        SetQuantifier::All | SetQuantifier::AllByName
+                    ) && let SetExpr::Select(select) = left.as_ref()
+                    {
+                        // UNION, EXCEPT and INTERSECT (not ALL) group by every column.
+                        let items = select.projection.len();
+                        self.count(LimitKind::SortKeys, items, MAX_SORT_KEYS)?;
+                    }
+                    selects.push(left);
+                    selects.push(right);
+                }
+                _ => {}
+            }
+        }
         let levels = 1 + set_depth(&query.body, self.limit);
         self.query_depths.push(levels);
         if self.query_depths.len() > self.query_limit {
@@ -552,6 +789,37 @@ impl Visitor for Checker {
                 });
                 return ControlFlow::Break(());
             }
+        }
+        match expr {
+            Expr::BinaryOp { left, right, .. }
+                if matches!(left.as_ref(), Expr::Tuple(_))
+                    && matches!(right.as_ref(), Expr::Tuple(_)) =>
+            {
+                // Expanded pair by pair (`row_comparison`), two levels a pair.
+                if let Expr::Tuple(items) = left.as_ref() {
+                    self.count(LimitKind::ExpressionDepth, 2 * items.len(), self.limit)?;
+                }
+            }
+            Expr::SimilarTo { .. } if similar_to(expr).is_none() => {
+                self.failure = Some(Error::Unsupported(
+                    "SIMILAR TO with a pattern or escape that is not a literal; use ~ with a \
+                     regular expression"
+                        .into(),
+                ));
+                return ControlFlow::Break(());
+            }
+            Expr::InList { list, .. } => self.count(LimitKind::InList, list.len(), MAX_IN_LIST)?,
+            Expr::Function(function) => {
+                if let FunctionArguments::List(list) = &function.args {
+                    let found = list.args.len();
+                    self.count(LimitKind::FunctionArguments, found, MAX_FUNCTION_ARGUMENTS)?;
+                }
+                if let Some(WindowType::WindowSpec(window)) = &function.over {
+                    let keys = window.partition_by.len().max(window.order_by.len());
+                    self.count(LimitKind::SortKeys, keys, MAX_SORT_KEYS)?;
+                }
+            }
+            _ => {}
         }
         if let Expr::Array(_) = expr {
             // PostgreSQL's arrays have at most 6 dimensions; deeper constructors took the

@@ -62,9 +62,21 @@ pub fn code(error: &omendb::Error) -> &'static str {
             ..
         } => PROGRAM_LIMIT_EXCEEDED,
         Error::Limit {
-            kind: LimitKind::ExpressionDepth | LimitKind::SubqueryDepth,
+            kind:
+                LimitKind::ExpressionDepth
+                | LimitKind::SubqueryDepth
+                | LimitKind::SortKeys
+                | LimitKind::InList,
             ..
         } => STATEMENT_TOO_COMPLEX,
+        Error::Limit {
+            kind: LimitKind::TargetList,
+            ..
+        } => "54011",
+        Error::Limit {
+            kind: LimitKind::FunctionArguments,
+            ..
+        } => "54023",
         Error::Limit {
             kind: LimitKind::Placeholder,
             ..

@@ -359,6 +359,60 @@ fn rows_patterns_and_lists_as_postgresql() {
         )
         .await;
         assert_eq!(values, [Some("1".to_string())]);
+        // Timestamps: a zone in the text is ignored (it was converted to UTC), text and
+        // intervals print as PostgreSQL prints them.
+        client
+            .batch_execute(
+                "CREATE TABLE ts (id BIGINT PRIMARY KEY, at TIMESTAMP, s TEXT); \
+                 INSERT INTO ts VALUES (1, '1999-01-08 04:05:06+02', NULL), \
+                 (2, '1999-01-08 04:05:06.5 America/New_York', NULL); \
+                 INSERT INTO ts SELECT 3, NULL, at::text FROM ts WHERE id = 2",
+            )
+            .await
+            .unwrap();
+        let (_, values) = first_row(
+            &client,
+            "SELECT (SELECT at FROM ts WHERE id = 1), (SELECT s FROM ts WHERE id = 3), \
+             timestamp '2024-01-02 00:00:00' - timestamp '2023-01-02 01:00:00', \
+             interval '1 year 2 months 3 days', interval '-1 day', \
+             (SELECT count(*) FROM ts WHERE at = '1999-01-08 04:05:06-08')",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [
+                Some("1999-01-08 04:05:06"),
+                Some("1999-01-08 04:05:06.5"),
+                Some("364 days 23:00:00"),
+                Some("1 year 2 mons 3 days"),
+                Some("-1 days"),
+                Some("1"),
+            ]
+            .map(|v| v.map(str::to_string))
+        );
+        let row = client
+            .query_one("SELECT at FROM ts WHERE id = $1", &[&1i64])
+            .await
+            .unwrap();
+        let at: std::time::SystemTime = row.get(0);
+        let seconds = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(
+            seconds, 915_768_306,
+            "the binary form agrees: 1999-01-08 04:05:06"
+        );
+        for (sql, expected) in [
+            ("INSERT INTO ts (id) VALUES (NULL)", "23502"),
+            ("SELECT '99999999999'::int", "22003"),
+            ("SELECT substr('abc', 2, -1)", "22011"),
+            ("SELECT split_part('a,b', ',', 0)", "22023"),
+            (
+                "INSERT INTO ts (id) VALUES (1) ON CONFLICT DO NOTHING",
+                "0A000",
+            ),
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), expected, "{sql}: {error}");
+        }
     });
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");

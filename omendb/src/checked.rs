@@ -206,15 +206,40 @@ impl AnalyzerRule for CheckedArithmetic {
                         window.fun = WindowFunctionDefinition::AggregateUDF(Arc::new(bounded));
                         return Ok(Transformed::yes(Expr::WindowFunction(Box::new(window))));
                     }
-                    // A float cast to text prints as PostgreSQL prints it.
+                    // Text cast to a TIMESTAMP ignores a zone, as in PostgreSQL.
+                    if let Expr::Cast(Cast { expr: inner, field })
+                    | Expr::TryCast(TryCast { expr: inner, field }) = &expr
+                        && matches!(field.data_type(), DataType::Timestamp(_, None))
+                        && !matches!(inner.as_ref(), Expr::ScalarFunction(f)
+                            if f.func.inner().is::<crate::timestamp_input::TimestampInput>())
+                        && inner.get_type(&schema).is_ok_and(|t| {
+                            matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                        })
+                    {
+                        let text = Box::new(Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::new(crate::timestamp_input::timestamp_input_udf()),
+                            vec![inner.as_ref().clone()],
+                        )));
+                        let field = Arc::clone(field);
+                        return Ok(Transformed::yes(match expr {
+                            Expr::TryCast(_) => Expr::TryCast(TryCast::new_from_field(text, field)),
+                            _ => Expr::Cast(Cast::new_from_field(text, field)),
+                        }));
+                    }
+                    // A float or timestamp cast to text prints as PostgreSQL prints it.
                     if let Expr::Cast(Cast { expr: inner, field }) = &expr
                         && matches!(
                             field.data_type(),
                             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
                         )
-                        && inner
-                            .get_type(&schema)
-                            .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+                        && inner.get_type(&schema).is_ok_and(|t| {
+                            matches!(
+                                t,
+                                DataType::Float64
+                                    | DataType::Float32
+                                    | DataType::Timestamp(_, None)
+                            )
+                        })
                     {
                         let text = Expr::ScalarFunction(ScalarFunction::new_udf(
                             Arc::new(crate::float::float_text_udf()),

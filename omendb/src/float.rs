@@ -293,8 +293,18 @@ pub fn pg_float_text<T: std::fmt::Display + std::fmt::LowerExp>(value: f64, show
     format!("{mantissa}e{sign}{:02}", exponent.abs())
 }
 
-/// `CAST(x AS TEXT)` of a `DOUBLE` or `REAL`, printed as PostgreSQL prints it
-/// ([`pg_float_text`]), where Arrow prints `inf`, `-0.0` and `1000.0`.
+/// A `TIMESTAMP` (microseconds since the epoch) as PostgreSQL prints it,
+/// `2024-01-02 03:04:05.5`, where Arrow prints `2024-01-02T03:04:05.500`; `None` beyond
+/// chrono's range.
+pub fn pg_timestamp_text(micros: i64) -> Option<String> {
+    let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    Some(text.trim_end_matches('0').trim_end_matches('.').to_string())
+}
+
+/// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL` or `TIMESTAMP`, printed as PostgreSQL prints it
+/// ([`pg_float_text`], [`pg_timestamp_text`]), where Arrow prints `inf`, `-0.0`, `1000.0`
+/// and `2024-01-02T03:04:05`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FloatText {
     signature: Signature,
@@ -324,6 +334,14 @@ impl ScalarUDFImpl for FloatText {
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
         let array = arg.to_array(if scalar { 1 } else { args.number_rows })?;
         let text: arrow::array::StringArray = match array.data_type() {
+            DataType::Timestamp(_, None) => {
+                let micros = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
+                cast(&array, &micros)?
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| v.and_then(pg_timestamp_text))
+                    .collect()
+            }
             DataType::Float32 => array
                 .as_primitive::<arrow::datatypes::Float32Type>()
                 .iter()

@@ -55,11 +55,12 @@ mod sql;
 mod statement;
 mod stored_row;
 mod table_cache;
+mod timestamp_input;
 
 pub use bounded::DEFAULT_MAX_VALUE_BYTES;
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
 pub use error::{CancelReason, DataErrorKind, Error, LimitKind, Result};
-pub use float::pg_float_text;
+pub use float::{pg_float_text, pg_timestamp_text};
 pub use interrupt::Interrupt;
 pub use limits::{
     DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, DEFAULT_MAX_SUBQUERY_DEPTH,

@@ -127,6 +127,13 @@ impl Column {
                 text,
             ),
             Type::DATE => Column::Date(cast_to(array, &DataType::Date32)?),
+            _ if matches!(
+                array.data_type(),
+                DataType::Duration(_) | DataType::Interval(_)
+            ) =>
+            {
+                Column::Text(interval_texts(array)?)
+            }
             _ => {
                 let options = FormatOptions::default();
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
@@ -166,14 +173,15 @@ impl Column {
                 let value = get(a, row, |a| a.value(row))
                     .map(|micros| {
                         DateTime::from_timestamp_micros(micros)
-                            .map(|t| t.naive_utc())
+                            .map(|t| (micros, t.naive_utc()))
                             .ok_or_else(|| out_of_range("timestamp", micros))
                     })
                     .transpose()?;
                 if *text {
-                    encoder.encode_field(&value.map(timestamp_text))
+                    let text = value.and_then(|(micros, _)| omendb::pg_timestamp_text(micros));
+                    encoder.encode_field(&text)
                 } else {
-                    encoder.encode_field(&value)
+                    encoder.encode_field(&value.map(|(_, at)| at))
                 }
             }
             Column::Date(a) => encoder.encode_field(
@@ -191,6 +199,68 @@ impl Column {
     }
 }
 
+/// Intervals and durations as PostgreSQL prints an `interval` (`365 days`, `1 year 2 mons
+/// 3 days 04:05:06.5`); Arrow's text is ISO 8601 (`PT31536000S`).
+fn interval_texts(array: &ArrayRef) -> PgWireResult<Vec<Option<String>>> {
+    let to = DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano);
+    let intervals = match array.data_type() {
+        // A duration (`timestamp - timestamp`) counts whole days, as PostgreSQL's result.
+        DataType::Duration(_) => {
+            let micros: arrow::array::DurationMicrosecondArray =
+                cast_to(array, &DataType::Duration(TimeUnit::Microsecond))?;
+            return Ok(micros
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        let day = 86_400_000_000;
+                        let days = i32::try_from(v / day).unwrap_or(i32::MAX);
+                        interval_text(0, days, v % day)
+                    })
+                })
+                .collect());
+        }
+        _ => cast_to::<arrow::array::IntervalMonthDayNanoArray>(array, &to)?,
+    };
+    Ok(intervals
+        .iter()
+        .map(|v| v.map(|v| interval_text(v.months, v.days, v.nanoseconds / 1000)))
+        .collect())
+}
+
+/// PostgreSQL's default (`postgres`) interval style.
+fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
+    if years != 0 {
+        parts.push(unit(years, "year", "years"));
+    }
+    if months != 0 {
+        parts.push(unit(months, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(unit(i64::from(days), "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let total = micros.unsigned_abs();
+        let (secs, frac) = (total / 1_000_000, total % 1_000_000);
+        let mut time = format!(
+            "{sign}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        if frac != 0 {
+            let digits = format!("{frac:06}");
+            time.push('.');
+            time.push_str(digits.trim_end_matches('0'));
+        }
+        parts.push(time);
+    }
+    parts.join(" ")
+}
+
 /// A date or timestamp the wire encoding cannot carry (beyond chrono's ±262,000 years).
 fn out_of_range(what: &str, value: i64) -> pgwire::error::PgWireError {
     sqlstate::error(
@@ -201,10 +271,6 @@ fn out_of_range(what: &str, value: i64) -> pgwire::error::PgWireError {
 
 /// A timestamp as PostgreSQL prints it: fractional seconds only when not zero, without
 /// trailing zeros (`2024-01-02 03:04:05`, `2024-01-02 03:04:05.5`).
-fn timestamp_text(value: chrono::NaiveDateTime) -> String {
-    let text = value.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
 
 #[cfg(test)]
 mod tests {
@@ -213,17 +279,24 @@ mod tests {
 
     #[test]
     fn timestamps_print_as_postgres_prints_them() {
-        let at = |micros| {
-            timestamp_text(
-                DateTime::from_timestamp_micros(micros)
-                    .expect("in range")
-                    .naive_utc(),
-            )
-        };
+        let at = |micros| omendb::pg_timestamp_text(micros).expect("in range");
         assert_eq!(at(1_704_164_645_000_000), "2024-01-02 03:04:05");
         assert_eq!(at(1_704_164_645_500_000), "2024-01-02 03:04:05.5");
         assert_eq!(at(1_704_164_645_000_001), "2024-01-02 03:04:05.000001");
         assert_eq!(at(1_704_153_600_000_000), "2024-01-02 00:00:00");
+    }
+
+    /// Checked against PostgreSQL 15's output for the same intervals.
+    #[test]
+    fn intervals_print_as_postgres_prints_them() {
+        assert_eq!(interval_text(0, 365, 0), "365 days");
+        assert_eq!(
+            interval_text(14, 1, 3_600_000_000),
+            "1 year 2 mons 1 day 01:00:00"
+        );
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(interval_text(0, -1, -7_200_500_000), "-1 days -02:00:00.5");
+        assert_eq!(interval_text(1, 0, 61_000_001), "1 mon 00:01:01.000001");
     }
 
     #[test]

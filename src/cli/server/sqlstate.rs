@@ -111,6 +111,10 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         }
         DataFusionError::Plan(message) if message.starts_with("LIMIT must be >=") => "2201W",
         DataFusionError::Plan(message) if message.starts_with("OFFSET must be >=") => "2201X",
+        // `ON CONFLICT`, `DELETE ... USING` and other clauses DataFusion does not plan.
+        DataFusionError::Plan(message) if message.ends_with("not supported") => {
+            FEATURE_NOT_SUPPORTED
+        }
         DataFusionError::Plan(_) => "42000",
         DataFusionError::ArrowError(error, _) => match error.as_ref() {
             ArrowError::ArithmeticOverflow(_) => NUMERIC_VALUE_OUT_OF_RANGE,
@@ -121,10 +125,24 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             ArrowError::ComputeError(message) if message.contains("overflow") => {
                 NUMERIC_VALUE_OUT_OF_RANGE
             }
+            // A NULL for a NOT NULL column that DataFusion's insert plan finds first.
+            ArrowError::InvalidArgumentError(message)
+                if message.contains("non-nullable but contains null") =>
+            {
+                "23502"
+            }
             _ => "22000",
         },
-        DataFusionError::Execution(message) if message.contains("negative substring length") => {
+        DataFusionError::Execution(message)
+            if message.contains("negative substring length")
+                || message.starts_with("negative count not allowed") =>
+        {
             "22011"
+        }
+        DataFusionError::Execution(message)
+            if message.starts_with("field position must not be zero") =>
+        {
+            "22023"
         }
         DataFusionError::Execution(message) if message.starts_with("Overflow happened") => {
             NUMERIC_VALUE_OUT_OF_RANGE
@@ -149,7 +167,14 @@ fn cast_code(message: &str) -> &'static str {
             .iter()
             .any(|t| target.starts_with(t));
         if !temporal {
-            return "22P02";
+            // An integer too large for the target is out of range, not malformed.
+            let integer = text.trim().trim_start_matches(['-', '+']);
+            let digits = !integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit());
+            return if digits && target.starts_with("Int") {
+                NUMERIC_VALUE_OUT_OF_RANGE
+            } else {
+                "22P02"
+            };
         }
         // Digits in a date's shape that name no day are out of range, anything else is
         // not a date at all.

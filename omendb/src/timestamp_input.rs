@@ -1,0 +1,119 @@
+//! Text read as a `TIMESTAMP` (without time zone) as PostgreSQL reads it: a time zone or
+//! offset after the time is ignored, so `'1999-01-08 04:05:06+02'` is 04:05:06. Arrow's
+//! cast converted such text to UTC (02:05:06), while the same text sent as a parameter was
+//! stored unshifted: the stored value depended on the protocol. The analyzer
+//! (`checked.rs`) puts [`TimestampInput`] under every cast from text to `TIMESTAMP`.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// `text` without a zone after its time: `Z`, `+02`, `-05:30`, `+0530`, ` UTC`,
+/// ` America/New_York`. Text without a time (`'2024-01-02'`) is returned as it is.
+pub(crate) fn without_zone(text: &str) -> &str {
+    let trimmed = text.trim_end();
+    // The zone can only follow the time, whose first ':' comes after the date.
+    let Some(colon) = trimmed.find(':') else {
+        return text;
+    };
+    let time = &trimmed[colon..];
+    if let Some(stripped) = trimmed.strip_suffix(['Z', 'z'])
+        && stripped.ends_with(|c: char| c.is_ascii_digit())
+    {
+        return stripped;
+    }
+    // A numeric offset: a sign after the time, then digits and colons only.
+    if let Some(at) = time.rfind(['+', '-'])
+        && time[at + 1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b':')
+        && time.len() > at + 1
+    {
+        return trimmed[..colon + at].trim_end();
+    }
+    // A zone name: the last word after the time, starting with a letter (not AM/PM).
+    if let Some(space) = time.rfind(' ') {
+        let word = &time[space + 1..];
+        let named = word.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !word.eq_ignore_ascii_case("am")
+            && !word.eq_ignore_ascii_case("pm");
+        if named {
+            return trimmed[..colon + space].trim_end();
+        }
+    }
+    text
+}
+
+/// Text to be cast to `TIMESTAMP`, without its zone ([`without_zone`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TimestampInput {
+    signature: Signature,
+}
+
+/// The plan function of [`TimestampInput`].
+pub(crate) fn timestamp_input_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(TimestampInput {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+impl ScalarUDFImpl for TimestampInput {
+    fn name(&self) -> &str {
+        "timestamp_input"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("timestamp_input takes one argument");
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = cast(
+            &arg.to_array(if scalar { 1 } else { args.number_rows })?,
+            &DataType::Utf8,
+        )?;
+        let text: StringArray = array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(without_zone))
+            .collect();
+        debug_assert_eq!(text.len(), array.len());
+        crate::checked::answer(Arc::new(text), scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_zone;
+
+    #[test]
+    fn zones_after_the_time_are_dropped() {
+        for (text, expected) in [
+            ("1999-01-08 04:05:06+02", "1999-01-08 04:05:06"),
+            ("1999-01-08 04:05:06.5-05:30", "1999-01-08 04:05:06.5"),
+            ("1999-01-08T04:05:06Z", "1999-01-08T04:05:06"),
+            ("1999-01-08 04:05:06 +0530", "1999-01-08 04:05:06"),
+            (
+                "1999-01-08 04:05:06 America/New_York",
+                "1999-01-08 04:05:06",
+            ),
+            ("1999-01-08 04:05:06 UTC", "1999-01-08 04:05:06"),
+            ("1999-01-08 04:05:06", "1999-01-08 04:05:06"),
+            ("1999-01-08", "1999-01-08"),
+            ("1999-01-08 04:05 PM", "1999-01-08 04:05 PM"),
+            ("not a timestamp", "not a timestamp"),
+        ] {
+            assert_eq!(without_zone(text), expected, "{text}");
+        }
+    }
+}

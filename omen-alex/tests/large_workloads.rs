@@ -11,7 +11,11 @@ use rand_distr::{Distribution, LogNormal};
 
 const N: usize = 1_000_000;
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 fn keys(kind: &str, n: usize, seed: u64) -> Vec<u64> {
+    watchdog::watchdog();
     let mut rng = StdRng::seed_from_u64(seed);
     match kind {
         "sequential" => (0..n as u64).collect(),

@@ -13,6 +13,9 @@ use omen_replicator::change::{ChangeEncoder, ColumnDef, DataType, TableSchema, V
 use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_wal::{SyncMode, Wal, WalOptions};
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -28,6 +31,7 @@ const FILE_ROWS: u64 = 10_500;
 
 #[test]
 fn a_backlog_drains_into_files_of_max_file_rows() {
+    watchdog::watchdog();
     let dir =
         TempDir(std::env::temp_dir().join(format!("omen-repl-backlog-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);

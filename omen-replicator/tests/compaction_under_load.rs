@@ -9,6 +9,9 @@ use omen_replicator::change::{ChangeEncoder, ColumnDef, DataType, TableSchema, V
 use omen_replicator::{ReplicatorOptions, WalReplicator};
 use omen_wal::{SyncMode, Wal, WalOptions};
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -23,6 +26,7 @@ impl Drop for TempDir {
 /// test can pass by luck under load, never fail by it.
 #[test]
 fn compaction_keeps_up_while_writes_continue() {
+    watchdog::watchdog();
     let dir = TempDir(
         std::env::temp_dir().join(format!("omen-repl-compaction-load-{}", std::process::id())),
     );

@@ -54,10 +54,14 @@ const HOT_KEYS: i64 = 6000;
 /// The tables; their CREATEs are the first two WAL records.
 const TABLES: [&str; 2] = ["orders", "audit"];
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
+        watchdog::watchdog();
         let path =
             std::env::temp_dir().join(format!("omen-repl-crash-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);

@@ -28,10 +28,14 @@ const TABLE: &str = "events";
 const INSTALL_HINT: &str = "run scripts/install-test-deps.sh to install python3 with the \
                             duckdb and pyarrow modules (CI runs it before cargo test)";
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
+        watchdog::watchdog();
         let path =
             std::env::temp_dir().join(format!("omen-repl-reader-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);

@@ -12,10 +12,14 @@ use omen_replicator::change::{ChangeEncoder, ColumnDef, DataType, TableSchema, V
 use omen_replicator::{ManualClock, ReplicatorError, ReplicatorOptions, WalReplicator};
 use omen_wal::{Lsn, SyncMode, Wal, WalOptions};
 
+#[path = "../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
+        watchdog::watchdog();
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(

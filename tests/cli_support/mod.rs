@@ -31,25 +31,9 @@ pub async fn connect(port: u16) -> tokio_postgres::Client {
     client
 }
 
-/// How long one test binary of the suite may run: a hang fails the run instead of holding
-/// it until CI's own limit (the slowest binary takes about two minutes).
-pub const WATCHDOG: Duration = Duration::from_secs(15 * 60);
-
-/// Ends this test process with a failure once it has run for [`WATCHDOG`] (started once, by
-/// the first helper that a test uses).
-pub fn watchdog() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        std::thread::spawn(|| {
-            std::thread::sleep(WATCHDOG);
-            eprintln!(
-                "this test binary ran for more than {} s: a test hangs; failing the run",
-                WATCHDOG.as_secs()
-            );
-            std::process::exit(101);
-        });
-    });
-}
+#[path = "watchdog.rs"]
+mod watchdog_impl;
+pub use watchdog_impl::watchdog;
 
 /// A two-worker runtime for a test's client side.
 pub fn runtime() -> tokio::runtime::Runtime {

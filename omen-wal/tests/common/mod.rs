@@ -8,8 +8,12 @@ use omen_wal::{Lsn, Record, Wal, WalOptions};
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
+#[path = "../../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 impl TempDir {
     pub fn new(name: &str) -> Self {
+        watchdog::watchdog();
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

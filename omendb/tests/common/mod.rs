@@ -5,8 +5,12 @@ use std::path::PathBuf;
 /// A fresh directory path under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
+#[path = "../../../tests/cli_support/watchdog.rs"]
+mod watchdog;
+
 impl TempDir {
     pub fn new(name: &str) -> Self {
+        watchdog::watchdog();
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(

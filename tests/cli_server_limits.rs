@@ -545,6 +545,13 @@ fn a_query_beyond_its_memory_spills_or_fails_and_the_server_stays_small() {
             Ok(rows) => assert_eq!(rows, 8_000_000),
             Err(error) => assert_eq!(code(&error), "53200", "{error}"),
         }
+        // A hash join cannot spill its build side: 5M rows need more than 64 MiB, so the
+        // limit must refuse it (it answers without the limit). This fails if the limit
+        // is not applied.
+        let join = "SELECT count(*) FROM generate_series(1, 5000000) a(v) \
+                    JOIN generate_series(1, 5000000) b(w) ON v = w";
+        let error = client.simple_query(join).await.unwrap_err();
+        assert_eq!(code(&error), "53200", "{error}");
         assert_eq!(scalar(&client, "SELECT 6").await.as_deref(), Some("6"));
     });
     let peak = server.peak_rss();

@@ -413,7 +413,22 @@ fn rows_patterns_and_lists_as_postgresql() {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
         }
+        // A 1 GB value of constants is built when the statement runs, not folded by the
+        // planner (which copied it into 4 GB and ignored the timeout for 7 s).
+        client
+            .batch_execute("SET statement_timeout = 500")
+            .await
+            .unwrap();
+        match client
+            .simple_query("SELECT length(repeat('a', 1000000000))")
+            .await
+        {
+            Ok(_) => {}
+            Err(error) => assert_eq!(code(&error), "57014", "{error}"),
+        }
     });
+    let peak = server.peak_rss();
+    assert!(peak < 3 << 30, "peak RSS {} MiB", peak >> 20);
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }

@@ -35,6 +35,10 @@ use crate::error::{Error, LimitKind};
 /// The default limit of one value, in bytes: 1 GiB, as PostgreSQL's.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 30;
 
+/// Largest value a function builds while the planner folds constants; a larger one is
+/// built when the statement runs ([`crate::planning::folding`]).
+const MAX_FOLDED_BYTES: usize = 1 << 20;
+
 /// How a function's result size follows from its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Growth {
@@ -184,10 +188,13 @@ impl ScalarUDFImpl for ConcatOperator {
 /// Fails when a result computed from `args` could exceed `limit` bytes, or the results of
 /// the batch together could.
 fn check(growth: Growth, args: &[ColumnarValue], rows: usize, limit: usize) -> Result<()> {
-    let rows = if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-        1
+    let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let rows = if constant { 1 } else { rows };
+    // While constants are folded, a large value is left for execution (see `folding`).
+    let limit = if constant && crate::planning::folding() {
+        limit.min(MAX_FOLDED_BYTES)
     } else {
-        rows
+        limit
     };
     let columns = args
         .iter()

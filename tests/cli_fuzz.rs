@@ -603,3 +603,33 @@ fn a_malformed_bind_is_refused_with_08p01_after_the_messages_before_it_are_answe
     let log = stop_clean(server);
     assert!(!log.contains("failed on a bug"), "{log}");
 }
+
+/// Format codes as PostgreSQL checks them: a list that does not match the result's columns
+/// is `08P01` (pgwire indexed past its end: a panic), a code other than 0 or 1 `22023`.
+#[test]
+fn bad_format_codes_are_refused_not_a_bug() {
+    let dir = TempDir::new("fuzz-format-codes");
+    let server = Server::start(dir.path(), &[]);
+    for (codes, expected) in [(&[0i16, 1][..], "C08P01\0"), (&[0, 7, 1][..], "C22023\0")] {
+        let mut socket = raw_login(server.port).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut bytes = message(b'P', b"\0SELECT 1, 2, 3\0\0\0");
+        let mut bind = b"\0\0\0\0\0\0".to_vec();
+        bind.extend_from_slice(&(codes.len() as i16).to_be_bytes());
+        for code in codes {
+            bind.extend_from_slice(&code.to_be_bytes());
+        }
+        bytes.extend(message(b'B', &bind));
+        bytes.extend(message(b'E', b"\0\0\0\0\0"));
+        bytes.extend(message(b'S', &[]));
+        bytes.extend(message(b'X', &[]));
+        socket.write_all(&bytes).unwrap();
+        let reply = read_until_closed(&mut socket, "the connection");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains(expected), "{codes:?}: {text}");
+    }
+    let log = stop_clean(server);
+    assert!(!log.contains("failed on a bug"), "{log}");
+}

@@ -769,6 +769,7 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
+        params::check_formats(portal, prepared.schema.fields().len())?;
         if prepared.key_read
             && let Some(keys) = params::keys(portal)?
             && let Some(response) = self.key_read(&*client, portal, keys).await?
@@ -820,7 +821,11 @@ impl ExtendedQueryHandler for Backend {
             },
             b'P' => match client.portal_store().get_portal(name) {
                 Some(Entry::Value(portal)) => (
-                    None,
+                    params::check_formats(
+                        &portal,
+                        portal.statement.statement.schema.fields().len(),
+                    )
+                    .map(|()| None)?,
                     Some(portal.statement.statement.clone()),
                     Some(portal.result_column_format.clone()),
                 ),

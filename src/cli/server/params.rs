@@ -329,6 +329,43 @@ pub fn substitute(mut statement: DfStatement, values: &[Expr]) -> PgWireResult<S
 
 /// The parameters of `portal` as keys, for [`Db::prepared_key_read`]: `None` when one is
 /// not of an integer type (the statement then runs with its parameters bound into it).
+/// Checks a portal's format codes as PostgreSQL does: one per parameter (or one or none
+/// for all), one per result column (likewise), each 0 (text) or 1 (binary). pgwire takes
+/// a short list as given and indexes past its end when it encodes (a panic).
+pub fn check_formats(portal: &Portal<Prepared>, columns: usize) -> PgWireResult<()> {
+    use pgwire::api::portal::Format;
+    let check = |format: &Format, count: usize, what: &str| {
+        let Format::Individual(codes) = format else {
+            return Ok(());
+        };
+        if let Some(code) = codes.iter().find(|c| !matches!(c, 0 | 1)) {
+            return Err(sqlstate::error(
+                "22023",
+                format!("unsupported format code: {code}"),
+            ));
+        }
+        if codes.len() != count {
+            return Err(sqlstate::error(
+                "08P01",
+                format!(
+                    "bind message has {} {what} formats but {count} {what}s",
+                    codes.len()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    check(
+        &portal.parameter_format,
+        portal.parameters.len(),
+        "parameter",
+    )?;
+    if columns > 0 {
+        check(&portal.result_column_format, columns, "result column")?;
+    }
+    Ok(())
+}
+
 pub fn keys(portal: &Portal<Prepared>) -> PgWireResult<Option<Vec<Option<i64>>>> {
     let prepared = &portal.statement.statement;
     if portal.parameter_len() != prepared.parameter_types.len() {

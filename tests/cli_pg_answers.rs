@@ -409,6 +409,9 @@ fn rows_patterns_and_lists_as_postgresql() {
                 "INSERT INTO ts (id) VALUES (1) ON CONFLICT DO NOTHING",
                 "0A000",
             ),
+            // An INT plus an INTEGER literal is an INTEGER, as in PostgreSQL.
+            ("SELECT CAST(2147483647 AS INT) + 1", "22003"),
+            ("SELECT 2147483647 + 1", "22003"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");

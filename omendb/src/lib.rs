@@ -43,6 +43,7 @@ mod checked;
 mod db;
 mod error;
 mod float;
+mod integer_literals;
 mod interrupt;
 mod interruptible;
 mod key_read;

@@ -587,20 +587,31 @@ fn postgres_operators(statement: &mut DfStatement) {
         }
         ControlFlow::<()>::Continue(())
     };
-    // `-9223372036854775808` is a BIGINT, as PostgreSQL folds the sign into the literal
-    // (without the sign it does not fit). A pass of its own: the literal must still be a
-    // number when its minus is seen.
+    // PostgreSQL folds every minus of an integer constant into it, also through
+    // parentheses: `-2147483648` is an INTEGER, `-(-2147483648)` the BIGINT 2147483648,
+    // `-9223372036854775808` a BIGINT (without its sign it does not fit). A pass of its
+    // own: the literal must still be a number when its minus is seen.
     let fold_sign = |expr: &mut Expr| {
         if let Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr: operand,
         } = expr
-            && let Expr::Value(value) = operand.as_ref()
-            && let Value::Number(text, long) = &value.value
-            && text.parse::<i64>().is_err()
-            && format!("-{text}").parse::<i64>().is_ok()
         {
-            *expr = Expr::value(Value::Number(format!("-{text}"), *long));
+            let mut inner = operand.as_ref();
+            while let Expr::Nested(nested) = inner {
+                inner = nested;
+            }
+            if let Expr::Value(value) = inner
+                && let Value::Number(text, long) = &value.value
+            {
+                let negated = match text.strip_prefix('-') {
+                    Some(positive) => positive.to_string(),
+                    None => format!("-{text}"),
+                };
+                if negated.parse::<i64>().is_ok() {
+                    *expr = Expr::value(Value::Number(negated, *long));
+                }
+            }
         }
         ControlFlow::<()>::Continue(())
     };

@@ -120,7 +120,7 @@ fn create_insert_update_delete_round_trip_and_replay() {
             &db,
             "SELECT opened, vip, n, CAST(at AS VARCHAR) FROM accounts WHERE id = 1"
         ),
-        [["2024-01-02", "true", "7", "2024-01-02T03:04:05"]]
+        [["2024-01-02", "true", "7", "2024-01-02 03:04:05"]]
     );
     run(&db, "DROP TABLE copy");
     run(&db, "DROP TABLE IF EXISTS copy");

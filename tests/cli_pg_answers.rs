@@ -436,6 +436,44 @@ fn rows_patterns_and_lists_as_postgresql() {
     assert!(clean, "{stderr}");
 }
 
+/// A prepared statement whose columns change type (the table was recreated) is refused as
+/// PostgreSQL refuses it (0A000), not answered with its values cast to the old types (text
+/// read as NULL, a double sent as text).
+#[test]
+fn a_prepared_statement_refuses_columns_that_changed_type() {
+    let dir = TempDir::new("pg-prepared-types");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let (a, b) = (connect(server.port).await, connect(server.port).await);
+        b.batch_execute(
+            "CREATE TABLE pv (id BIGINT PRIMARY KEY, x BIGINT, s TEXT); \
+             INSERT INTO pv VALUES (1, 10, 'a'), (2, 20, 'b')",
+        )
+        .await
+        .unwrap();
+        let by_key = a.prepare("SELECT * FROM pv WHERE id = $1").await.unwrap();
+        let scan = a.prepare("SELECT s FROM pv WHERE x > $1").await.unwrap();
+        assert_eq!(a.query(&by_key, &[&1i64]).await.unwrap().len(), 1);
+        assert_eq!(a.query(&scan, &[&0i64]).await.unwrap().len(), 2);
+        b.batch_execute(
+            "DROP TABLE pv; CREATE TABLE pv (id BIGINT PRIMARY KEY, s DOUBLE PRECISION, \
+             x BIGINT); INSERT INTO pv VALUES (1, 1.5, 10), (2, 2.5, 20)",
+        )
+        .await
+        .unwrap();
+        for (statement, key) in [(&by_key, 1i64), (&scan, 0)] {
+            let error = a.query(statement, &[&key]).await.unwrap_err();
+            assert_eq!(code(&error), "0A000", "{error}");
+        }
+        // Prepared again, it answers in the new types.
+        let scan = a.prepare("SELECT s FROM pv WHERE x > $1").await.unwrap();
+        let rows = a.query(&scan, &[&15i64]).await.unwrap();
+        assert_eq!(rows[0].get::<_, f64>(0), 2.5);
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 /// CPU seconds the process has used (user + system), from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

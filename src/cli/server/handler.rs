@@ -189,7 +189,7 @@ async fn stream_query(
     };
     if let Some(described) = described
         && !described.fields().is_empty()
-        && described.fields().len() != schema.fields().len()
+        && same_columns(described, &[RecordBatch::new_empty(Arc::clone(&schema))]).is_err()
     {
         metrics.statement(started.elapsed(), false, &[]);
         // Dropping the armed `running` stops the query.
@@ -280,17 +280,53 @@ async fn stream_query(
 /// described with (a table changed between Parse and Execute): drivers prepare it again.
 fn same_columns(described: &SchemaRef, batches: &[RecordBatch]) -> PgWireResult<()> {
     let expected = described.fields().len();
-    match batches.first() {
-        Some(batch) if expected > 0 && batch.num_columns() != expected => Err(sqlstate::error(
+    let Some(batch) = batches.first() else {
+        return Ok(());
+    };
+    if expected == 0 {
+        return Ok(());
+    }
+    let refuse = |now: String| {
+        Err(sqlstate::error(
             sqlstate::FEATURE_NOT_SUPPORTED,
             format!(
-                "cached plan must not change result type: the statement was prepared for {} \
-                 columns and now returns {} (a table changed); prepare it again",
-                expected,
-                batch.num_columns()
+                "cached plan must not change result type: the statement was prepared for \
+                 {expected} columns and now returns {now} (a table changed); prepare it again"
             ),
-        )),
-        _ => Ok(()),
+        ))
+    };
+    if batch.num_columns() != expected {
+        return refuse(format!("{}", batch.num_columns()));
+    }
+    // Values are cast to the described types: within a kind (a narrower integer, an exact
+    // number) that is exact; across kinds it would read text as NULL or a double as text.
+    for (field, column) in described.fields().iter().zip(batch.columns()) {
+        let (was, now) = (kind_of(field.data_type()), kind_of(column.data_type()));
+        if was != now && was != "null" && now != "null" {
+            return refuse(format!(
+                "{} for column {:?}, described as {}",
+                column.data_type(),
+                field.name(),
+                field.data_type()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Types whose values cast into one another exactly: integers and decimals; floats; text;
+/// each other type by itself.
+fn kind_of(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType;
+    match data_type {
+        t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
+            "exact".into()
+        }
+        t if t.is_floating() => "float".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        // Untyped NULLs (`SELECT NULL`) read as any type.
+        DataType::Null => "null".into(),
+        other => encode::pg_type(other).name().to_string(),
     }
 }
 

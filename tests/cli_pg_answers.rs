@@ -350,6 +350,34 @@ fn rows_patterns_and_lists_as_postgresql() {
             [Some("2".to_string())],
             "nothing of the refused writes applied"
         );
+        // ADD COLUMN with what would not be enforced is refused.
+        for sql in [
+            "ALTER TABLE r ADD COLUMN k BIGINT PRIMARY KEY",
+            "ALTER TABLE r ADD COLUMN d INT DEFAULT 7",
+            "ALTER TABLE r ADD COLUMN u INT UNIQUE",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "0A000", "{sql}: {error}");
+        }
+        // A NaN with its sign bit set is stored as the one NaN (it sorted below -Infinity).
+        client
+            .batch_execute(
+                "CREATE TABLE z (id BIGINT PRIMARY KEY, b DOUBLE PRECISION); \
+                 INSERT INTO z VALUES (1, 'NaN'), (2, 'NaN'), (3, '-Infinity'); \
+                 UPDATE z SET b = -b WHERE id = 2",
+            )
+            .await
+            .unwrap();
+        let (_, values) = first_row(
+            &client,
+            "SELECT count(DISTINCT b), (SELECT count(*) FROM z WHERE b < 0), \
+             (SELECT count(*) FROM z WHERE b = 'NaN'), min(b) FROM z",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [Some("2"), Some("1"), Some("2"), Some("-Infinity")].map(|v| v.map(str::to_string))
+        );
         let (_, values) = first_row(
             &client,
             &format!(

@@ -340,6 +340,9 @@ pub fn encode_value(buf: &mut Vec<u8>, value: ValueRef<'_>) {
         }
         ValueRef::Float64(v) => {
             buf.push(5);
+            // One NaN: Arrow orders and groups NaNs by their bits (a NaN with its sign bit
+            // set sorted below -Infinity); PostgreSQL has one NaN, above every number.
+            let v = if v.is_nan() { f64::NAN } else { v };
             buf.extend_from_slice(&v.to_le_bytes());
         }
         ValueRef::Utf8(v) => {
@@ -830,6 +833,27 @@ mod tests {
         assert!(!json.contains("max_chars"), "{json}");
         let back: TableSchema = serde_json::from_str(&json).expect("json back");
         assert_eq!(back, schema());
+    }
+
+    /// Every NaN is stored as the one quiet NaN, so that readers order and group them as one.
+    #[test]
+    fn nans_are_stored_as_one() {
+        let mut encoder = ChangeEncoder::new();
+        encoder.upsert("t", &[Value::Int64(1), Value::Float64(-f64::NAN)]);
+        let bytes = encoder.finish();
+        let entries = decode(&bytes).expect("decode");
+        let Entry::Rows { rows, .. } = &entries[0] else {
+            panic!("rows expected")
+        };
+        let rows: Vec<_> = rows.clone().map(|r| r.expect("row")).collect();
+        let RowChange::Upsert(values) = &rows[0] else {
+            panic!("upsert expected")
+        };
+        let values: Vec<_> = values.clone().map(|v| v.expect("value")).collect();
+        let ValueRef::Float64(stored) = values[1] else {
+            panic!("a double expected")
+        };
+        assert_eq!(stored.to_bits(), f64::NAN.to_bits());
     }
 
     /// Rows are skipped by structure; text that is not UTF-8 is reported when its value is

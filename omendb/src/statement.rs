@@ -23,8 +23,8 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    AlterTableOperation, CharacterLength, DataType as SqlDataType, ObjectName, ObjectNamePart,
-    Statement as SqlStatement,
+    AlterTableOperation, CharacterLength, ColumnOption, DataType as SqlDataType, ObjectName,
+    ObjectNamePart, Statement as SqlStatement,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use omen_replicator::change::{ColumnDef, DataType, TableSchema, Value};
@@ -190,6 +190,19 @@ impl Db {
                         "ALTER TABLE {operation}: only ADD COLUMN is supported"
                     )));
                 };
+                if !column_def.options.iter().all(|o| {
+                    matches!(
+                        o.option,
+                        ColumnOption::Null | ColumnOption::NotNull | ColumnOption::Comment(_)
+                    )
+                }) {
+                    // They would be accepted and not enforced (a second PRIMARY KEY, UNIQUE,
+                    // DEFAULT reading NULL, GENERATED).
+                    return Err(unsupported(format!(
+                        "ALTER TABLE ... ADD COLUMN {column_def}: constraints, DEFAULT and \
+                         generated columns; add a plain column"
+                    )));
+                }
                 let schema = self.schema(&table)?;
                 let name = column_def.name.value.clone();
                 if *if_not_exists && schema.columns.iter().any(|c| c.name == name) {

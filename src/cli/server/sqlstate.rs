@@ -94,6 +94,8 @@ pub fn code(error: &omendb::Error) -> &'static str {
         Error::Replicator(ReplicatorError::Behind { .. } | ReplicatorError::Timeout(_)) => "53000",
         // The replicator stopped: writes wait for an operator (see its message).
         Error::Replicator(_) => "58000",
+        // A write whose record is larger than the log takes: nothing was applied.
+        Error::Wal(WalError::RecordTooLarge { .. }) => PROGRAM_LIMIT_EXCEEDED,
         Error::Wal(WalError::Poisoned { .. } | WalError::Io { .. }) => IO_ERROR,
         _ => INTERNAL_ERROR,
     }

@@ -623,9 +623,17 @@ impl PartitionIter {
                 let rows = (*rows_left).min(self.shared.batch_size);
                 *rows_left -= rows;
                 if rows > 0 {
+                    // The wanted columns (if any) are not in the file: columns added after
+                    // it was written read NULL.
+                    let nulls = self
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| new_null_array(f.data_type(), rows))
+                        .collect();
                     self.ready.push_back(RecordBatch::try_new_with_options(
                         Arc::clone(&self.schema),
-                        Vec::new(),
+                        nulls,
                         &RecordBatchOptions::new().with_row_count(Some(rows)),
                     )?);
                 }

@@ -294,3 +294,25 @@ fn quoted_table_names_keep_their_case() {
     assert_eq!(count(&db, "SELECT count(*) FROM mixed"), "1");
     assert!(db.sql("SELECT * FROM \"Mixed\"").is_err());
 }
+
+/// A column added after a Parquet file was written reads NULL from it, also when a query
+/// needs no other column of the file (`count(*) ... WHERE b = 5` failed with "number of
+/// columns(0) must match number of fields(1)").
+#[test]
+fn columns_added_after_a_flush_read_null_from_older_files() {
+    let dir = TempDir::new("sql-added-column");
+    let db = open(&dir);
+    run(
+        &db,
+        "CREATE TABLE ac (id BIGINT PRIMARY KEY, a INT); INSERT INTO ac VALUES (1, 1)",
+    );
+    db.replicator().flush_now().expect("flush");
+    run(
+        &db,
+        "ALTER TABLE ac ADD COLUMN b INT; INSERT INTO ac VALUES (5, 5, 5)",
+    );
+    db.replicator().flush_now().expect("flush");
+    assert_eq!(count(&db, "SELECT count(*) FROM ac WHERE b = 5"), "1");
+    assert_eq!(count(&db, "SELECT count(*) FROM ac WHERE b IS NULL"), "1");
+    assert_eq!(count(&db, "SELECT count(1) FROM (SELECT b FROM ac) q"), "2");
+}

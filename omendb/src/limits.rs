@@ -546,6 +546,64 @@ fn cast_to_length(expr: &Expr) -> Option<Expr> {
     })
 }
 
+/// `FROM generate_series(1, 3) g` names its one column `g`, as PostgreSQL names the column
+/// of a function returning a scalar after the alias (DataFusion calls it `value`).
+struct ScalarFunctionAliases;
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for ScalarFunctionAliases {
+    type Break = ();
+
+    fn pre_visit_table_factor(
+        &mut self,
+        factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+        if let TableFactor::Table {
+            name,
+            args: Some(_),
+            alias: Some(alias),
+            ..
+        } = factor
+            && alias.columns.is_empty()
+            && let [part] = name.0.as_slice()
+            && part.as_ident().is_some_and(|f| {
+                ["generate_series", "range"]
+                    .iter()
+                    .any(|n| f.value.eq_ignore_ascii_case(n))
+            })
+        {
+            alias.columns = vec![TableAliasColumnDef {
+                name: alias.name.clone(),
+                data_type: None,
+            }];
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Names every unnamed item of a select list whose text repeats (`SELECT id + 1, 0, 0`):
+/// DataFusion refuses a projection with two columns of one name, where PostgreSQL takes
+/// `INSERT ... SELECT` of them (its columns are matched by position).
+fn distinct_names(items: &mut [datafusion::sql::sqlparser::ast::SelectItem]) {
+    use datafusion::sql::sqlparser::ast::SelectItem;
+    let mut seen = std::collections::HashSet::new();
+    let repeats = items.iter().any(|item| match item {
+        SelectItem::UnnamedExpr(expr) => !seen.insert(expr.to_string()),
+        _ => false,
+    });
+    if !repeats {
+        return;
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(expr) = item {
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::new(format!("omendb_column_{}", i + 1)),
+            };
+        }
+    }
+}
+
 /// Gives operators PostgreSQL's meaning where the generic dialect parses them otherwise:
 /// `a ^ b` is exponentiation (`power`), not bitwise XOR, and binds tighter than `*` and `+`
 /// ([`with_postgres_precedence`]); `mod(a, b)` is `a % b`; numeric literals that a DOUBLE
@@ -617,6 +675,16 @@ fn postgres_operators(statement: &mut DfStatement) {
     };
     match statement {
         DfStatement::Statement(statement) => {
+            if let datafusion::sql::sqlparser::ast::Statement::Insert(insert) = statement.as_mut()
+                && let Some(source) = insert.source.as_mut()
+                && let SetExpr::Select(select) = source.body.as_mut()
+            {
+                distinct_names(&mut select.projection);
+            }
+            let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(
+                statement.as_mut(),
+                &mut ScalarFunctionAliases,
+            );
             let _ = visit_expressions_mut(statement.as_mut(), fold_sign);
             let _ = visit_expressions_mut(statement.as_mut(), rewrite);
         }

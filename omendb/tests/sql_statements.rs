@@ -316,3 +316,26 @@ fn columns_added_after_a_flush_read_null_from_older_files() {
     assert_eq!(count(&db, "SELECT count(*) FROM ac WHERE b IS NULL"), "1");
     assert_eq!(count(&db, "SELECT count(1) FROM (SELECT b FROM ac) q"), "2");
 }
+
+/// PostgreSQL forms DataFusion refused: `INSERT ... SELECT` of repeated expressions (two
+/// columns of one name), and the alias of `generate_series` naming its column.
+#[test]
+fn insert_select_of_repeated_values_and_function_aliases_work() {
+    let dir = TempDir::new("sql-repeated");
+    let db = open(&dir);
+    run(
+        &db,
+        "CREATE TABLE cc (id BIGINT PRIMARY KEY, a INT, b INT); \
+         INSERT INTO cc VALUES (1, 1, 1); \
+         INSERT INTO cc SELECT id + 10, 0, 0 FROM cc; \
+         INSERT INTO cc SELECT id + 100, a, a FROM cc",
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM cc WHERE a = b"), "4");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(g) FROM generate_series(1, 4) g WHERE g > 2"
+        ),
+        "7"
+    );
+}

@@ -440,6 +440,8 @@ fn rows_patterns_and_lists_as_postgresql() {
             // An INT plus an INTEGER literal is an INTEGER, as in PostgreSQL.
             ("SELECT CAST(2147483647 AS INT) + 1", "22003"),
             ("SELECT 2147483647 + 1", "22003"),
+            // PostgreSQL's text cannot hold NUL.
+            ("INSERT INTO ts (id, s) VALUES (9, 'a' || chr(0))", "22021"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");

@@ -587,6 +587,19 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
             None => column.nullable,
             Some(data_type) => data_type == column.data_type,
         };
+        if let Value::Utf8(text) = value
+            && text.contains('\0')
+        {
+            // As PostgreSQL, whose text cannot hold it (C clients would cut the value there).
+            return Err(Error::Data {
+                kind: crate::error::DataErrorKind::NulInText,
+                message: format!(
+                    "invalid byte sequence for encoding \"UTF8\": 0x00 (table {table:?}, \
+                     column {:?}); nothing of the batch was applied",
+                    column.name
+                ),
+            });
+        }
         if let (Some(max_chars), Value::Utf8(text)) = (column.max_chars, value) {
             // Bytes bound characters: most values skip the count.
             let chars = if text.len() <= max_chars as usize {

@@ -313,6 +313,8 @@ pub enum DataErrorKind {
     InvalidDatetime,
     /// Text that is not a value of the type it is cast to, `'abc'::int` (`22P02`).
     InvalidText,
+    /// Text holding a NUL character, which PostgreSQL's text cannot (`22021`).
+    NulInText,
 }
 
 impl DataErrorKind {
@@ -325,6 +327,7 @@ impl DataErrorKind {
             Self::DatetimeOutOfRange => "22008",
             Self::InvalidDatetime => "22007",
             Self::InvalidText => "22P02",
+            Self::NulInText => "22021",
         }
     }
 }

@@ -269,9 +269,6 @@ fn out_of_range(what: &str, value: i64) -> pgwire::error::PgWireError {
     )
 }
 
-/// A timestamp as PostgreSQL prints it: fractional seconds only when not zero, without
-/// trailing zeros (`2024-01-02 03:04:05`, `2024-01-02 03:04:05.5`).
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -633,3 +633,34 @@ fn bad_format_codes_are_refused_not_a_bug() {
     let log = stop_clean(server);
     assert!(!log.contains("failed on a bug"), "{log}");
 }
+
+/// As in PostgreSQL, Sync outside a block ends every portal: a suspended named portal (and
+/// the snapshot its query reads) does not outlive it.
+#[test]
+fn sync_outside_a_block_ends_suspended_portals() {
+    let dir = TempDir::new("fuzz-portal-sync");
+    let server = Server::start(dir.path(), &[]);
+    let mut socket = raw_login(server.port).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = message(b'P', b"s\0SELECT value FROM generate_series(1, 1000)\0\0\0");
+    bytes.extend(message(b'B', b"p1\0s\0\0\0\0\0\0\0"));
+    bytes.extend(message(b'E', b"p1\0\0\0\0\x02"));
+    bytes.extend(message(b'S', &[]));
+    bytes.extend(message(b'E', b"p1\0\0\0\0\x02"));
+    bytes.extend(message(b'S', &[]));
+    bytes.extend(message(b'X', &[]));
+    socket.write_all(&bytes).unwrap();
+    let reply = read_until_closed(&mut socket, "the connection");
+    let kinds: Vec<u8> = std::iter::successors(Some(&reply[..]), |rest| {
+        let length = u32::from_be_bytes(rest.get(1..5)?.try_into().ok()?) as usize;
+        rest.get(1 + length..).filter(|r| !r.is_empty())
+    })
+    .map(|m| m[0])
+    .collect();
+    // Parse, Bind, two rows, suspended, ready; then the portal is gone: an error, ready.
+    assert_eq!(kinds, b"12DDsZEZ", "{}", String::from_utf8_lossy(&reply));
+    let log = stop_clean(server);
+    assert!(!log.contains("failed on a bug"), "{log}");
+}

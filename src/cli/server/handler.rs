@@ -822,6 +822,35 @@ impl ExtendedQueryHandler for Backend {
         .await
     }
 
+    /// As PostgreSQL: outside a block, Sync ends the implicit transaction and with it every
+    /// portal, named ones too, so a suspended portal holds its snapshot (and the Parquet
+    /// files it reads, which compaction may not delete) only until the client's next Sync.
+    async fn on_sync<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::extendedquery::Sync,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        if self.session(&*client).block().is_none() {
+            client.portal_store().clear_portals();
+        } else {
+            client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        }
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(
+                pgwire::messages::response::ReadyForQuery::new(client.transaction_status()),
+            ))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+
     async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,

@@ -428,6 +428,14 @@ fn rows_patterns_and_lists_as_postgresql() {
             seconds, 915_768_306,
             "the binary form agrees: 1999-01-08 04:05:06"
         );
+        // A timestamp parameter beyond 2262 (nanoseconds' end) is stored, as its text is.
+        let late = std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        client
+            .execute("INSERT INTO ts (id, at) VALUES ($1, $2)", &[&10i64, &late])
+            .await
+            .unwrap();
+        let (_, values) = first_row(&client, "SELECT at FROM ts WHERE id = 10").await;
+        assert_eq!(values, [Some("9999-12-31 23:59:59".to_string())]);
         for (sql, expected) in [
             ("INSERT INTO ts (id) VALUES (NULL)", "23502"),
             ("SELECT '99999999999'::int", "22003"),

@@ -277,8 +277,9 @@ fn literal(portal: &Portal<Prepared>, index: usize, pg: &Type) -> PgWireResult<S
                 format!("CAST({} AS DOUBLE)", quote(&v.to_string()))
             }
         }
+        // Microseconds, as stored: `TIMESTAMP` is nanoseconds here, which end in 2262.
         Type::TIMESTAMP => format!(
-            "CAST({} AS TIMESTAMP)",
+            "CAST({} AS TIMESTAMP(6))",
             quote(
                 &value!(NaiveDateTime)
                     .format("%Y-%m-%d %H:%M:%S%.f")

@@ -661,6 +661,8 @@ fn sync_outside_a_block_ends_suspended_portals() {
     .collect();
     // Parse, Bind, two rows, suspended, ready; then the portal is gone: an error, ready.
     assert_eq!(kinds, b"12DDsZEZ", "{}", String::from_utf8_lossy(&reply));
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("C34000\0"), "PostgreSQL's code: {text}");
     let log = stop_clean(server);
     assert!(!log.contains("failed on a bug"), "{log}");
 }

@@ -114,6 +114,14 @@ pub async fn serve<H: PgWireServerHandlers>(
         .await;
         if let Err(error) = processed {
             let fatal = error.is_fatal();
+            // PostgreSQL's code for a portal that does not exist (pgwire says 26000, the
+            // code of a missing prepared statement).
+            let error = match error {
+                PgWireError::PortalNotFound(name) => {
+                    super::sqlstate::error("34000", format!("portal \"{name}\" does not exist"))
+                }
+                other => other,
+            };
             process_error(&mut socket, error, wait_for_sync).await?;
             if fatal {
                 return Ok(());

@@ -556,6 +556,16 @@ fn pipeline_is_whole(mut bytes: &[u8]) -> bool {
 }
 
 /// The last whole backend message of `reply`: its type and body.
+/// The type bytes of the messages in `reply`, in order.
+fn message_kinds(reply: &[u8]) -> Vec<u8> {
+    std::iter::successors(Some(reply), |rest| {
+        let length = u32::from_be_bytes(rest.get(1..5)?.try_into().ok()?) as usize;
+        rest.get(1 + length..).filter(|r| !r.is_empty())
+    })
+    .filter_map(|m| m.first().copied())
+    .collect()
+}
+
 fn last_message(mut reply: &[u8]) -> Option<(u8, &[u8])> {
     let mut last = None;
     while let [kind, a, b, c, d, ..] = *reply {
@@ -585,12 +595,7 @@ fn a_malformed_bind_is_refused_with_08p01_after_the_messages_before_it_are_answe
     bytes.extend(message(b'S', &[]));
     socket.write_all(&bytes).unwrap();
     let reply = read_until_closed(&mut socket, "the connection");
-    let kinds: Vec<u8> = std::iter::successors(Some(&reply[..]), |rest| {
-        let length = u32::from_be_bytes(rest.get(1..5)?.try_into().ok()?) as usize;
-        rest.get(1 + length..).filter(|r| !r.is_empty())
-    })
-    .map(|m| m[0])
-    .collect();
+    let kinds = message_kinds(&reply);
     assert_eq!(kinds, b"TDCZE", "{reply:?}");
     let (_, error) = last_message(&reply).unwrap();
     let error = String::from_utf8_lossy(error);
@@ -653,16 +658,50 @@ fn sync_outside_a_block_ends_suspended_portals() {
     bytes.extend(message(b'X', &[]));
     socket.write_all(&bytes).unwrap();
     let reply = read_until_closed(&mut socket, "the connection");
-    let kinds: Vec<u8> = std::iter::successors(Some(&reply[..]), |rest| {
-        let length = u32::from_be_bytes(rest.get(1..5)?.try_into().ok()?) as usize;
-        rest.get(1 + length..).filter(|r| !r.is_empty())
-    })
-    .map(|m| m[0])
-    .collect();
+    let kinds = message_kinds(&reply);
     // Parse, Bind, two rows, suspended, ready; then the portal is gone: an error, ready.
     assert_eq!(kinds, b"12DDsZEZ", "{}", String::from_utf8_lossy(&reply));
     let text = String::from_utf8_lossy(&reply);
     assert!(text.contains("C34000\0"), "PostgreSQL's code: {text}");
+    let log = stop_clean(server);
+    assert!(!log.contains("failed on a bug"), "{log}");
+}
+
+/// A portal whose write ran cannot be run again (55000), as in PostgreSQL: each Execute ran
+/// the UPDATE once more.
+#[test]
+fn a_portal_runs_its_write_once() {
+    let dir = TempDir::new("fuzz-portal-write");
+    let server = Server::start(dir.path(), &[]);
+    let mut socket = raw_login(server.port).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = message(
+        b'Q',
+        b"CREATE TABLE t5 (id BIGINT PRIMARY KEY, v BIGINT); INSERT INTO t5 VALUES (1, 0)\0",
+    );
+    bytes.extend(message(
+        b'P',
+        b"s\0UPDATE t5 SET v = v + 1 WHERE id = 1\0\0\0",
+    ));
+    bytes.extend(message(b'B', b"pu\0s\0\0\0\0\0\0\0"));
+    for _ in 0..3 {
+        bytes.extend(message(b'E', b"pu\0\0\0\0\0"));
+    }
+    bytes.extend(message(b'S', &[]));
+    bytes.extend(message(b'Q', b"SELECT v FROM t5 WHERE id = 1\0"));
+    bytes.extend(message(b'X', &[]));
+    socket.write_all(&bytes).unwrap();
+    let reply = read_until_closed(&mut socket, "the connection");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("C55000\0"), "{text}");
+    assert_eq!(text.matches("UPDATE 1").count(), 1, "{text}");
+    // The last DataRow holds v: 1 (one column, 4-byte length, the text "1").
+    assert!(
+        reply.windows(7).any(|w| w == b"\0\x01\0\0\0\x011"),
+        "{text}"
+    );
     let log = stop_clean(server);
     assert!(!log.contains("failed on a bug"), "{log}");
 }

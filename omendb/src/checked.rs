@@ -211,7 +211,7 @@ impl AnalyzerRule for CheckedArithmetic {
                     | Expr::TryCast(TryCast { expr: inner, field }) = &expr
                         && matches!(field.data_type(), DataType::Timestamp(_, None))
                         && !matches!(inner.as_ref(), Expr::ScalarFunction(f)
-                            if f.func.inner().is::<crate::timestamp_input::TimestampInput>())
+                            if f.func.name() == crate::timestamp_input::TIMESTAMP_INPUT)
                         && inner.get_type(&schema).is_ok_and(|t| {
                             matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
                         })
@@ -242,7 +242,7 @@ impl AnalyzerRule for CheckedArithmetic {
                         })
                     {
                         let text = Expr::ScalarFunction(ScalarFunction::new_udf(
-                            Arc::new(crate::float::float_text_udf()),
+                            Arc::new(crate::float::pg_text_udf()),
                             vec![inner.as_ref().clone()],
                         ));
                         return Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(

@@ -305,56 +305,32 @@ pub fn pg_timestamp_text(micros: i64) -> Option<String> {
 /// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL` or `TIMESTAMP`, printed as PostgreSQL prints it
 /// ([`pg_float_text`], [`pg_timestamp_text`]), where Arrow prints `inf`, `-0.0`, `1000.0`
 /// and `2024-01-02T03:04:05`.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct FloatText {
-    signature: Signature,
+pub(crate) fn pg_text_udf() -> ScalarUDF {
+    crate::text_function::TextFunction::udf("pg_text", pg_texts)
 }
 
-/// The plan function of [`FloatText`].
-pub(crate) fn float_text_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(FloatText {
-        signature: Signature::any(1, Volatility::Immutable),
+/// The values of [`pg_text_udf`].
+fn pg_texts(array: &ArrayRef) -> Result<arrow::array::StringArray> {
+    Ok(match array.data_type() {
+        DataType::Timestamp(_, None) => {
+            let micros = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
+            cast(&array, &micros)?
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .iter()
+                .map(|v| v.and_then(pg_timestamp_text))
+                .collect()
+        }
+        DataType::Float32 => array
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .iter()
+            .map(|v| v.map(|v| pg_float_text(f64::from(v), v)))
+            .collect(),
+        _ => cast(&array, &DataType::Float64)?
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| pg_float_text(v, v)))
+            .collect(),
     })
-}
-
-impl ScalarUDFImpl for FloatText {
-    fn name(&self) -> &str {
-        "float_text"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return datafusion::common::exec_err!("float_text takes one argument");
-        };
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let array = arg.to_array(if scalar { 1 } else { args.number_rows })?;
-        let text: arrow::array::StringArray = match array.data_type() {
-            DataType::Timestamp(_, None) => {
-                let micros = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
-                cast(&array, &micros)?
-                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                    .iter()
-                    .map(|v| v.and_then(pg_timestamp_text))
-                    .collect()
-            }
-            DataType::Float32 => array
-                .as_primitive::<arrow::datatypes::Float32Type>()
-                .iter()
-                .map(|v| v.map(|v| pg_float_text(f64::from(v), v)))
-                .collect(),
-            _ => cast(&array, &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(|v| pg_float_text(v, v)))
-                .collect(),
-        };
-        crate::checked::answer(Arc::new(text), scalar)
-    }
 }
 
 #[cfg(test)]

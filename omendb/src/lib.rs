@@ -56,6 +56,7 @@ mod sql;
 mod statement;
 mod stored_row;
 mod table_cache;
+mod text_function;
 mod timestamp_input;
 
 pub use bounded::DEFAULT_MAX_VALUE_BYTES;

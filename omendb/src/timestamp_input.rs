@@ -2,17 +2,12 @@
 //! offset after the time is ignored, so `'1999-01-08 04:05:06+02'` is 04:05:06. Arrow's
 //! cast converted such text to UTC (02:05:06), while the same text sent as a parameter was
 //! stored unshifted: the stored value depended on the protocol. The analyzer
-//! (`checked.rs`) puts [`TimestampInput`] under every cast from text to `TIMESTAMP`.
+//! (`checked.rs`) puts [`timestamp_input_udf`] under every cast from text to `TIMESTAMP`.
 
-use std::sync::Arc;
-
-use arrow::array::{Array, AsArray, StringArray};
+use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use datafusion::common::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::ScalarUDF;
 
 /// `text` without a zone after its time: `Z`, `+02`, `-05:30`, `+0530`, ` UTC`,
 /// ` America/New_York`. Text without a time (`'2024-01-02'`) is returned as it is.
@@ -51,46 +46,19 @@ pub(crate) fn without_zone(text: &str) -> &str {
 }
 
 /// Text to be cast to `TIMESTAMP`, without its zone ([`without_zone`]).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TimestampInput {
-    signature: Signature,
-}
-
-/// The plan function of [`TimestampInput`].
 pub(crate) fn timestamp_input_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(TimestampInput {
-        signature: Signature::any(1, Volatility::Immutable),
-    })
-}
-
-impl ScalarUDFImpl for TimestampInput {
-    fn name(&self) -> &str {
-        "timestamp_input"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return datafusion::common::exec_err!("timestamp_input takes one argument");
-        };
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let array = cast(
-            &arg.to_array(if scalar { 1 } else { args.number_rows })?,
-            &DataType::Utf8,
-        )?;
-        let text: StringArray = array
+    crate::text_function::TextFunction::udf(TIMESTAMP_INPUT, |array| {
+        let text = cast(array, &DataType::Utf8)?;
+        Ok(text
             .as_string::<i32>()
             .iter()
             .map(|v| v.map(without_zone))
-            .collect();
-        debug_assert_eq!(text.len(), array.len());
-        crate::checked::answer(Arc::new(text), scalar)
-    }
+            .collect())
+    })
 }
+
+/// The name of [`timestamp_input_udf`].
+pub(crate) const TIMESTAMP_INPUT: &str = "timestamp_input";
 
 #[cfg(test)]
 mod tests {

@@ -806,6 +806,16 @@ impl ExtendedQueryHandler for Backend {
     {
         let prepared = &portal.statement.statement;
         params::check_formats(portal, prepared.schema.fields().len())?;
+        let session = self.session(&*client);
+        if session.write_finished(&portal.state) {
+            return Err(sqlstate::error(
+                "55000",
+                format!(
+                    "portal \"{}\" cannot be run: its write has run",
+                    portal.name
+                ),
+            ));
+        }
         if prepared.key_read
             && let Some(keys) = params::keys(portal)?
             && let Some(response) = self.key_read(&*client, portal, keys).await?
@@ -813,13 +823,18 @@ impl ExtendedQueryHandler for Backend {
             return Ok(response);
         }
         let statement = params::bind(portal)?;
-        self.run(
-            &*client,
-            statement,
-            (Some(&portal.result_column_format), Some(&prepared.schema)),
-            true,
-        )
-        .await
+        let response = self
+            .run(
+                &*client,
+                statement,
+                (Some(&portal.result_column_format), Some(&prepared.schema)),
+                true,
+            )
+            .await?;
+        if matches!(response, Response::Execution(_)) {
+            session.finish_write(&portal.state);
+        }
+        Ok(response)
     }
 
     /// As PostgreSQL: outside a block, Sync ends the implicit transaction and with it every

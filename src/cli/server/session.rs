@@ -97,7 +97,12 @@ pub struct Session {
     slot: Mutex<Option<OwnedSemaphorePermit>>,
     logged_in: AtomicBool,
     password_messages: AtomicUsize,
+    /// Portals whose write ran to its end (by their state, which lives as long as they do).
+    finished_writes: Mutex<Vec<std::sync::Weak<PortalState>>>,
 }
+
+/// pgwire's execution state of a portal, which identifies it.
+pub type PortalState = tokio::sync::Mutex<pgwire::api::portal::PortalExecutionState>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -116,6 +121,7 @@ impl Session {
             active,
             slot: Mutex::new(None),
             logged_in: AtomicBool::new(false),
+            finished_writes: Mutex::new(Vec::new()),
             password_messages: AtomicUsize::new(0),
         };
         session.reset_all();
@@ -263,6 +269,21 @@ impl Session {
             }
             None => Err(unrecognized(&name)),
         }
+    }
+
+    /// Whether the portal of `state` ran a write to its end: as PostgreSQL, it cannot be
+    /// run again (pgwire would run the write once more on each Execute).
+    pub fn write_finished(&self, state: &Arc<PortalState>) -> bool {
+        lock(&self.finished_writes)
+            .iter()
+            .any(|w| w.upgrade().is_some_and(|s| Arc::ptr_eq(&s, state)))
+    }
+
+    /// Notes that the portal of `state` ran its write to its end.
+    pub fn finish_write(&self, state: &Arc<PortalState>) {
+        let mut finished = lock(&self.finished_writes);
+        finished.retain(|w| w.strong_count() > 0);
+        finished.push(Arc::downgrade(state));
     }
 
     /// The open transaction block, if any.

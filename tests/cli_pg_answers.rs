@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cli_support::{Server, TempDir, code, connect, runtime};
 use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::Type;
 
 /// The column names and the text of the first row of `sql`.
 async fn first_row(
@@ -503,6 +504,21 @@ fn a_prepared_statement_refuses_columns_that_changed_type() {
             let error = a.query(statement, &[&key]).await.unwrap_err();
             assert_eq!(code(&error), "0A000", "{error}");
         }
+        // A placeholder declared float8 is planned as one (`$1 + 1` was described as BIGINT
+        // and 1.5 + 1 refused or truncated).
+        let typed = a
+            .prepare_typed("SELECT $1 + 1, $2 * 2", &[Type::FLOAT8, Type::FLOAT4])
+            .await
+            .unwrap();
+        let row = a.query_one(&typed, &[&1.5f64, &0.25f32]).await.unwrap();
+        assert_eq!((row.get::<_, f64>(0), row.get::<_, f32>(1)), (2.5, 0.5));
+        // A value the described column cannot hold is an error, never NULL.
+        let narrow = a
+            .prepare("SELECT CAST($1 AS BIGINT) + CAST(x AS INT) FROM pv WHERE id = 1")
+            .await
+            .unwrap();
+        let row = a.query_one(&narrow, &[&3_000_000_000i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 3_000_000_010);
         // Prepared again, it answers in the new types.
         let scan = a.prepare("SELECT s FROM pv WHERE x > $1").await.unwrap();
         let rows = a.query(&scan, &[&15i64]).await.unwrap();

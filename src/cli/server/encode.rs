@@ -99,8 +99,18 @@ enum Column {
 }
 
 fn cast_to<T: Clone + 'static>(array: &ArrayRef, to: &DataType) -> PgWireResult<T> {
-    let cast = arrow::compute::cast(array, to)
-        .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+    // Not safe: a value the described type cannot hold (a BIGINT result described as INT)
+    // is an error, never a NULL.
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let cast = arrow::compute::cast_with_options(array, to, &options).map_err(|e| {
+        sqlstate::error(
+            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("a value does not fit the column's described type {to}: {e}"),
+        )
+    })?;
     cast.as_any().downcast_ref::<T>().cloned().ok_or_else(|| {
         sqlstate::error(
             sqlstate::INTERNAL_ERROR,

@@ -752,7 +752,7 @@ impl QueryParser for OmenParser {
         &self,
         _client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -766,7 +766,10 @@ impl QueryParser for OmenParser {
         }
         match parsed.pop() {
             None => Ok(None),
-            Some(statement) => params::prepare(&self.db, statement).await.map(Some),
+            Some(mut statement) => {
+                params::declare_types(&mut statement.ast, types);
+                params::prepare(&self.db, statement).await.map(Some)
+            }
         }
     }
 

@@ -18,7 +18,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, SetExpr, Statement as SqlStatement, Value, visit_expressions_mut,
+    CastKind, DataType as SqlDataType, Expr, SetExpr, Statement as SqlStatement, Value,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -58,6 +59,30 @@ fn placeholder(expr: &Expr) -> Option<usize> {
         },
         _ => None,
     }
+}
+
+/// Puts a cast to its declared type around each placeholder the client declared a floating
+/// type for, so that the statement is planned (and described) with it: `$1 + 1` with a
+/// `float8` `$1` is a DOUBLE, not the BIGINT its `1` suggests (whose described column then
+/// could not carry 1.5). Integers are left bare, so that key reads keep their fast path.
+pub fn declare_types(statement: &mut DfStatement, declared: &[Option<Type>]) {
+    visit(statement, &mut |expr| {
+        let Some(index) = placeholder(expr) else {
+            return;
+        };
+        let data_type = match declared.get(index.wrapping_sub(1)).cloned().flatten() {
+            Some(Type::FLOAT8) => SqlDataType::DoublePrecision,
+            Some(Type::FLOAT4) => SqlDataType::Real,
+            _ => return,
+        };
+        *expr = Expr::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(expr.clone()),
+            data_type,
+            array: false,
+            format: None,
+        };
+    });
 }
 
 /// The placeholders of a statement: the highest index.

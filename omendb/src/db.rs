@@ -587,6 +587,28 @@ fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
             None => column.nullable,
             Some(data_type) => data_type == column.data_type,
         };
+        // A date or time no reader can print (days or microseconds beyond chrono's ±262,000
+        // years) would make every read of its column fail.
+        let printable = match value {
+            Value::Date32(days) => days
+                .checked_add(719_163)
+                .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+                .is_some(),
+            Value::TimestampMicros(micros) => {
+                chrono::DateTime::from_timestamp_micros(*micros).is_some()
+            }
+            _ => true,
+        };
+        if !printable {
+            return Err(Error::Data {
+                kind: crate::error::DataErrorKind::DatetimeOutOfRange,
+                message: format!(
+                    "date/time out of range: {value:?} (table {table:?}, column {:?}); nothing \
+                     of the batch was applied",
+                    column.name
+                ),
+            });
+        }
         if let Value::Utf8(text) = value
             && text.contains('\0')
         {

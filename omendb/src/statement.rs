@@ -314,6 +314,7 @@ impl Db {
                 "UPDATE of the primary key: DELETE the row and INSERT it with the new key",
             ));
         }
+        assignment_casts(&table, &dml.input)?;
         let input = Arc::unwrap_or_clone(dml.input);
         // The rows are streamed, so a write too large for one log record is refused once
         // its values alone exceed the record, not after all of it is built.
@@ -380,6 +381,70 @@ fn value_bytes(value: &Value) -> usize {
 
 /// Whether an UPDATE's planned rows take the key column unchanged (DataFusion projects an
 /// unassigned column as itself).
+/// Refuses the casts DataFusion adds to store a number in a `BOOLEAN`, `DATE` or `TIMESTAMP`
+/// column: PostgreSQL has no such assignment (42804), and `20240101` stored as a date was
+/// the year 57385, which no reader could print.
+fn assignment_casts(table: &str, input: &LogicalPlan) -> Result<()> {
+    // The new values: a projection of the rows to write, or (INSERT ... VALUES) the cells of
+    // the VALUES under it, which DataFusion casts to the columns' types.
+    let mut candidates: Vec<(String, &Expr, &datafusion::common::DFSchema)> = Vec::new();
+    let mut node = input;
+    loop {
+        match node {
+            LogicalPlan::Projection(projection) => {
+                for expr in &projection.expr {
+                    let name = match expr {
+                        Expr::Alias(alias) => alias.name.clone(),
+                        other => other.schema_name().to_string(),
+                    };
+                    candidates.push((name, expr, projection.input.schema()));
+                }
+                node = projection.input.as_ref();
+            }
+            LogicalPlan::Values(values) => {
+                for row in &values.values {
+                    for (field, expr) in values.schema.fields().iter().zip(row) {
+                        candidates.push((field.name().clone(), expr, values.schema.as_ref()));
+                    }
+                }
+                break;
+            }
+            _ => break,
+        }
+    }
+    for (name, expr, schema) in candidates {
+        let expr = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let (Expr::Cast(datafusion::logical_expr::Cast { expr: from, field })
+        | Expr::TryCast(datafusion::logical_expr::TryCast { expr: from, field })) = expr
+        else {
+            continue;
+        };
+        let to = field.data_type();
+        let target = matches!(
+            to,
+            ArrowType::Boolean | ArrowType::Date32 | ArrowType::Date64 | ArrowType::Timestamp(..)
+        );
+        if target
+            && let Ok(source) =
+                datafusion::logical_expr::ExprSchemable::get_type(from.as_ref(), schema)
+            && source.is_numeric()
+        {
+            return Err(Error::BadRow {
+                table: table.to_string(),
+                column: name,
+                reason: format!(
+                    "the column is {to}, but the expression is {source}; cast it explicitly or \
+                     write a {to} value"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn update_keeps_key(input: &LogicalPlan, schema: &TableSchema) -> bool {
     let LogicalPlan::Projection(projection) = input else {
         return false;

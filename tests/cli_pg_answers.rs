@@ -351,6 +351,35 @@ fn rows_patterns_and_lists_as_postgresql() {
             [Some("2".to_string())],
             "nothing of the refused writes applied"
         );
+        // IN (subquery) where DataFusion loses its NULL is refused; where it is exact, it runs.
+        client
+            .batch_execute(
+                "CREATE TABLE k (id BIGINT PRIMARY KEY, v BIGINT); \
+                 INSERT INTO k VALUES (1, 5), (2, NULL)",
+            )
+            .await
+            .unwrap();
+        for sql in [
+            "DELETE FROM r WHERE v NOT IN (SELECT v FROM k) OR id = 100",
+            "SELECT id FROM r WHERE (v IN (SELECT v FROM k)) IS NULL",
+            "SELECT id FROM r WHERE CASE WHEN v NOT IN (SELECT v FROM k) THEN true END",
+            "SELECT v IN (SELECT v FROM k) FROM r",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "0A000", "{sql}: {error}");
+        }
+        let (_, values) = first_row(
+            &client,
+            "SELECT (SELECT count(*) FROM r WHERE v NOT IN (SELECT v FROM k)), \
+             (SELECT count(*) FROM r WHERE v IN (SELECT v FROM k) OR id < 0), \
+             (SELECT count(*) FROM r WHERE id > 0 AND (v IN (SELECT v FROM k)))",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [Some("0"), Some("1"), Some("1")].map(|v| v.map(str::to_string)),
+            "with a NULL in k, NOT IN is never true"
+        );
         // ADD COLUMN with what would not be enforced is refused.
         for sql in [
             "ALTER TABLE r ADD COLUMN k BIGINT PRIMARY KEY",

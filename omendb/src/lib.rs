@@ -55,6 +55,7 @@ mod row;
 mod sql;
 mod statement;
 mod stored_row;
+mod subquery_positions;
 mod table_cache;
 mod text_function;
 mod timestamp_input;

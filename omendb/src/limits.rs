@@ -722,6 +722,9 @@ pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
                 }
             }
             let _ = s.visit(&mut checker);
+            if checker.failure.is_none() {
+                crate::subquery_positions::check(s)?;
+            }
         }
         DfStatement::Explain(explain) => return check(&explain.statement, limits),
         _ => {}

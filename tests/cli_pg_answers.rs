@@ -364,6 +364,9 @@ fn rows_patterns_and_lists_as_postgresql() {
             "SELECT id FROM r WHERE (v IN (SELECT v FROM k)) IS NULL",
             "SELECT id FROM r WHERE CASE WHEN v NOT IN (SELECT v FROM k) THEN true END",
             "SELECT v IN (SELECT v FROM k) FROM r",
+            // An aggregate subquery returns a row even for no input (the "count bug").
+            "SELECT id FROM r WHERE EXISTS (SELECT count(*) FROM k WHERE k.v = r.v)",
+            "SELECT id FROM r WHERE 0 IN (SELECT count(*) FROM k WHERE k.v = r.v)",
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), "0A000", "{sql}: {error}");
@@ -380,6 +383,12 @@ fn rows_patterns_and_lists_as_postgresql() {
             [Some("0"), Some("1"), Some("1")].map(|v| v.map(str::to_string)),
             "with a NULL in k, NOT IN is never true"
         );
+        let (_, values) = first_row(
+            &client,
+            "SELECT count(*) FROM r WHERE (SELECT count(*) FROM k WHERE k.v = r.v) = 0",
+        )
+        .await;
+        assert_eq!(values, [Some("1".to_string())], "the scalar form is exact");
         // ADD COLUMN with what would not be enforced is refused.
         for sql in [
             "ALTER TABLE r ADD COLUMN k BIGINT PRIMARY KEY",

@@ -188,6 +188,9 @@ impl ScalarUDFImpl for ConcatOperator {
 /// Fails when a result computed from `args` could exceed `limit` bytes, or the results of
 /// the batch together could.
 fn check(growth: Growth, args: &[ColumnarValue], rows: usize, limit: usize) -> Result<()> {
+    // Each call also stops a cancelled statement: a join's filter evaluates it many times
+    // within one poll of the join, where no batch boundary checks.
+    crate::interrupt::check_current_in_plan()?;
     let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
     let rows = if constant { 1 } else { rows };
     // While constants are folded, a large value is left for execution (see `folding`).

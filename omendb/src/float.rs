@@ -90,6 +90,8 @@ impl ScalarUDFImpl for FloatOperator {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // A join's filter runs this many times inside one poll: a cancel stops it here.
+        crate::interrupt::check_current_in_plan()?;
         let scalar = args
             .args
             .iter()

@@ -136,17 +136,28 @@ pub(crate) fn current() -> Option<Interrupt> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// Makes `interrupt` this thread's current signal until the guard drops (for tests of the
-/// checks inside planning).
+/// Makes `interrupt` this thread's current signal until the guard drops: an operator's
+/// stream sets it while it polls its input, so that functions evaluated inside one long
+/// poll (a join's filter over a whole batch of pairs) can stop ([`check_current`]).
+pub(crate) fn enter(interrupt: &Interrupt) -> impl Drop {
+    Current::enter(interrupt)
+}
+
+/// [`enter`], for tests of the checks inside planning.
 #[cfg(test)]
 pub(crate) fn tests_enter(interrupt: &Interrupt) -> impl Drop {
-    Current::enter(interrupt)
+    enter(interrupt)
 }
 
 /// `Err(Cancelled)` once the signal of the statement this thread is working on was given
 /// (`Ok` outside a statement).
 pub(crate) fn check_current() -> Result<()> {
     CURRENT.with(|c| c.borrow().as_ref().map_or(Ok(()), Interrupt::check))
+}
+
+/// [`check_current`] as a DataFusion error, for the functions and operators we evaluate.
+pub(crate) fn check_current_in_plan() -> datafusion::common::Result<()> {
+    check_current().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -163,8 +163,12 @@ impl Stream for InterruptibleStream {
             }
             return Poll::Ready(None);
         }
-        match self.input.as_mut() {
-            Some(input) => input.as_mut().poll_next(cx),
+        let this = self.get_mut();
+        match this.input.as_mut() {
+            Some(input) => {
+                let _current = crate::interrupt::enter(&this.interrupt);
+                input.as_mut().poll_next(cx)
+            }
             None => Poll::Ready(None),
         }
     }

@@ -8,7 +8,10 @@
 //! aggregate waited for them. [`InterruptAtBatches`], the last physical optimizer rule,
 //! puts an [`InterruptibleExec`] above every operator of the plan; it passes batches
 //! through unchanged and fails the stream with `Error::Cancelled` once the statement's
-//! signal is given, so each consumer loop ends at its next batch.
+//! signal is given, so each consumer loop ends at its next batch. While it polls its input
+//! it makes the signal this thread's current one (`crate::interrupt::enter`), so that our
+//! functions evaluated inside one long step of an operator (a join's filter over a batch of
+//! pairs, which yields no batch) stop at their next call.
 //!
 //! Invariants: the wrapper changes no batch, schema, ordering or partitioning; a plan is
 //! wrapped only when a statement's signal is known while it is planned.

@@ -85,7 +85,8 @@ fn aliased(expr: Expr, alias: String) -> SelectItem {
     }
 }
 
-fn folded(ident: &Ident) -> String {
+/// An identifier as DataFusion resolves it: quoted as written, unquoted lowercased.
+pub(crate) fn folded(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),

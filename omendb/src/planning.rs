@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -34,7 +34,7 @@ pub(crate) struct InterruptCheck;
 
 impl InterruptCheck {
     fn check() -> Result<()> {
-        crate::interrupt::check_current().map_err(|e| DataFusionError::External(Box::new(e)))
+        crate::interrupt::check_current_in_plan()
     }
 }
 

@@ -379,8 +379,6 @@ fn value_bytes(value: &Value) -> usize {
     }
 }
 
-/// Whether an UPDATE's planned rows take the key column unchanged (DataFusion projects an
-/// unassigned column as itself).
 /// Refuses the casts DataFusion adds to store a number in a `BOOLEAN`, `DATE` or `TIMESTAMP`
 /// column: PostgreSQL has no such assignment (42804), and `20240101` stored as a date was
 /// the year 57385, which no reader could print.
@@ -436,8 +434,8 @@ fn assignment_casts(table: &str, input: &LogicalPlan) -> Result<()> {
                 table: table.to_string(),
                 column: name,
                 reason: format!(
-                    "the column is {to}, but the expression is {source}; cast it explicitly or \
-                     write a {to} value"
+                    "the column is {to}, but the expression is {source}; write a {to} value \
+                     (a number is not one, cast or not)"
                 ),
             });
         }
@@ -445,6 +443,8 @@ fn assignment_casts(table: &str, input: &LogicalPlan) -> Result<()> {
     Ok(())
 }
 
+/// Whether an UPDATE's planned rows take the key column unchanged (DataFusion projects an
+/// unassigned column as itself).
 fn update_keeps_key(input: &LogicalPlan, schema: &TableSchema) -> bool {
     let LogicalPlan::Projection(projection) = input else {
         return false;
@@ -474,11 +474,10 @@ fn count_result(count: u64, lsn: u64) -> Result<QueryResult> {
 /// The table `name` refers to, as DataFusion resolves it: a quoted name as written, an
 /// unquoted one lowercased.
 fn table_name(name: &ObjectName) -> String {
-    match name.0.last().and_then(ObjectNamePart::as_ident) {
-        Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
-        Some(ident) => ident.value.to_lowercase(),
-        None => name.to_string(),
-    }
+    name.0
+        .last()
+        .and_then(ObjectNamePart::as_ident)
+        .map_or_else(|| name.to_string(), crate::names::folded)
 }
 
 /// Longest `VARCHAR(n)` or `CHAR(n)`, as PostgreSQL's.

@@ -61,19 +61,12 @@ impl Allowed {
         match expr {
             Expr::BinaryOp {
                 left,
-                op: BinaryOperator::And,
+                op: op @ (BinaryOperator::And | BinaryOperator::Or),
                 right,
             } => {
+                let top = top && *op == BinaryOperator::And;
                 self.walk(left, top);
                 self.walk(right, top);
-            }
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Or,
-                right,
-            } => {
-                self.walk(left, false);
-                self.walk(right, false);
             }
             Expr::Nested(inner) => self.walk(inner, top),
             Expr::InSubquery { negated, .. } if !negated || top => {

@@ -302,7 +302,7 @@ fn same_columns(described: &SchemaRef, batches: &[RecordBatch]) -> PgWireResult<
     // number) that is exact; across kinds it would read text as NULL or a double as text.
     for (field, column) in described.fields().iter().zip(batch.columns()) {
         let (was, now) = (kind_of(field.data_type()), kind_of(column.data_type()));
-        if was != now && was != "null" && now != "null" {
+        if was != now && was != ValueKind::Null && now != ValueKind::Null {
             return refuse(format!(
                 "{} for column {:?}, described as {}",
                 column.data_type(),
@@ -315,18 +315,27 @@ fn same_columns(described: &SchemaRef, batches: &[RecordBatch]) -> PgWireResult<
 }
 
 /// Types whose values cast into one another exactly: integers and decimals; floats; text;
-/// each other type by itself.
-fn kind_of(data_type: &arrow::datatypes::DataType) -> String {
+/// each other type by itself (as the PostgreSQL type it is sent as).
+#[derive(PartialEq)]
+enum ValueKind {
+    Exact,
+    Float,
+    Text,
+    /// Untyped NULLs (`SELECT NULL`), which read as any type.
+    Null,
+    Other(Type),
+}
+
+fn kind_of(data_type: &arrow::datatypes::DataType) -> ValueKind {
     use arrow::datatypes::DataType;
     match data_type {
         t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
-            "exact".into()
+            ValueKind::Exact
         }
-        t if t.is_floating() => "float".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
-        // Untyped NULLs (`SELECT NULL`) read as any type.
-        DataType::Null => "null".into(),
-        other => encode::pg_type(other).name().to_string(),
+        t if t.is_floating() => ValueKind::Float,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ValueKind::Text,
+        DataType::Null => ValueKind::Null,
+        other => ValueKind::Other(encode::pg_type(other)),
     }
 }
 

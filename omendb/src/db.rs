@@ -75,7 +75,7 @@ impl Default for DbOptions {
     }
 }
 
-enum Op {
+pub(crate) enum Op {
     Insert { table: String, row: Vec<Value> },
     Upsert { table: String, row: Vec<Value> },
     Delete { table: String, key: i64 },
@@ -84,7 +84,7 @@ enum Op {
 /// Changes to commit atomically: all of them or none.
 #[derive(Default)]
 pub struct WriteBatch {
-    ops: Vec<Op>,
+    pub(crate) ops: Vec<Op>,
 }
 
 impl WriteBatch {
@@ -224,6 +224,8 @@ pub struct Db {
     pub(crate) max_write_bytes: usize,
     /// The router of SQL statements; `None`: everything goes to DataFusion.
     pub(crate) router: Option<omen_router::RuleRouter>,
+    /// The keys committed while transactions run, for their commits' conflict checks.
+    pub(crate) conflicts: crate::transaction::Conflicts,
 }
 
 /// The result of [`Db::sql`].
@@ -285,6 +287,7 @@ impl Db {
             sql_memory_limit: options.sql_memory_limit,
             max_write_bytes: options.wal.max_record_size as usize,
             router: options.sql_fast_path.then(omen_router::RuleRouter::default),
+            conflicts: crate::transaction::Conflicts::default(),
         })
     }
 
@@ -292,7 +295,7 @@ impl Db {
         self.catalog.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn table(&self, name: &str) -> Result<Arc<Table>> {
+    pub(crate) fn table(&self, name: &str) -> Result<Arc<Table>> {
         self.catalog()
             .get(name)
             .cloned()
@@ -441,7 +444,11 @@ impl Db {
         if record.is_empty() {
             return Ok(self.wal.last_lsn());
         }
-        self.commit(record)
+        let lsn = self.commit(record)?;
+        // Running transactions check their writes against it at their commits.
+        self.conflicts
+            .record(lsn.0, present.keys().map(|&(table, key)| (table, key)));
+        Ok(lsn)
     }
 
     /// The row with `key`, from the learned index: a copy of its encoded values, decoded on
@@ -566,7 +573,7 @@ impl Drop for Db {
 }
 
 /// Checks a row against its schema; returns its key.
-fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
+pub(crate) fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Result<i64> {
     let bad = |column: &str, reason: String| Error::BadRow {
         table: table.to_string(),
         column: column.to_string(),

@@ -141,6 +141,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A transaction cannot commit without breaking its isolation (another one committed a
+    /// write to the same row after it began): nothing of it was applied; run it again.
+    #[error("{0}")]
+    SerializationFailure(String),
+
     /// A statement was cancelled before it changed anything.
     #[error("canceling statement due to {0}")]
     Cancelled(CancelReason),
@@ -252,6 +257,9 @@ pub enum LimitKind {
     SortKeys,
     /// More items in one `IN (...)` list than [`crate::limits::MAX_IN_LIST`].
     InList,
+    /// A transaction's writes (with what its savepoints keep to undo them) would not fit in
+    /// one log record.
+    TransactionBytes,
 }
 
 fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
@@ -295,6 +303,10 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         LimitKind::ValueBytes => {
             format!("value too large: {found} bytes, the limit of one value is {limit} bytes")
         }
+        LimitKind::TransactionBytes => format!(
+            "transaction too large: its writes would take {found} bytes, and one transaction \
+             writes at most {limit}; the statement was not applied: commit smaller transactions"
+        ),
     }
 }
 

@@ -59,6 +59,7 @@ mod subquery_positions;
 mod table_cache;
 mod text_function;
 mod timestamp_input;
+mod transaction;
 
 pub use bounded::DEFAULT_MAX_VALUE_BYTES;
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
@@ -73,6 +74,7 @@ pub use omen_replicator::change::{Value, ValueRef};
 pub use omen_sql::{Route, RouteKind};
 pub use row::{Row, RowBuf, RowBufValues, RowRef};
 pub use sql::{QueryStream, SqlDescription};
+pub use transaction::{Savepoint, Transaction, WrittenRows};
 
 /// Arrow, the columnar format of query results (the version `omendb` is built with).
 pub use arrow;

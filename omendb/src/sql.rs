@@ -13,7 +13,10 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use omen_replicator::TableSnapshot;
 use omen_replicator::WalReplicator;
-use omen_replicator::change::OP_UPSERT;
+use omen_replicator::change::{OP_DELETE, OP_UPSERT};
+use std::collections::BTreeMap;
+
+use crate::transaction::{TableRows, WrittenRows};
 use omen_replicator::change::{DataType, TableSchema, Value};
 use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource, TableError};
 use omen_wal::Lsn;
@@ -96,6 +99,8 @@ pub(crate) struct SnapshotTable {
     pub(crate) replicator: Arc<WalReplicator>,
     /// Refuse a snapshot that compaction may have thinned (see [`SnapshotMoved`]).
     pub(crate) strict: bool,
+    /// A transaction's writes to the table, read over its committed rows.
+    pub(crate) written: Option<Arc<TableRows>>,
 }
 
 /// The error of a scan that finds a Parquet file holding writes above its snapshot.
@@ -138,9 +143,12 @@ impl OmenTable for SnapshotTable {
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
         }
-        let rows = lookup_rows(&self.table, lookup)?;
+        let mut rows = lookup_rows(&self.table, lookup)?;
         if self.applied.load(Ordering::SeqCst) != self.lsn {
             return Ok(None);
+        }
+        if let Some(written) = &self.written {
+            rows = over_written(&self.table.schema, rows, written, lookup);
         }
         Ok(Some(rows_to_batch(&self.table.schema, &rows)?))
     }
@@ -155,8 +163,97 @@ impl OmenTable for SnapshotTable {
         {
             return Err(Box::new(SnapshotMoved));
         }
-        Ok(snapshot_source(snapshot))
+        let mut source = snapshot_source(snapshot);
+        if let Some(written) = &self.written {
+            source.delta.push(written_batch(
+                &self.table.schema,
+                &source.stored_schema,
+                source.lsn,
+                written,
+            )?);
+        }
+        Ok(source)
     }
+}
+
+/// `rows` (committed, in key order, those of `lookup`) with a transaction's `written` rows
+/// over them.
+fn over_written(
+    schema: &TableSchema,
+    rows: Vec<Row>,
+    written: &TableRows,
+    lookup: &KeyLookup,
+) -> Vec<Row> {
+    let key_of = |row: &Row| match row.get(schema.key) {
+        Some(Value::Int64(key)) => *key,
+        _ => i64::MIN,
+    };
+    let mut merged: BTreeMap<i64, Row> = rows.into_iter().map(|r| (key_of(&r), r)).collect();
+    let mut put = |key: i64, row: &Option<Row>| match row {
+        Some(row) => {
+            merged.insert(key, row.clone());
+        }
+        None => {
+            merged.remove(&key);
+        }
+    };
+    match lookup {
+        KeyLookup::Points(keys) => {
+            for key in keys {
+                if let Some(row) = written.get(key) {
+                    put(*key, row);
+                }
+            }
+        }
+        KeyLookup::Range(low, high) => {
+            for (key, row) in written.range((*low, *high)) {
+                put(*key, row);
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
+/// A transaction's `written` rows in the stored form of a snapshot's delta, at the snapshot's
+/// LSN: the delta's versions are ordered by (key, LSN) stably, and these come last, so they
+/// win over every committed version and a deleted row hides the key.
+fn written_batch(
+    schema: &TableSchema,
+    stored_schema: &SchemaRef,
+    lsn: u64,
+    written: &TableRows,
+) -> Result<RecordBatch, TableError> {
+    let mut ops = Vec::with_capacity(written.len());
+    let rows: Vec<Row> = written
+        .iter()
+        .map(|(&key, row)| match row {
+            Some(row) => {
+                ops.push(OP_UPSERT);
+                row.clone()
+            }
+            None => {
+                ops.push(OP_DELETE);
+                let mut row = vec![Value::Null; schema.columns.len()];
+                row[schema.key] = Value::Int64(key);
+                row.into_boxed_slice()
+            }
+        })
+        .collect();
+    let values = rows_to_batch(schema, &rows)?;
+    let mut columns = values.columns().to_vec();
+    columns.push(Arc::new(arrow::array::UInt64Array::from(vec![
+        lsn;
+        rows.len()
+    ])));
+    columns.push(Arc::new(arrow::array::UInt8Array::from(ops)));
+    if columns.len() != stored_schema.fields().len() {
+        return Err(Box::new(crate::Error::SerializationFailure(
+            "could not serialize access: a table this transaction wrote to was altered; \
+             nothing of it was applied: retry it"
+                .into(),
+        )));
+    }
+    Ok(RecordBatch::try_new(Arc::clone(stored_schema), columns)?)
 }
 
 /// The rows of `table` with the keys of `lookup`, in key order, under one hold of its read
@@ -314,13 +411,18 @@ impl SqlSession {
 impl Db {
     /// A session over every table at a snapshot of every write applied so far.
     pub(crate) fn sql_session(&self) -> Result<SqlSession> {
+        self.sql_session_in(None)
+    }
+
+    /// [`Db::sql_session`] seeing a transaction's `written` rows over the committed ones.
+    pub(crate) fn sql_session_in(&self, written: Option<&WrittenRows>) -> Result<SqlSession> {
         let lsn = loop {
             match self.applied.load(Ordering::SeqCst) {
                 APPLYING => std::thread::yield_now(),
                 lsn => break lsn,
             }
         };
-        self.sql_session_at(lsn, true)
+        self.sql_session_at(lsn, true, written)
     }
 
     /// Runs `attempt` again (up to a few times) while it fails with [`SnapshotMoved`].
@@ -335,7 +437,12 @@ impl Db {
     }
 
     /// A session over every table at snapshot `lsn` (`strict`: see [`SnapshotMoved`]).
-    fn sql_session_at(&self, lsn: u64, strict: bool) -> Result<SqlSession> {
+    fn sql_session_at(
+        &self,
+        lsn: u64,
+        strict: bool,
+        written: Option<&WrittenRows>,
+    ) -> Result<SqlSession> {
         let routes = RouteLog::default();
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
         let threads = self.runtime.metrics().num_workers().max(1);
@@ -359,6 +466,7 @@ impl Db {
                 applied: Arc::clone(&self.applied),
                 replicator: Arc::clone(&self.replicator),
                 strict,
+                written: written.and_then(|w| w.table(name)).cloned(),
             };
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
             // Bare: the catalog's name is already resolved (`"Mixed"` and `mixed` are two
@@ -454,7 +562,7 @@ impl Db {
         crate::limits::with_plan_stack(|| {
             // one_query has checked it against the limits.
             let statement = self.one_query(query)?;
-            self.stream_checked(statement, interrupt)
+            self.stream_checked(statement, interrupt, None)
         })
     }
 
@@ -466,21 +574,25 @@ impl Db {
     ) -> Result<QueryStream<'_>> {
         crate::limits::with_plan_stack(|| {
             crate::limits::check(&statement, &self.sql_limits)?;
-            self.stream_checked(statement, interrupt)
+            self.stream_checked(statement, interrupt, None)
         })
     }
 
     /// Streams a query already checked against the limits.
-    fn stream_checked(
+    pub(crate) fn stream_checked(
         &self,
         statement: DfStatement,
         interrupt: &Interrupt,
+        written: Option<&WrittenRows>,
     ) -> Result<QueryStream<'_>> {
-        if let Some(result) = self.key_read(&statement)? {
+        let written = written.filter(|w| !w.is_empty());
+        if written.is_none()
+            && let Some(result) = self.key_read(&statement)?
+        {
             return Ok(QueryStream::of(self, result, interrupt));
         }
         self.retry_moved(|| {
-            let session = self.sql_session()?;
+            let session = self.sql_session_in(written)?;
             self.stream_in(session, statement.clone(), interrupt)
         })
     }
@@ -558,7 +670,7 @@ impl Db {
     /// compaction keeps only each key's latest version, so an old snapshot may miss rows.
     #[doc(hidden)]
     pub fn sql_at_snapshot(&self, query: &str, lsn: Lsn) -> Result<Vec<RecordBatch>> {
-        let session = self.sql_session_at(lsn.0, false)?;
+        let session = self.sql_session_at(lsn.0, false, None)?;
         self.stream_in(session, self.one_query(query)?, &Interrupt::new())?
             .collect()
     }
@@ -615,7 +727,7 @@ mod tests {
             "the files were not compacted"
         );
         let count = |strict: bool| -> Result<Vec<RecordBatch>> {
-            let session = db.sql_session_at(first.0, strict)?;
+            let session = db.sql_session_at(first.0, strict, None)?;
             db.stream_in(session, db.one_query("SELECT v FROM t")?, &Interrupt::new())?
                 .collect()
         };

@@ -33,6 +33,7 @@ use omen_wal::Lsn;
 use crate::db::{Db, QueryResult, WriteBatch};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
+use crate::transaction::{Transaction, WriteSet, WrittenRows};
 
 /// What a statement does, as far as locking is concerned.
 enum Kind {
@@ -94,43 +95,79 @@ impl Db {
         crate::limits::with_plan_stack(|| {
             crate::limits::check(&statement, &self.sql_limits)?;
             interrupt.check()?;
-            self.run_statement(statement, interrupt)
+            self.run_statement(statement, interrupt, None)
         })
     }
 
     fn sql_in(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
-        let statements = crate::limits::parse_sql(text, &self.sql_limits)?;
-        if statements.is_empty() {
-            return Err(unsupported("an empty statement: write a SQL statement"));
+        let mut statements = crate::limits::parse_sql(text, &self.sql_limits)?;
+        if statements.len() <= 1 {
+            let statement = statements
+                .pop_front()
+                .ok_or_else(|| unsupported("an empty statement: write a SQL statement"))?;
+            return self.run_statement(statement, interrupt, None);
         }
+        // Several statements run as one transaction, as PostgreSQL runs a query string
+        // holding several: an error applies nothing of it. A schema change is not
+        // transactional: it commits the statements before it, and those after it begin anew.
+        let mut transaction: Option<Transaction<'_>> = None;
         let mut result = None;
         for statement in statements {
             interrupt.check()?;
-            result = Some(self.run_statement(statement, interrupt)?);
+            if matches!(kind(&statement), Kind::Ddl) {
+                if let Some(before) = transaction.take() {
+                    before.commit()?;
+                }
+                result = Some(self.run_ddl(statement)?);
+            } else {
+                let open = transaction.get_or_insert_with(|| self.begin());
+                result = Some(open.run(statement, interrupt)?);
+            }
+        }
+        if let Some(open) = transaction {
+            open.commit()?;
         }
         result.ok_or_else(|| unsupported("an empty statement"))
     }
 
-    fn run_statement(&self, statement: DfStatement, interrupt: &Interrupt) -> Result<QueryResult> {
+    /// Runs one statement: in a transaction when `writes` is its write set (its writes are
+    /// added to it, its reads see it), else on its own (its writes committed at once).
+    pub(crate) fn run_statement(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+        writes: Option<&mut WriteSet>,
+    ) -> Result<QueryResult> {
+        let written = writes
+            .as_ref()
+            .map(|w| w.written())
+            .filter(|w| !w.is_empty());
         match kind(&statement) {
             Kind::Query => {
-                if let Some(result) = self.key_read(&statement)? {
+                if written.is_none()
+                    && let Some(result) = self.key_read(&statement)?
+                {
                     return Ok(result);
                 }
-                self.query(statement, interrupt)
+                self.query(statement, interrupt, written.as_ref())
             }
+            Kind::Ddl if writes.is_some() => Err(unsupported(
+                "CREATE, DROP and ALTER TABLE inside a transaction: OmenDB's schema changes are \
+                 not transactional; run them outside a transaction block",
+            )),
             Kind::Ddl => self.run_ddl(statement),
             Kind::Dml => {
                 // An INSERT reads its snapshot only (as PostgreSQL's does under READ
                 // COMMITTED), so its rows are computed before the writer lock is taken and
                 // other writers wait for its commit alone. UPDATE and DELETE read the rows
-                // they change: they hold the lock from their read to their write.
+                // they change: they hold the lock from their read to their write. In a
+                // transaction nothing is locked: its commit checks for conflicting writes.
                 let insert = matches!(
                     &statement,
                     DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_))
                 );
-                let writer = (!insert).then(|| self.lock_writer());
-                let session = self.sql_session()?;
+                let writer = (!insert && writes.is_none()).then(|| self.lock_writer());
+                let session = self.sql_session_in(written.as_ref())?;
                 let lsn = session.lsn;
                 let plan = self
                     .runtime
@@ -138,7 +175,20 @@ impl Db {
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
                 };
-                let count = self.run_dml(session, dml, interrupt, writer)?;
+                let batch = self.dml_rows(session, dml, interrupt)?;
+                let count = batch.len() as u64;
+                match writes {
+                    Some(writes) => crate::transaction::apply_batch(self, writes, &batch)?,
+                    None => {
+                        let _writer = writer.unwrap_or_else(|| self.lock_writer());
+                        // The last moment to cancel: from here on the statement is applied
+                        // whole.
+                        interrupt.check()?;
+                        if !batch.is_empty() {
+                            self.write_locked(&batch)?;
+                        }
+                    }
+                }
                 count_result(count, lsn)
             }
         }
@@ -150,14 +200,19 @@ impl Db {
     pub fn sql_planned(&self, query: &str) -> Result<QueryResult> {
         crate::limits::with_plan_stack(|| {
             let statement = self.one_query(query)?;
-            self.query(statement, &Interrupt::new())
+            self.query(statement, &Interrupt::new(), None)
         })
     }
 
     /// Plans and runs a query with DataFusion.
-    fn query(&self, statement: DfStatement, interrupt: &Interrupt) -> Result<QueryResult> {
+    fn query(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+        written: Option<&WrittenRows>,
+    ) -> Result<QueryResult> {
         self.retry_moved(|| {
-            let session = self.sql_session()?;
+            let session = self.sql_session_in(written)?;
             let plan = self
                 .runtime
                 .block_on(interrupt.run(session.plan(statement.clone())))?;
@@ -296,15 +351,14 @@ impl Db {
         }
     }
 
-    /// Runs a planned `INSERT`, `UPDATE` or `DELETE` (the writer lock is held) and commits
-    /// its rows as one batch. Returns the number of rows written.
-    fn run_dml(
+    /// The rows a planned `INSERT`, `UPDATE` or `DELETE` writes, as one batch (one change
+    /// per row).
+    fn dml_rows(
         &self,
         session: crate::sql::SqlSession,
         dml: DmlStatement,
         interrupt: &Interrupt,
-        writer: Option<std::sync::MutexGuard<'_, ()>>,
-    ) -> Result<u64> {
+    ) -> Result<WriteBatch> {
         let table = dml.table_name.table().to_string();
         let schema = self.schema(&table)?;
         if matches!(dml.op, WriteOp::Update) && !update_keeps_key(&dml.input, &schema) {
@@ -324,7 +378,6 @@ impl Db {
             Ok::<_, Error>(frame.execute_stream().await?)
         }))?;
         let mut batch = WriteBatch::new();
-        let mut count = 0u64;
         let mut bytes = 0usize;
         loop {
             let next = self.runtime.block_on(interrupt.run(async {
@@ -341,7 +394,6 @@ impl Db {
                         limit: self.max_write_bytes,
                     });
                 }
-                count += 1;
                 match &dml.op {
                     WriteOp::Insert(InsertOp::Append) => {
                         batch.insert(&table, row);
@@ -359,13 +411,7 @@ impl Db {
                 }
             }
         }
-        let _writer = writer.unwrap_or_else(|| self.lock_writer());
-        // The last moment to cancel: from here on the statement is applied whole.
-        interrupt.check()?;
-        if !batch.is_empty() {
-            self.write_locked(&batch)?;
-        }
-        Ok(count)
+        Ok(batch)
     }
 }
 

@@ -81,8 +81,13 @@ pub fn code(error: &omendb::Error) -> &'static str {
             kind: LimitKind::Placeholder,
             ..
         } => "42P02",
+        Error::SerializationFailure(_) => "40001",
         Error::Limit {
-            kind: LimitKind::ValueBytes | LimitKind::WriteBytes | LimitKind::ArrayDimensions,
+            kind:
+                LimitKind::ValueBytes
+                | LimitKind::WriteBytes
+                | LimitKind::ArrayDimensions
+                | LimitKind::TransactionBytes,
             ..
         } => PROGRAM_LIMIT_EXCEEDED,
         Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,

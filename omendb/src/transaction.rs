@@ -1,0 +1,627 @@
+//! Transactions: many reads and writes, committed atomically or not at all.
+//!
+//! A [`Transaction`] buffers its writes (its write set: each table's written rows by key, a
+//! deleted row as `None`) and commits them as one change record, that is one WAL record: the
+//! log, recovery, the index, the replicator and every reader see all of it or none of it.
+//! Until the commit nobody else sees them; the transaction's own reads ([`Transaction::get`],
+//! [`Transaction::scan`], [`Transaction::sql`], on the index fast path and in DataFusion
+//! scans alike) see them over the committed rows.
+//!
+//! Isolation (stated in `docs/sql.md`): each read sees every transaction committed before the
+//! read began (PostgreSQL's default level, READ COMMITTED) plus the transaction's own writes.
+//! Writes follow snapshot isolation's first-committer-wins rule: a commit fails with
+//! [`Error::SerializationFailure`] (`40001`) and applies nothing when another commit wrote one
+//! of its keys, or changed the schema of a table it writes, after it began. So no update is
+//! lost; two reads of one row in one transaction may still differ.
+//!
+//! Invariants:
+//! - a statement changes the write set whole or not at all (a failed one is undone to the
+//!   savepoint taken before it);
+//! - the write set's bytes, undo entries included, stay within the WAL's record limit, so the
+//!   commit fits one record and the transaction's memory is bounded;
+//! - [`Conflicts`] knows every key committed after the oldest running transaction began (or,
+//!   past its capacity, fails every transaction that began before its horizon).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Bound, Deref, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use omen_replicator::change::Value;
+use omen_wal::Lsn;
+
+use crate::db::{Db, Op, Table, WriteBatch, check_row};
+use crate::error::{Error, LimitKind, Result};
+use crate::interrupt::Interrupt;
+use crate::row::Row;
+use crate::sql::APPLYING;
+use crate::{QueryResult, QueryStream};
+
+/// The rows a transaction wrote to one table, by key (`None`: deleted).
+pub(crate) type TableRows = BTreeMap<i64, Option<Row>>;
+
+/// Keys whose last commit [`Conflicts`] remembers at most; past it, it forgets them all and
+/// fails the transactions that began before (they retry).
+const MAX_TRACKED_KEYS: usize = 1 << 20;
+
+/// The last commit of each key written since the oldest running transaction began: what a
+/// commit checks its write set against (first committer wins).
+#[derive(Debug, Default)]
+pub(crate) struct Conflicts {
+    state: Mutex<ConflictState>,
+}
+
+#[derive(Debug, Default)]
+struct ConflictState {
+    /// Start LSNs of the running transactions, with their number.
+    running: BTreeMap<u64, usize>,
+    /// Table -> key -> LSN of the last commit that wrote it (only commits above the oldest
+    /// running start).
+    written: HashMap<String, HashMap<i64, u64>>,
+    /// Keys in `written`.
+    keys: usize,
+    /// Transactions that began below it cannot be checked (`written` was emptied at it).
+    horizon: u64,
+}
+
+impl Conflicts {
+    fn lock(&self) -> MutexGuard<'_, ConflictState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a transaction; returns its start: the LSN of the last applied commit. A
+    /// commit records its keys after it is applied, under this lock, so each commit is either
+    /// seen by the start or recorded for the transaction.
+    fn begin(&self, applied: &AtomicU64) -> u64 {
+        let mut state = self.lock();
+        let start = loop {
+            match applied.load(Ordering::SeqCst) {
+                APPLYING => std::thread::yield_now(),
+                lsn => break lsn,
+            }
+        };
+        *state.running.entry(start).or_default() += 1;
+        start
+    }
+
+    /// Unregisters a transaction that began at `start`, forgetting what no running
+    /// transaction needs any more.
+    fn end(&self, start: u64) {
+        let mut state = self.lock();
+        let oldest = state.running.keys().next().copied();
+        if let Some(count) = state.running.get_mut(&start) {
+            *count -= 1;
+            if *count == 0 {
+                state.running.remove(&start);
+            }
+        }
+        match state.running.keys().next().copied() {
+            None => {
+                state.written.clear();
+                state.keys = 0;
+            }
+            Some(now) if Some(now) != oldest => {
+                let mut keys = 0;
+                for rows in state.written.values_mut() {
+                    rows.retain(|_, lsn| *lsn > now);
+                    keys += rows.len();
+                }
+                state.written.retain(|_, rows| !rows.is_empty());
+                state.keys = keys;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Records that the commit at `lsn` (applied) wrote `keys`, if a running transaction
+    /// began before it.
+    pub(crate) fn record<'a>(&self, lsn: u64, keys: impl Iterator<Item = (&'a str, i64)>) {
+        let mut state = self.lock();
+        if state
+            .running
+            .keys()
+            .next()
+            .is_none_or(|&oldest| oldest >= lsn)
+        {
+            return;
+        }
+        for (table, key) in keys {
+            if state.keys >= MAX_TRACKED_KEYS {
+                state.written.clear();
+                state.keys = 0;
+                state.horizon = lsn;
+                return;
+            }
+            let rows = match state.written.get_mut(table) {
+                Some(rows) => rows,
+                None => state.written.entry(table.to_string()).or_default(),
+            };
+            if rows.insert(key, lsn).is_none() {
+                state.keys += 1;
+            }
+        }
+    }
+
+    /// Fails if a commit after `start` wrote one of `keys` of `table`.
+    fn check(&self, start: u64, table: &str, keys: impl Iterator<Item = i64>) -> Result<()> {
+        let state = self.lock();
+        if start < state.horizon {
+            return Err(Error::SerializationFailure(format!(
+                "could not serialize access: other transactions wrote more than \
+                 {MAX_TRACKED_KEYS} rows while this one ran; nothing of it was applied: retry it"
+            )));
+        }
+        let Some(rows) = state.written.get(table) else {
+            return Ok(());
+        };
+        for key in keys {
+            if rows.get(&key).is_some_and(|&lsn| lsn > start) {
+                return Err(Error::SerializationFailure(format!(
+                    "could not serialize access due to concurrent update: the row with key \
+                     {key} of table {table:?} was written by a transaction that committed \
+                     after this one began; nothing of this one was applied: retry it"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A point in a transaction to roll back to ([`Transaction::savepoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Savepoint {
+    undo: usize,
+}
+
+/// What a transaction wrote, as its reads see it: each table's written rows at one moment,
+/// shared (a later write copies them rather than change what a running read sees).
+#[derive(Clone, Debug, Default)]
+pub struct WrittenRows {
+    tables: HashMap<String, Arc<TableRows>>,
+}
+
+impl WrittenRows {
+    /// The rows written to `table`, if any.
+    pub(crate) fn table(&self, table: &str) -> Option<&Arc<TableRows>> {
+        self.tables.get(table)
+    }
+
+    /// Whether nothing was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tables.values().all(|rows| rows.is_empty())
+    }
+}
+
+/// One table's part of a write set.
+#[derive(Debug)]
+struct TableWrites {
+    /// The table as it was at the first write: a commit fails if it changed since.
+    table: Arc<Table>,
+    rows: Arc<TableRows>,
+}
+
+/// Undoes one write: the table's entry for `key` as it was before.
+#[derive(Debug)]
+struct Undo {
+    table: Arc<str>,
+    key: i64,
+    previous: Option<Option<Row>>,
+    bytes: usize,
+}
+
+/// A transaction's buffered writes, with the undo log of its savepoints.
+#[derive(Debug, Default)]
+pub(crate) struct WriteSet {
+    tables: BTreeMap<Arc<str>, TableWrites>,
+    undo: Vec<Undo>,
+    /// Bytes of the values written and of the undo log.
+    bytes: usize,
+}
+
+fn row_bytes(row: Option<&Row>) -> usize {
+    // A value's bytes in a log record at least, plus its in-memory slot.
+    row.map_or(0, |row| {
+        row.iter()
+            .map(|v| match v {
+                Value::Utf8(text) => 24 + text.len(),
+                _ => 24,
+            })
+            .sum()
+    }) + 32
+}
+
+impl WriteSet {
+    pub(crate) fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            undo: self.undo.len(),
+        }
+    }
+
+    pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) {
+        while self.undo.len() > savepoint.undo {
+            let Some(undo) = self.undo.pop() else { break };
+            self.bytes -= undo.bytes;
+            if let Some(table) = self.tables.get_mut(&undo.table) {
+                let rows = Arc::make_mut(&mut table.rows);
+                match undo.previous {
+                    Some(previous) => rows.insert(undo.key, previous),
+                    None => rows.remove(&undo.key),
+                };
+            }
+        }
+    }
+
+    /// What the transaction wrote for `key` of `table`: `None` if nothing, `Some(None)` if it
+    /// deleted the row.
+    pub(crate) fn get(&self, table: &str, key: i64) -> Option<Option<&Row>> {
+        self.tables
+            .get(table)?
+            .rows
+            .get(&key)
+            .map(|row| row.as_ref())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tables.values().all(|t| t.rows.is_empty())
+    }
+
+    pub(crate) fn written(&self) -> WrittenRows {
+        WrittenRows {
+            tables: self
+                .tables
+                .iter()
+                .filter(|(_, t)| !t.rows.is_empty())
+                .map(|(name, t)| (name.to_string(), Arc::clone(&t.rows)))
+                .collect(),
+        }
+    }
+
+    /// Writes `row` (or a delete) for `key` of `table`, within `limit` bytes in all.
+    fn put(
+        &mut self,
+        name: &str,
+        table: &Arc<Table>,
+        key: i64,
+        row: Option<Row>,
+        limit: usize,
+    ) -> Result<()> {
+        let entry = match self.tables.get_mut(name) {
+            Some(entry) => entry,
+            None => self
+                .tables
+                .entry(Arc::from(name))
+                .or_insert_with(|| TableWrites {
+                    table: Arc::clone(table),
+                    rows: Arc::default(),
+                }),
+        };
+        if !Arc::ptr_eq(&entry.table, table) {
+            return Err(schema_changed(name));
+        }
+        let previous = entry.rows.get(&key).cloned();
+        let bytes =
+            row_bytes(row.as_ref()) + previous.as_ref().map_or(0, |p| row_bytes(p.as_ref()));
+        let total = self.bytes.saturating_add(bytes);
+        if total > limit {
+            return Err(Error::Limit {
+                kind: LimitKind::TransactionBytes,
+                found: total,
+                limit,
+            });
+        }
+        Arc::make_mut(&mut entry.rows).insert(key, row);
+        let table_name = match self.tables.get_key_value(name) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(name),
+        };
+        self.undo.push(Undo {
+            table: table_name,
+            key,
+            previous,
+            bytes,
+        });
+        self.bytes = total;
+        Ok(())
+    }
+}
+
+fn schema_changed(table: &str) -> Error {
+    Error::SerializationFailure(format!(
+        "could not serialize access: table {table:?} was altered, dropped or created again \
+         while this transaction wrote to it; nothing of it was applied: retry it"
+    ))
+}
+
+/// The database a transaction runs in: borrowed, or shared (a server's sessions hold their
+/// transactions between statements).
+enum DbRef<'db> {
+    Borrowed(&'db Db),
+    Shared(Arc<Db>),
+}
+
+impl Deref for DbRef<'_> {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        match self {
+            DbRef::Borrowed(db) => db,
+            DbRef::Shared(db) => db,
+        }
+    }
+}
+
+/// A transaction: reads that see its own writes, and writes applied together at
+/// [`Transaction::commit`] or not at all ([`Transaction::rollback`], or dropping it). See
+/// the module documentation for its isolation.
+pub struct Transaction<'db> {
+    db: DbRef<'db>,
+    start: u64,
+    writes: WriteSet,
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("start", &self.start)
+            .field("bytes", &self.writes.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Begins a transaction.
+    pub fn begin(&self) -> Transaction<'_> {
+        let start = self.conflicts.begin(&self.applied);
+        Transaction {
+            db: DbRef::Borrowed(self),
+            start,
+            writes: WriteSet::default(),
+        }
+    }
+
+    /// [`Db::begin`] for a transaction that holds the database itself (to keep it between
+    /// calls, as a server's session does).
+    pub fn begin_shared(self: &Arc<Self>) -> Transaction<'static> {
+        let start = self.conflicts.begin(&self.applied);
+        Transaction {
+            db: DbRef::Shared(Arc::clone(self)),
+            start,
+            writes: WriteSet::default(),
+        }
+    }
+}
+
+impl Transaction<'_> {
+    /// The row with `key`: this transaction's version if it wrote it, else the committed one.
+    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
+        match self.writes.get(table, key) {
+            Some(row) => Ok(row.cloned()),
+            None => Ok(self.db.get(table, key)?.map(|row| row.to_row())),
+        }
+    }
+
+    /// The rows with `keys`, in order ([`Transaction::get`] of each).
+    pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
+        let committed = self.db.multi_get(table, keys)?;
+        Ok(keys
+            .iter()
+            .zip(committed)
+            .map(|(&key, found)| match self.writes.get(table, key) {
+                Some(row) => row.cloned(),
+                None => found.map(|row| row.to_row()),
+            })
+            .collect())
+    }
+
+    /// The rows with keys in `range`, by key: the committed ones (read as [`Db::scan`] reads
+    /// them) with this transaction's writes over them.
+    pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
+        let bounds: (Bound<i64>, Bound<i64>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
+        let committed = self.db.scan(table, bounds)?;
+        let mut rows: BTreeMap<i64, Row> = committed
+            .into_iter()
+            .map(|row| (row.key(), row.to_row()))
+            .collect();
+        if let Some(written) = self.writes.tables.get(table) {
+            for (&key, row) in written.rows.range(bounds) {
+                match row {
+                    Some(row) => rows.insert(key, row.clone()),
+                    None => rows.remove(&key),
+                };
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// Inserts a row; its key must not exist (committed, or written by this transaction).
+    pub fn insert(&mut self, table: &str, row: Vec<Value>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.insert(table, row);
+        self.apply(&batch)
+    }
+
+    /// Inserts or replaces a row.
+    pub fn upsert(&mut self, table: &str, row: Vec<Value>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.upsert(table, row);
+        self.apply(&batch)
+    }
+
+    /// Deletes the row with `key`, if any.
+    pub fn delete(&mut self, table: &str, key: i64) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(table, key);
+        self.apply(&batch)
+    }
+
+    /// Adds `batch` to the write set, whole or not at all.
+    pub fn apply(&mut self, batch: &WriteBatch) -> Result<()> {
+        let savepoint = self.writes.savepoint();
+        let applied = apply_batch(&self.db, &mut self.writes, batch);
+        if applied.is_err() {
+            self.writes.rollback_to(savepoint);
+        }
+        applied
+    }
+
+    /// Runs SQL in the transaction ([`Db::sql`]'s statements but `CREATE`, `DROP` and
+    /// `ALTER TABLE`, which are not transactional): queries see the transaction's writes,
+    /// writes join them. A statement that fails changes nothing; the transaction stays usable.
+    pub fn sql(&mut self, text: &str) -> Result<QueryResult> {
+        self.sql_with(text, &Interrupt::new())
+    }
+
+    /// [`Transaction::sql`], cancelled when `interrupt` is given.
+    pub fn sql_with(&mut self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
+        crate::limits::with_plan_stack(|| {
+            let statements = crate::limits::parse_sql(text, &self.db.sql_limits)?;
+            let mut result = None;
+            for statement in statements {
+                interrupt.check()?;
+                result = Some(self.run(statement, interrupt)?);
+            }
+            result.ok_or_else(|| Error::Unsupported("an empty statement".into()))
+        })
+    }
+
+    /// [`Transaction::sql_with`] of one statement already parsed (see
+    /// [`Db::sql_parsed_with`]).
+    pub fn sql_parsed_with(
+        &mut self,
+        statement: datafusion::sql::parser::Statement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryResult> {
+        crate::limits::with_plan_stack(|| {
+            crate::limits::check(&statement, &self.db.sql_limits)?;
+            interrupt.check()?;
+            self.run(statement, interrupt)
+        })
+    }
+
+    /// Runs a statement checked against the limits, on a thread with the plan stack.
+    pub(crate) fn run(
+        &mut self,
+        statement: datafusion::sql::parser::Statement,
+        interrupt: &Interrupt,
+    ) -> Result<QueryResult> {
+        let savepoint = self.writes.savepoint();
+        let db: &Db = &self.db;
+        let result = db.run_statement(statement, interrupt, Some(&mut self.writes));
+        if result.is_err() {
+            self.writes.rollback_to(savepoint);
+        }
+        result
+    }
+
+    /// What the transaction has written, for a query streamed outside it
+    /// ([`Db::sql_stream_parsed_in`]).
+    pub fn written(&self) -> WrittenRows {
+        self.writes.written()
+    }
+
+    /// Whether the transaction has written nothing (or rolled all of it back).
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// A point to roll back to.
+    pub fn savepoint(&self) -> Savepoint {
+        self.writes.savepoint()
+    }
+
+    /// Undoes the writes made since `savepoint` (a savepoint taken later is invalid after it).
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        self.writes.rollback_to(savepoint);
+    }
+
+    /// Commits the writes as one durable record (per the WAL's sync mode); returns its LSN.
+    /// Fails with [`Error::SerializationFailure`] (nothing applied) if another transaction
+    /// committed a write to one of its keys after it began.
+    pub fn commit(self) -> Result<Lsn> {
+        let db: &Db = &self.db;
+        if self.writes.is_empty() {
+            return Ok(db.wal.last_lsn());
+        }
+        let _writer = db.lock_writer();
+        let mut batch = WriteBatch::new();
+        {
+            let catalog = db.catalog();
+            for (name, written) in &self.writes.tables {
+                if written.rows.is_empty() {
+                    continue;
+                }
+                match catalog.get(name.as_ref()) {
+                    Some(now) if Arc::ptr_eq(now, &written.table) => {}
+                    _ => return Err(schema_changed(name)),
+                }
+                db.conflicts
+                    .check(self.start, name, written.rows.keys().copied())?;
+                for (&key, row) in written.rows.iter() {
+                    match row {
+                        Some(row) => batch.upsert(name, row.to_vec()),
+                        None => batch.delete(name, key),
+                    };
+                }
+            }
+        }
+        db.write_locked(&batch)
+    }
+
+    /// Drops the writes.
+    pub fn rollback(self) {}
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        self.db.conflicts.end(self.start);
+    }
+}
+
+/// Adds the changes of `batch` to `writes`: rows checked against their schemas, inserts
+/// against the keys that exist (committed, or written before).
+pub(crate) fn apply_batch(db: &Db, writes: &mut WriteSet, batch: &WriteBatch) -> Result<()> {
+    let limit = db.max_write_bytes;
+    for op in &batch.ops {
+        match op {
+            Op::Insert { table, row } | Op::Upsert { table, row } => {
+                let t = db.table(table)?;
+                let key = check_row(table, &t.schema, row)?;
+                if matches!(op, Op::Insert { .. }) {
+                    let exists = match writes.get(table, key) {
+                        Some(written) => written.is_some(),
+                        None => t.read().contains_key(key),
+                    };
+                    if exists {
+                        return Err(Error::DuplicateKey {
+                            table: table.clone(),
+                            key,
+                        });
+                    }
+                }
+                writes.put(table, &t, key, Some(row.clone().into_boxed_slice()), limit)?;
+            }
+            Op::Delete { table, key } => {
+                let t = db.table(table)?;
+                writes.put(table, &t, *key, None, limit)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Db {
+    /// [`Db::sql_stream_parsed_with`] of a query that sees `written` over the committed rows
+    /// (a transaction's writes, [`Transaction::written`]).
+    pub fn sql_stream_parsed_in(
+        &self,
+        statement: datafusion::sql::parser::Statement,
+        interrupt: &Interrupt,
+        written: &WrittenRows,
+    ) -> Result<QueryStream<'_>> {
+        crate::limits::with_plan_stack(|| {
+            crate::limits::check(&statement, &self.sql_limits)?;
+            self.stream_checked(statement, interrupt, Some(written))
+        })
+    }
+}

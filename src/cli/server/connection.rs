@@ -66,6 +66,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     peer: SocketAddr,
     handlers: Arc<H>,
     logged_in: impl Fn() -> bool + Send + Sync + 'static,
+    failed: impl Fn(),
 ) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let Some(head) = decline_encryption(&mut socket).await? else {
@@ -97,6 +98,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             _ => message.is_extended_query(),
         };
         if let Err(error) = objects.admit(&message, socket.portal_store()) {
+            failed();
             process_error(&mut socket, error, wait_for_sync).await?;
             continue;
         }
@@ -122,6 +124,7 @@ pub async fn serve<H: PgWireServerHandlers>(
                 }
                 other => other,
             };
+            failed();
             process_error(&mut socket, error, wait_for_sync).await?;
             if fatal {
                 return Ok(());

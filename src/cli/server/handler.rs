@@ -7,7 +7,7 @@
 //! shutdown stops it, and a statement cancelled before its write leaves nothing applied.
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -50,7 +50,17 @@ async fn run_in_db(
     let interrupt = running.interrupt().clone();
     let db = Arc::clone(db);
     let signal = interrupt.clone();
-    let mut task = tokio::task::spawn_blocking(move || db.sql_parsed_with(statement, &signal));
+    let transaction = session.transaction_block.transaction();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let Some(shared) = transaction else {
+            return db.sql_parsed_with(statement, &signal);
+        };
+        let mut open = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        match open.as_mut() {
+            Some(transaction) => transaction.sql_parsed_with(statement, &signal),
+            None => db.sql_parsed_with(statement, &signal),
+        }
+    });
     let joined = match session.statement_timeout() {
         Some(timeout) => match tokio::time::timeout(timeout, &mut task).await {
             Ok(joined) => joined,
@@ -136,8 +146,18 @@ async fn stream_query(
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
     let database = Arc::clone(db);
     let signal = interrupt.clone();
+    let transaction = session.transaction_block.transaction();
     tokio::task::spawn_blocking(move || {
-        match database.sql_stream_parsed_with(statement, &signal) {
+        // The transaction's writes as they are now; the stream does not hold the transaction.
+        let written = transaction.and_then(|shared| {
+            let open = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            open.as_ref().map(omendb::Transaction::written)
+        });
+        let stream = match &written {
+            Some(written) => database.sql_stream_parsed_in(statement, &signal, written),
+            None => database.sql_stream_parsed_with(statement, &signal),
+        };
+        match stream {
             Err(error) => {
                 let _ = schema_tx.send(Err(error));
             }
@@ -473,20 +493,14 @@ impl Backend {
         let writes = !matches!(statement.kind, Kind::Rows);
         if let Some(block) = session.block() {
             if block.failed {
-                return Err(sqlstate::error(
-                    "25P02",
-                    "current transaction is aborted, commands ignored until end of transaction \
-                     block",
-                ));
+                return Err(aborted());
             }
-            if writes && block.wrote {
-                session.note(false, true);
-                return Err(sqlstate::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "a transaction block may hold one write statement: this block already \
-                     applied one (OmenDB applies each write when it runs); COMMIT, then run this \
-                     statement; nothing of it was applied",
-                ));
+            if matches!(statement.kind, Kind::Done(_)) && !block.explicit {
+                // A schema change is not transactional: an implicit block commits what
+                // precedes it (an explicit block refuses it, in the engine).
+                if let Some(Err(error)) = session.transaction_block.finish().await {
+                    return Err(sqlstate::from_db(&error));
+                }
             }
         }
         let streams = stream
@@ -529,8 +543,8 @@ impl Backend {
         C: ClientInfo,
     {
         let session = self.session(client);
-        if session.block().is_some_and(|b| b.failed) {
-            // `run` gives the error of a failed block.
+        if session.block().is_some_and(|b| b.failed || b.wrote) {
+            // `run` gives the error of a failed block, and sees the block's writes.
             return Ok(None);
         }
         let started = std::time::Instant::now();
@@ -582,10 +596,7 @@ impl Backend {
                 Local::Commit | Local::Rollback | Local::RollbackTo(_) | Local::Release(_)
             )
         {
-            return Err(sqlstate::error(
-                "25P02",
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
+            return Err(aborted());
         }
         let done = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
         match local {
@@ -623,47 +634,33 @@ impl Backend {
                 done("RESET")
             }
             Local::Begin => {
-                session.begin();
+                session.transaction_block.open(&self.db, true);
                 Ok(Response::TransactionStart(Tag::new("BEGIN")))
             }
-            // A block whose write was applied cannot be undone: ending it as if it were
-            // (COMMIT of a failed block answers ROLLBACK) is refused once, with `25000`, so
-            // that the client learns the write stays; the next ROLLBACK ends the block.
-            Local::Commit => match session.block() {
-                Some(block) if block.failed && block.wrote && !block.told => {
-                    session.tell();
-                    Err(sqlstate::error(
-                        "25000",
-                        "this transaction block failed after its write was applied (OmenDB \
-                         applies each write statement when it runs); the write stays; ROLLBACK \
-                         to end the block",
-                    ))
+            Local::Commit => {
+                let before = session.block();
+                match session.transaction_block.finish().await {
+                    None => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+                    // A failed block applied nothing, and says so.
+                    Some(Ok(state)) if state.failed => {
+                        Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+                    }
+                    Some(Ok(_)) => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+                    Some(Err(error)) => {
+                        // Nothing was applied. An explicit block stays, failed, until the
+                        // client's ROLLBACK (its status says so: the client is told `E`).
+                        if before.is_some_and(|b| b.explicit) {
+                            session.transaction_block.open(&self.db, true);
+                            session.note(false, true);
+                        }
+                        Err(sqlstate::from_db(&error))
+                    }
                 }
-                _ => {
-                    let block = session.end();
-                    let tag = if block.is_some_and(|b| b.failed) {
-                        "ROLLBACK"
-                    } else {
-                        "COMMIT"
-                    };
-                    Ok(Response::TransactionEnd(Tag::new(tag)))
-                }
-            },
-            Local::Rollback => match session.block() {
-                Some(block) if block.wrote && !block.told => {
-                    session.tell();
-                    Err(sqlstate::error(
-                        "25000",
-                        "ROLLBACK cannot undo the write this transaction block already applied \
-                         (OmenDB applies each write statement when it runs); the write stays; \
-                         ROLLBACK again to end the block",
-                    ))
-                }
-                _ => {
-                    session.end();
-                    Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
-                }
-            },
+            }
+            Local::Rollback => {
+                session.transaction_block.take();
+                Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+            }
             Local::Prepare { name, statement } => {
                 session.prepare(name, *statement)?;
                 done("PREPARE")
@@ -682,15 +679,15 @@ impl Backend {
                 })
             }
             Local::Savepoint(name) => {
-                session.savepoint(name)?;
+                session.transaction_block.savepoint(name)?;
                 done("SAVEPOINT")
             }
             Local::Release(name) => {
-                session.release(&name)?;
+                session.transaction_block.release(&name)?;
                 done("RELEASE")
             }
             Local::RollbackTo(name) => {
-                session.rollback_to(&name)?;
+                session.transaction_block.rollback_to(&name)?;
                 done("ROLLBACK")
             }
             Local::EmptyCatalog(columns) => {
@@ -699,6 +696,12 @@ impl Backend {
                 rows_response(&schema, &[batch], format)
             }
             Local::Discard => {
+                if session.block().is_some() {
+                    return Err(sqlstate::error(
+                        "25001",
+                        "DISCARD ALL cannot run inside a transaction block",
+                    ));
+                }
                 session.discard();
                 done("DISCARD ALL")
             }
@@ -718,19 +721,39 @@ impl SimpleQueryHandler for Backend {
         let parsed = split(query).await?;
         // A lone query streams its rows; in a script each statement completes before the next.
         let stream = parsed.len() == 1;
+        // Several statements are one transaction (an implicit block), as in PostgreSQL.
+        let implicit = parsed.len() > 1;
+        let session = self.session(&*client);
         let mut responses = Vec::with_capacity(parsed.len());
         for statement in parsed {
+            if implicit && session.block().is_none() {
+                session.transaction_block.open(&self.db, false);
+            }
             match self.run(&*client, statement, (None, None), stream).await {
                 Ok(response) => responses.push(response),
                 Err(error) => {
-                    // As in PostgreSQL, an error ends the script; earlier results stand.
+                    // As in PostgreSQL, an error ends the script; its implicit block applies
+                    // nothing.
                     responses.push(Response::Error(Box::new(error.into())));
                     break;
                 }
             }
         }
+        if session.block().is_some_and(|b| !b.explicit)
+            && let Some(Err(error)) = session.transaction_block.finish().await
+        {
+            responses.push(Response::Error(Box::new(sqlstate::db_info(&error))));
+        }
         Ok(responses)
     }
+}
+
+/// PostgreSQL's answer to a statement in a failed block.
+fn aborted() -> PgWireError {
+    sqlstate::error(
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
 }
 
 /// Parses `text`; a long one on a blocking thread, so that parsing megabytes of SQL never
@@ -835,6 +858,10 @@ impl ExtendedQueryHandler for Backend {
             return Ok(response);
         }
         let statement = params::bind(portal)?;
+        if session.block().is_none() && matches!(statement.kind, Kind::Count(_)) {
+            // A pipeline's writes up to Sync are one transaction (an implicit block).
+            session.transaction_block.open(&self.db, false);
+        }
         let response = self
             .run(
                 &*client,
@@ -864,14 +891,27 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         use futures::SinkExt;
-        if self.session(&*client).block().is_none() {
+        let session = self.session(&*client);
+        // Sync ends an implicit block: committed unless a message since the last Sync failed.
+        if session.block().is_some_and(|b| !b.explicit)
+            && let Some(Err(error)) = session.transaction_block.finish().await
+        {
+            client
+                .send(PgWireBackendMessage::ErrorResponse(
+                    sqlstate::db_info(&error).into(),
+                ))
+                .await?;
+        }
+        if session.block().is_none() {
             client.portal_store().clear_portals();
         } else {
             client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
         }
+        let status = session.transaction_block.status();
+        client.set_transaction_status(status);
         client
             .send(PgWireBackendMessage::ReadyForQuery(
-                pgwire::messages::response::ReadyForQuery::new(client.transaction_status()),
+                pgwire::messages::response::ReadyForQuery::new(status),
             ))
             .await?;
         client.flush().await?;

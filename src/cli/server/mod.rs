@@ -10,6 +10,7 @@
 //!   then close the database (replicator flushed, log synced).
 
 mod auth;
+mod block;
 mod commands;
 mod connection;
 mod encode;
@@ -318,6 +319,10 @@ async fn serve(
                                 served = connection::serve(socket, peer, handlers, {
                                     let session = Arc::clone(&session);
                                     move || session.is_logged_in()
+                                }, {
+                                    // Any error in a block fails it, whichever layer met it.
+                                    let session = Arc::clone(&session);
+                                    move || session.note(false, true)
                                 }) => {
                                     if let Err(error) = served {
                                         tracing::debug!(%peer, %error, "session ended with an error");

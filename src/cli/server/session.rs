@@ -3,11 +3,7 @@
 //! `DEALLOCATE`) and the statement it is running (for cancel requests, disconnects and
 //! timeouts).
 //!
-//! Transaction blocks: OmenDB applies each write statement when it runs (atomically, as one
-//! batch). A block may hold reads and one write; a second write is refused before it runs
-//! (`0A000`), and the block is then failed, as after any error in PostgreSQL: statements are
-//! refused (`25P02`) until `ROLLBACK` or `COMMIT` ends it. `ROLLBACK` of a block whose write
-//! was applied says so (`25000`) rather than pretend to undo it.
+//! Transaction blocks and their transactions are described in `block.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,6 +17,7 @@ use omendb::{CancelReason, Interrupt};
 use pgwire::error::{PgWireError, PgWireResult};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::block::{Block, BlockState};
 use super::sqlstate;
 
 /// The parameters `SHOW` reports and `SET` may change, with their defaults (as PostgreSQL
@@ -29,10 +26,6 @@ use super::sqlstate;
 pub const MAX_SQL_PREPARED: usize = 1000;
 /// Their text together, in bytes.
 pub const MAX_SQL_PREPARED_BYTES: usize = 16 << 20;
-/// Savepoints one block may hold.
-pub const MAX_SAVEPOINTS: usize = 1000;
-/// The longest savepoint name (PostgreSQL's identifiers are at most 63 bytes).
-pub const MAX_NAME_BYTES: usize = 63;
 /// Custom settings (`SET myapp.x = ...`) one session may hold, and their bytes together.
 pub const MAX_CUSTOM_SETTINGS: usize = 256;
 /// The bytes of one session's settings together.
@@ -68,25 +61,12 @@ const READ_ONLY: &[&str] = &[
     "transaction_isolation",
 ];
 
-/// A transaction block opened by `BEGIN`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Block {
-    /// A write statement of the block was applied.
-    pub wrote: bool,
-    /// An error happened in the block: statements are refused until it ends.
-    pub failed: bool,
-    /// The client was told (`25000`) that the block's write stays; ending it is then
-    /// answered as PostgreSQL answers.
-    pub told: bool,
-}
-
 /// One connection's state.
 #[derive(Debug)]
 pub struct Session {
     settings: Mutex<BTreeMap<String, String>>,
-    block: Mutex<Option<Block>>,
-    /// The savepoints of the open block, each with the block as it was when it was set.
-    savepoints: Mutex<Vec<(String, Block)>>,
+    /// The transaction block, if one is open.
+    pub transaction_block: Block,
     running: Mutex<Option<Interrupt>>,
     /// Each with the bytes of its text.
     prepared: Mutex<HashMap<String, (DfStatement, usize)>>,
@@ -113,8 +93,7 @@ impl Session {
     pub fn new(default_timeout: Duration, active: Arc<AtomicUsize>) -> Self {
         let session = Self {
             settings: Mutex::new(BTreeMap::new()),
-            block: Mutex::new(None),
-            savepoints: Mutex::new(Vec::new()),
+            transaction_block: Block::default(),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             default_timeout,
@@ -286,97 +265,14 @@ impl Session {
         finished.push(Arc::downgrade(state));
     }
 
-    /// The open transaction block, if any.
-    pub fn block(&self) -> Option<Block> {
-        *lock(&self.block)
-    }
-
-    /// Opens a block (`BEGIN`; one already open stays as it is).
-    pub fn begin(&self) {
-        lock(&self.block).get_or_insert_with(Block::default);
-    }
-
-    /// Ends the block; returns it.
-    pub fn end(&self) -> Option<Block> {
-        lock(&self.savepoints).clear();
-        lock(&self.block).take()
-    }
-
-    /// Records that the client was told the block's write stays (and fails the block).
-    pub fn tell(&self) {
-        if let Some(block) = lock(&self.block).as_mut() {
-            block.told = true;
-            block.failed = true;
-        }
-    }
-
-    /// `SAVEPOINT name` (only inside a block, as in PostgreSQL).
-    pub fn savepoint(&self, name: String) -> PgWireResult<()> {
-        let Some(block) = self.block() else {
-            return Err(sqlstate::error(
-                "25P01",
-                "SAVEPOINT can only be used in transaction blocks",
-            ));
-        };
-        if name.len() > MAX_NAME_BYTES {
-            return Err(sqlstate::error(
-                "42622",
-                format!("savepoint name too long: at most {MAX_NAME_BYTES} bytes"),
-            ));
-        }
-        let mut savepoints = lock(&self.savepoints);
-        if savepoints.len() >= MAX_SAVEPOINTS {
-            return Err(sqlstate::error(
-                sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                format!(
-                    "too many savepoints in this block: at most {MAX_SAVEPOINTS}; RELEASE some"
-                ),
-            ));
-        }
-        savepoints.push((name, block));
-        Ok(())
-    }
-
-    /// `RELEASE name`: forgets it and the savepoints set after it.
-    pub fn release(&self, name: &str) -> PgWireResult<()> {
-        let mut savepoints = lock(&self.savepoints);
-        let at = savepoints
-            .iter()
-            .rposition(|(n, _)| n == name)
-            .ok_or_else(|| missing_savepoint(name))?;
-        savepoints.truncate(at);
-        Ok(())
-    }
-
-    /// `ROLLBACK TO name`: the block as it was at the savepoint, if no write was applied
-    /// since (an applied write cannot be undone: that is an error saying so).
-    pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
-        let savepoints = lock(&self.savepoints);
-        let (_, then) = savepoints
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .ok_or_else(|| missing_savepoint(name))?;
-        let mut block = lock(&self.block);
-        let now = block.get_or_insert_with(Block::default);
-        if now.wrote && !then.wrote {
-            now.failed = true;
-            return Err(sqlstate::error(
-                "25000",
-                "ROLLBACK TO SAVEPOINT cannot undo the write applied since the savepoint \
-                 (OmenDB applies each write statement when it runs); the write stays",
-            ));
-        }
-        *now = *then;
-        Ok(())
+    /// The open transaction block's state, if one is open.
+    pub fn block(&self) -> Option<BlockState> {
+        self.transaction_block.state()
     }
 
     /// Records what a statement did inside the open block (no-op outside a block).
     pub fn note(&self, wrote: bool, failed: bool) {
-        if let Some(block) = lock(&self.block).as_mut() {
-            block.wrote |= wrote;
-            block.failed |= failed;
-        }
+        self.transaction_block.note(wrote, failed);
     }
 
     /// `PREPARE name AS statement`.
@@ -432,7 +328,8 @@ impl Session {
     pub fn discard(&self) {
         self.reset_all();
         lock(&self.prepared).clear();
-        lock(&self.block).take();
+        // Rolled back, as PostgreSQL's DISCARD ALL outside a block (inside one it is refused).
+        self.transaction_block.take();
     }
 
     /// Registers the statement about to run; it is cancelled by [`Session::cancel`], and by
@@ -491,10 +388,6 @@ fn unrecognized(name: &str) -> PgWireError {
         "42704",
         format!("unrecognized configuration parameter \"{name}\""),
     )
-}
-
-fn missing_savepoint(name: &str) -> PgWireError {
-    sqlstate::error("3B001", format!("savepoint \"{name}\" does not exist"))
 }
 
 fn missing_prepared(name: &str) -> PgWireError {

@@ -137,14 +137,19 @@ fn blocks_scripts_and_pipelines_apply_all_or_nothing() {
             .unwrap();
         assert_eq!(ids(&other).await, [1, 2, 4, 6]);
 
-        // Schema changes are refused inside a block (not transactional); the block fails.
-        client.batch_execute("BEGIN").await.unwrap();
-        let error = client
-            .simple_query("CREATE TABLE nope (id BIGINT PRIMARY KEY)")
-            .await
-            .unwrap_err();
-        assert_eq!(code(&error), "0A000");
-        client.batch_execute("ROLLBACK").await.unwrap();
+        // Schema changes are not transactional: inside a block one is applied at once, with a
+        // warning that says so, and stays after ROLLBACK.
+        let (out, err) = psql(
+            server.port,
+            "BEGIN; CREATE TABLE kept (id BIGINT PRIMARY KEY); INSERT INTO kept VALUES (1); \
+             ROLLBACK",
+        );
+        assert!(
+            err.contains("WARNING") && err.contains("not transactional"),
+            "{out}{err}"
+        );
+        let kept = other.query("SELECT id FROM kept", &[]).await.unwrap();
+        assert!(kept.is_empty());
 
         // First committer wins: the second gets 40001, nothing of it applied.
         client

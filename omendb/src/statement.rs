@@ -67,8 +67,9 @@ fn unsupported(what: impl Into<String>) -> Error {
 impl Db {
     /// Runs SQL: a query (any `SELECT` DataFusion supports, `EXPLAIN`), or a statement that
     /// changes the database (`CREATE TABLE`, `DROP TABLE`, `ALTER TABLE ... ADD COLUMN`,
-    /// `INSERT`, `UPDATE`, `DELETE`). Several statements separated by `;` run in order; the
-    /// result is the last one's. A query sees a snapshot of every write acknowledged before it
+    /// `INSERT`, `UPDATE`, `DELETE`). Several statements separated by `;` run in order as one
+    /// transaction (see [`Db::begin`]; a schema change among them commits those before it);
+    /// the result is the last one's. A query sees a snapshot of every write acknowledged before it
     /// started. A write statement applies whole or not at all and returns one row with its
     /// `count` of rows. Errors (bad SQL, unknown tables or columns, bad values) leave the
     /// database usable and unchanged by the failed statement.
@@ -78,8 +79,8 @@ impl Db {
 
     /// [`Db::sql`], cancelled when `interrupt` is given: a statement cancelled before it
     /// commits fails with [`Error::Cancelled`] and changes nothing; once its write has begun
-    /// it runs to the end and reports what it applied. In a script, the statements before the
-    /// cancelled one stay applied.
+    /// it runs to the end and reports what it applied. In a script, nothing of the
+    /// transaction the cancelled statement ran in is applied.
     pub fn sql_with(&self, text: &str, interrupt: &Interrupt) -> Result<QueryResult> {
         crate::limits::with_plan_stack(|| self.sql_in(text, interrupt))
     }
@@ -151,10 +152,8 @@ impl Db {
                 }
                 self.query(statement, interrupt, written.as_ref())
             }
-            Kind::Ddl if writes.is_some() => Err(unsupported(
-                "CREATE, DROP and ALTER TABLE inside a transaction: OmenDB's schema changes are \
-                 not transactional; run them outside a transaction block",
-            )),
+            // Not transactional: applied at once, in a transaction too (whose commit then
+            // fails if it wrote to a table changed so).
             Kind::Ddl => self.run_ddl(statement),
             Kind::Dml => {
                 // An INSERT reads its snapshot only (as PostgreSQL's does under READ
@@ -221,7 +220,7 @@ impl Db {
                     unsupported("this statement; see docs/sql.md for what OmenDB runs"),
                 ),
                 LogicalPlan::Statement(_) => Err(unsupported(
-                    "transaction and session statements; each statement commits on its own",
+                    "transaction and session statements in Db::sql: use Db::begin for a transaction",
                 )),
                 plan => self.run_plan(session, plan, interrupt),
             }

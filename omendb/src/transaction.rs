@@ -465,9 +465,10 @@ impl Transaction<'_> {
         applied
     }
 
-    /// Runs SQL in the transaction ([`Db::sql`]'s statements but `CREATE`, `DROP` and
-    /// `ALTER TABLE`, which are not transactional): queries see the transaction's writes,
-    /// writes join them. A statement that fails changes nothing; the transaction stays usable.
+    /// Runs SQL in the transaction: queries see the transaction's writes, writes join them. A
+    /// statement that fails changes nothing; the transaction stays usable. `CREATE`, `DROP`
+    /// and `ALTER TABLE` are not transactional: they are applied at once, and stay after a
+    /// rollback (a commit fails if the transaction wrote to a table changed so).
     pub fn sql(&mut self, text: &str) -> Result<QueryResult> {
         self.sql_with(text, &Interrupt::new())
     }

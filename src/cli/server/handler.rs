@@ -495,11 +495,18 @@ impl Backend {
             if block.failed {
                 return Err(aborted());
             }
-            if matches!(statement.kind, Kind::Done(_)) && !block.explicit {
+            if matches!(statement.kind, Kind::Done(_)) {
                 // A schema change is not transactional: an implicit block commits what
-                // precedes it (an explicit block refuses it, in the engine).
-                if let Some(Err(error)) = session.transaction_block.finish().await {
-                    return Err(sqlstate::from_db(&error));
+                // precedes it; in an explicit one it is applied at once, and the client told.
+                if !block.explicit {
+                    if let Some(Err(error)) = session.transaction_block.finish().await {
+                        return Err(sqlstate::from_db(&error));
+                    }
+                } else {
+                    session.warn(
+                        "CREATE, DROP and ALTER TABLE are not transactional in OmenDB: this one \
+                         is applied now and stays if the transaction block rolls back",
+                    );
                 }
             }
         }
@@ -729,7 +736,9 @@ impl SimpleQueryHandler for Backend {
             if implicit && session.block().is_none() {
                 session.transaction_block.open(&self.db, false);
             }
-            match self.run(&*client, statement, (None, None), stream).await {
+            let result = self.run(&*client, statement, (None, None), stream).await;
+            send_warnings(client, &session).await?;
+            match result {
                 Ok(response) => responses.push(response),
                 Err(error) => {
                     // As in PostgreSQL, an error ends the script; its implicit block applies
@@ -746,6 +755,22 @@ impl SimpleQueryHandler for Backend {
         }
         Ok(responses)
     }
+}
+
+/// Sends the session's queued warnings as notices.
+async fn send_warnings<C>(client: &mut C, session: &Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::SinkExt;
+    for warning in session.take_warnings() {
+        let notice = sqlstate::info("WARNING", "01000", warning);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(notice.into()))
+            .await?;
+    }
+    Ok(())
 }
 
 /// PostgreSQL's answer to a statement in a failed block.
@@ -869,7 +894,9 @@ impl ExtendedQueryHandler for Backend {
                 (Some(&portal.result_column_format), Some(&prepared.schema)),
                 true,
             )
-            .await?;
+            .await;
+        send_warnings(client, &session).await?;
+        let response = response?;
         if matches!(response, Response::Execution(_)) {
             session.finish_write(&portal.state);
         }

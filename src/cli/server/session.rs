@@ -67,6 +67,8 @@ pub struct Session {
     settings: Mutex<BTreeMap<String, String>>,
     /// The transaction block, if one is open.
     pub transaction_block: Block,
+    /// Warnings for the client, sent before the answer of the message that raised them.
+    warnings: Mutex<Vec<String>>,
     running: Mutex<Option<Interrupt>>,
     /// Each with the bytes of its text.
     prepared: Mutex<HashMap<String, (DfStatement, usize)>>,
@@ -94,6 +96,7 @@ impl Session {
         let session = Self {
             settings: Mutex::new(BTreeMap::new()),
             transaction_block: Block::default(),
+            warnings: Mutex::new(Vec::new()),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             default_timeout,
@@ -268,6 +271,19 @@ impl Session {
     /// The open transaction block's state, if one is open.
     pub fn block(&self) -> Option<BlockState> {
         self.transaction_block.state()
+    }
+
+    /// Queues a warning for the client (a few at most; more are dropped).
+    pub fn warn(&self, message: impl Into<String>) {
+        let mut warnings = lock(&self.warnings);
+        if warnings.len() < 16 {
+            warnings.push(message.into());
+        }
+    }
+
+    /// The warnings queued, to send now.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.warnings))
     }
 
     /// Records what a statement did inside the open block (no-op outside a block).

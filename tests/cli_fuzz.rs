@@ -697,9 +697,10 @@ fn a_portal_runs_its_write_once() {
     let text = String::from_utf8_lossy(&reply);
     assert!(text.contains("C55000\0"), "{text}");
     assert_eq!(text.matches("UPDATE 1").count(), 1, "{text}");
-    // The last DataRow holds v: 1 (one column, 4-byte length, the text "1").
+    // The error aborted the pipeline's implicit transaction, as in PostgreSQL: its one UPDATE
+    // is not applied either. The last DataRow holds v: 0 (one column, 4-byte length, "0").
     assert!(
-        reply.windows(7).any(|w| w == b"\0\x01\0\0\0\x011"),
+        reply.windows(7).any(|w| w == b"\0\x01\0\0\0\x010"),
         "{text}"
     );
     let log = stop_clean(server);

@@ -172,6 +172,18 @@ fn blocks_scripts_and_pipelines_apply_all_or_nothing() {
             .unwrap();
         let values: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(values, [100, 2]);
+
+        // A session idle in a block past idle_in_transaction_session_timeout is closed, and
+        // its transaction rolled back.
+        let idle = connect(server.port).await;
+        idle.batch_execute(
+            "SET idle_in_transaction_session_timeout = '300ms'; BEGIN; DELETE FROM tx",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        assert!(idle.simple_query("COMMIT").await.is_err());
+        assert_eq!(ids(&other).await, [1, 2, 4, 6]);
     });
 
     // An extended-protocol pipeline up to Sync is one transaction: INSERT, then a failing

@@ -415,7 +415,7 @@ impl Db {
 }
 
 /// The bytes `value` takes at least in a log record.
-fn value_bytes(value: &Value) -> usize {
+pub(crate) fn value_bytes(value: &Value) -> usize {
     match value {
         Value::Utf8(text) => text.len(),
         Value::Null | Value::Boolean(_) => 1,

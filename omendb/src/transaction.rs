@@ -218,16 +218,9 @@ pub(crate) struct WriteSet {
     bytes: usize,
 }
 
+/// The bytes a row takes in a log record at least (as a statement's write counts them).
 fn row_bytes(row: Option<&Row>) -> usize {
-    // A value's bytes in a log record at least, plus its in-memory slot.
-    row.map_or(0, |row| {
-        row.iter()
-            .map(|v| match v {
-                Value::Utf8(text) => 24 + text.len(),
-                _ => 24,
-            })
-            .sum()
-    }) + 32
+    row.map_or(8, |row| row.iter().map(crate::statement::value_bytes).sum())
 }
 
 impl WriteSet {

@@ -83,7 +83,38 @@ public class Pgjdbc {
                 check(update.executeUpdate() == 1, "UPDATE in a transaction");
             }
             conn.commit();
+            // A transaction that fails applies nothing; one rolled back neither.
+            try (Statement s = conn.createStatement()) {
+                s.executeUpdate("INSERT INTO " + table + " (id) VALUES (600)");
+                try {
+                    s.executeQuery("SELECT 1 / 0");
+                    throw new AssertionError("1 / 0 succeeded");
+                } catch (SQLException e) {
+                    check("22012".equals(e.getSQLState()), "22012, got " + e.getSQLState());
+                }
+                conn.rollback();
+                s.executeUpdate("INSERT INTO " + table + " (id) VALUES (601)");
+                conn.rollback();
+            }
             conn.setAutoCommit(true);
+            // executeBatch with a failing row: the batch is one pipeline, none of it applied.
+            try (PreparedStatement insert = conn.prepareStatement(
+                    "INSERT INTO " + table + " (id) VALUES (?)")) {
+                for (long id : new long[] {700, 701, 700}) {
+                    insert.setLong(1, id);
+                    insert.addBatch();
+                }
+                try {
+                    insert.executeBatch();
+                    throw new AssertionError("a batch with a duplicate key succeeded");
+                } catch (BatchUpdateException e) {
+                    check("23505".equals(e.getSQLState()), "23505, got " + e.getSQLState());
+                }
+            }
+            try (Statement s = conn.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT count(*) FROM " + table + " WHERE id >= 600")) {
+                check(rs.next() && rs.getLong(1) == 0, "nothing of the failed transactions");
+            }
             try (Statement s = conn.createStatement();
                  ResultSet rs = s.executeQuery("SELECT name FROM " + table + " WHERE id = 2")) {
                 check(rs.next() && rs.getString(1).equals("grace"), "committed update");

@@ -46,6 +46,16 @@ async function main() {
   await client.query('COMMIT');
   result = await client.query(`SELECT name FROM ${table} WHERE id = 2`);
   assert.strictEqual(result.rows[0].name, 'grace');
+  // A block that fails applies nothing; its reads see its own writes.
+  await client.query('BEGIN');
+  await client.query(`INSERT INTO ${table} (id) VALUES ($1)`, [600]);
+  result = await client.query(`SELECT count(*) AS n FROM ${table} WHERE id = $1`, [600]);
+  assert.strictEqual(result.rows[0].n, '1');
+  await assert.rejects(client.query('SELECT 1 / 0'), (e) => e.code === '22012');
+  await assert.rejects(client.query('SELECT 1'), (e) => e.code === '25P02');
+  await client.query('COMMIT');
+  result = await client.query(`SELECT count(*) AS n FROM ${table} WHERE id = $1`, [600]);
+  assert.strictEqual(result.rows[0].n, '0');
   await client.end();
   console.log('node-postgres: ok');
 }

@@ -80,6 +80,39 @@ def psycopg_driver():
         check(cur.rowcount, 1, "UPDATE rowcount")
         cur.execute(f"DELETE FROM {table} WHERE id > %s", (100,))
         check(cur.rowcount, 2, "DELETE rowcount")
+        # A transfer in a transaction: a second connection sees nothing until it commits.
+        with psycopg.connect(host=HOST, port=PORT, user=USER, password=PASSWORD, dbname="omendb", autocommit=True) as other:
+            def qty(id):
+                return other.execute(f"SELECT qty FROM {table} WHERE id = %s", (id,)).fetchone()[0]
+
+            with conn.transaction():
+                cur.execute(f"UPDATE {table} SET qty = qty - 5 WHERE id = %s", (2,))
+                cur.execute(f"UPDATE {table} SET qty = qty + 5 WHERE id = %s", (3,))
+                cur.execute(f"SELECT qty FROM {table} WHERE id = %s", (2,))
+                check(cur.fetchone(), (-3,), "the transaction reads its own write")
+                check((qty(2), qty(3)), (2, 3), "uncommitted writes are invisible")
+            check((qty(2), qty(3)), (-3, 8), "committed transfer")
+            # A failing transaction applies nothing.
+            try:
+                with conn.transaction():
+                    cur.execute(f"INSERT INTO {table} (id) VALUES (%s)", (600,))
+                    cur.execute("SELECT 1 / 0")
+                raise AssertionError("1 / 0 succeeded")
+            except psycopg.errors.DivisionByZero:
+                pass
+            # Pipeline mode: one Sync, one implicit transaction.
+            try:
+                with conn.pipeline():
+                    cur.execute(f"INSERT INTO {table} (id) VALUES (%s)", (601,))
+                    cur.execute(f"INSERT INTO {table} (id) VALUES (%s)", (601,))
+                raise AssertionError("a duplicate key in a pipeline succeeded")
+            except psycopg.errors.UniqueViolation:
+                pass
+            check(
+                other.execute(f"SELECT count(*) FROM {table} WHERE id >= 600").fetchone(),
+                (0,),
+                "nothing of the failed transactions",
+            )
     print("psycopg: ok")
 
 
@@ -111,6 +144,23 @@ async def asyncpg_main():
         check(tuple(row), (500, None, None, None, None, None, None), "NULLs")
         async with conn.transaction():
             check(await conn.fetchval(f"SELECT name FROM {table} WHERE id = $1", 2), "n2", "in a transaction")
+        # executemany is atomic: a failing row applies none of them.
+        try:
+            await conn.executemany(
+                f"INSERT INTO {table} (id, name) VALUES ($1, $2)", [(600, "a"), (601, "b"), (600, "c")]
+            )
+            raise AssertionError("executemany with a duplicate key succeeded")
+        except asyncpg.exceptions.UniqueViolationError:
+            pass
+        check(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE id >= 600"), 0, "executemany applied nothing")
+        # A transaction that raises is rolled back.
+        try:
+            async with conn.transaction():
+                await conn.execute(f"INSERT INTO {table} (id) VALUES ($1)", 602)
+                raise RuntimeError("abort")
+        except RuntimeError:
+            pass
+        check(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE id >= 600"), 0, "rolled back")
     finally:
         await conn.close()
     print("asyncpg: ok")
@@ -157,6 +207,34 @@ def sqlalchemy_driver():
                 raise
             conn.rollback()
         check(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar(), 101, "count")
+    # The ORM: a session that flushes several times, then rolls back, applies nothing; one that
+    # commits applies every flush.
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = table
+        id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+        name: Mapped[str] = mapped_column(Text, nullable=True)
+
+    with Session(engine) as session:
+        session.add(Item(id=600, name="a"))
+        session.flush()
+        session.add(Item(id=601, name="b"))
+        session.flush()
+        check(session.get(Item, 600).name, "a", "the session reads its flushes")
+        session.rollback()
+    with Session(engine) as session:
+        session.add(Item(id=602, name="c"))
+        session.flush()
+        session.get(Item, 50).name = "renamed"
+        session.commit()
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT id FROM {table} WHERE id >= 600 ORDER BY id")).all()
+        check([r[0] for r in rows], [602], "only the committed session's rows")
+        check(conn.execute(select(t.c.name).where(t.c.id == 50)).scalar(), "renamed", "ORM update")
     print("sqlalchemy: ok")
 
 

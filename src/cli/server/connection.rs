@@ -67,6 +67,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     handlers: Arc<H>,
     logged_in: impl Fn() -> bool + Send + Sync + 'static,
     failed: impl Fn(),
+    idle_limit: impl Fn() -> Option<std::time::Duration>,
 ) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let Some(head) = decline_encryption(&mut socket).await? else {
@@ -84,7 +85,26 @@ pub async fn serve<H: PgWireServerHandlers>(
     let cancel = handlers.cancel_handler();
     let mut objects = Objects::default();
     loop {
-        let message = match socket.next().await {
+        // A session idle inside a transaction block longer than its limit is closed, as in
+        // PostgreSQL (its transaction rolls back with it).
+        let next = match idle_limit() {
+            Some(limit) => match tokio::time::timeout(limit, socket.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let info = sqlstate::info(
+                        "FATAL",
+                        "25P03",
+                        "terminating connection due to idle-in-transaction timeout",
+                    );
+                    socket
+                        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                        .await?;
+                    return socket.get_mut().shutdown().await;
+                }
+            },
+            None => socket.next().await,
+        };
+        let message = match next {
             None => return Ok(()),
             Some(Ok(message)) => message,
             Some(Err(error)) => return refuse(&mut socket, peer, error).await,

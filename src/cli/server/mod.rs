@@ -323,6 +323,9 @@ async fn serve(
                                     // Any error in a block fails it, whichever layer met it.
                                     let session = Arc::clone(&session);
                                     move || session.note(false, true)
+                                }, {
+                                    let session = Arc::clone(&session);
+                                    move || session.idle_in_transaction_limit()
                                 }) => {
                                     if let Err(error) = served {
                                         tracing::debug!(%peer, %error, "session ended with an error");

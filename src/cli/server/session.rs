@@ -39,6 +39,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("lock_timeout", "0"),
@@ -157,6 +158,15 @@ impl Session {
         parse_duration(value).ok().filter(|d| !d.is_zero())
     }
 
+    /// How long the session may sit idle inside a transaction block before it is closed
+    /// (`idle_in_transaction_session_timeout`; `None`: outside a block, or no limit).
+    pub fn idle_in_transaction_limit(&self) -> Option<Duration> {
+        self.block()?;
+        let settings = lock(&self.settings);
+        let value = settings.get("idle_in_transaction_session_timeout")?;
+        parse_duration(value).ok().filter(|d| !d.is_zero())
+    }
+
     /// `SET name = value`.
     pub fn set(&self, name: &str, value: String) -> PgWireResult<()> {
         let name = name.to_ascii_lowercase();
@@ -173,13 +183,11 @@ impl Session {
                 format!("parameter \"{name}\" cannot be changed"),
             ));
         }
-        if name == "statement_timeout" {
+        if name == "statement_timeout" || name == "idle_in_transaction_session_timeout" {
             let timeout = parse_duration(&value).map_err(|reason| {
                 sqlstate::error(
                     sqlstate::INVALID_PARAMETER_VALUE,
-                    format!(
-                        "invalid value for parameter \"statement_timeout\": {value:?} ({reason})"
-                    ),
+                    format!("invalid value for parameter \"{name}\": {value:?} ({reason})"),
                 )
             })?;
             lock(&self.settings).insert(name, timeout.as_millis().to_string());
@@ -220,11 +228,12 @@ impl Session {
                     other => other,
                 };
                 let value = settings.get(key).ok_or_else(|| unrecognized(&name))?;
-                let value = if key == "statement_timeout" {
-                    show_duration(value)
-                } else {
-                    value.clone()
-                };
+                let value =
+                    if key == "statement_timeout" || key == "idle_in_transaction_session_timeout" {
+                        show_duration(value)
+                    } else {
+                        value.clone()
+                    };
                 Ok(vec![(name, value)])
             }
         }

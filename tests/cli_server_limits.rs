@@ -265,7 +265,7 @@ fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
             scalar(&client, "SHOW transaction isolation level")
                 .await
                 .as_deref(),
-            Some("read committed")
+            Some("repeatable read")
         );
         assert_eq!(
             scalar(&client, "SHOW standard_conforming_strings")

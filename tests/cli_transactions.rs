@@ -232,3 +232,222 @@ fn blocks_scripts_and_pipelines_apply_all_or_nothing() {
         assert_eq!(ids(&other).await, [1, 2, 4, 6, 11, 12]);
     });
 }
+
+/// Sends one simple Query over a raw connection; returns the SQLSTATEs of its errors, the
+/// command tags, and the status byte of its ReadyForQuery.
+fn simple(socket: &mut std::net::TcpStream, sql: &str) -> (Vec<String>, Vec<String>, u8) {
+    let mut body = sql.as_bytes().to_vec();
+    body.push(0);
+    socket.write_all(&message(b'Q', &body)).unwrap();
+    let (mut codes, mut tags) = (Vec::new(), Vec::new());
+    loop {
+        let (kind, body) = read_message(socket).unwrap();
+        match kind {
+            b'E' => {
+                let code = body
+                    .split(|&b| b == 0)
+                    .find_map(|field| field.strip_prefix(b"C"))
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .unwrap_or_default();
+                codes.push(code);
+            }
+            b'C' => tags.push(String::from_utf8_lossy(&body[..body.len() - 1]).into_owned()),
+            b'Z' => return (codes, tags, body[0]),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn block_states_answer_as_postgresql() {
+    let dir = TempDir::new("transaction-states");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let mut raw = raw_login(server.port).unwrap();
+    let q = |raw: &mut std::net::TcpStream, sql: &str| simple(raw, sql);
+    q(
+        &mut raw,
+        "CREATE TABLE tx (id BIGINT PRIMARY KEY, v BIGINT)",
+    );
+
+    // An error of a statement the server answers itself fails the block too.
+    for bad in [
+        "ROLLBACK TO nosuch",
+        "SET statement_timeout = 'oops'",
+        "SHOW nosuch",
+        "EXECUTE nosuch",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+    ] {
+        assert_eq!(q(&mut raw, "BEGIN").2, b'T');
+        q(&mut raw, "INSERT INTO tx VALUES (1, 1)");
+        let (codes, _, status) = q(&mut raw, bad);
+        assert!(
+            !codes.is_empty() && status == b'E',
+            "{bad}: {codes:?} {status}"
+        );
+        let (codes, _, _) = q(&mut raw, "INSERT INTO tx VALUES (2, 2)");
+        assert_eq!(codes, ["25P02"], "{bad}");
+        let (codes, _, _) = q(&mut raw, "RELEASE s");
+        assert_eq!(codes, ["25P02"], "{bad}");
+        let (_, tags, status) = q(&mut raw, "COMMIT");
+        assert_eq!(
+            (tags, status),
+            (vec!["ROLLBACK".to_string()], b'I'),
+            "{bad}"
+        );
+    }
+    let (_, tags, _) = q(&mut raw, "SELECT count(*) FROM tx");
+    assert_eq!(tags, ["SELECT 1"]);
+
+    // ROLLBACK TO a savepoint recovers the block: back to T.
+    q(&mut raw, "BEGIN; SAVEPOINT a; SELECT 1/0");
+    let (codes, _, status) = q(&mut raw, "ROLLBACK TO a");
+    assert_eq!((codes.len(), status), (0, b'T'));
+    q(&mut raw, "ROLLBACK");
+
+    // Savepoint commands outside a block: 25P01.
+    assert_eq!(q(&mut raw, "RELEASE a").0, ["25P01"]);
+    assert_eq!(q(&mut raw, "ROLLBACK TO a").0, ["25P01"]);
+
+    // READ ONLY blocks and default_transaction_read_only refuse writes (25006).
+    let (codes, _, _) = q(&mut raw, "BEGIN READ ONLY; INSERT INTO tx VALUES (3, 3)");
+    assert_eq!(codes, ["25006"]);
+    q(&mut raw, "ROLLBACK");
+    q(&mut raw, "BEGIN; SET TRANSACTION READ ONLY");
+    assert_eq!(q(&mut raw, "DELETE FROM tx").0, ["25006"]);
+    q(&mut raw, "ROLLBACK");
+    q(&mut raw, "SET default_transaction_read_only = on");
+    assert_eq!(q(&mut raw, "INSERT INTO tx VALUES (3, 3)").0, ["25006"]);
+    assert_eq!(
+        q(
+            &mut raw,
+            "BEGIN READ WRITE; INSERT INTO tx VALUES (3, 3); COMMIT"
+        )
+        .0
+        .len(),
+        0
+    );
+    q(&mut raw, "SET default_transaction_read_only = off");
+
+    // SET is undone by ROLLBACK; SET LOCAL ends with its block.
+    q(&mut raw, "BEGIN; SET statement_timeout = 77; ROLLBACK");
+    q(&mut raw, "BEGIN; SET LOCAL extra_float_digits = 2; COMMIT");
+    q(&mut raw, "BEGIN; SET application_name = 'kept'; COMMIT");
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        // A failed COMMIT ends the block (status I), as in PostgreSQL: psycopg's retry loop
+        // begins a new one.
+        client
+            .batch_execute("INSERT INTO tx VALUES (1, 1)")
+            .await
+            .unwrap();
+        assert_eq!(
+            q(&mut raw, "BEGIN; UPDATE tx SET v = 5 WHERE id = 1").2,
+            b'T'
+        );
+        client
+            .batch_execute("UPDATE tx SET v = 6 WHERE id = 1")
+            .await
+            .unwrap();
+        let (codes, _, status) = q(&mut raw, "COMMIT");
+        assert_eq!((codes, status), (vec!["40001".to_string()], b'I'));
+        assert_eq!(
+            q(&mut raw, "BEGIN; UPDATE tx SET v = 7 WHERE id = 1; COMMIT")
+                .0
+                .len(),
+            0
+        );
+        let v = client
+            .query_one("SELECT v FROM tx WHERE id = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(v.get::<_, i64>(0), 7);
+    });
+    let show = |raw: &mut std::net::TcpStream, name: &str| {
+        let mut body = format!("SHOW {name}").into_bytes();
+        body.push(0);
+        raw.write_all(&message(b'Q', &body)).unwrap();
+        let mut value = String::new();
+        loop {
+            let (kind, body) = read_message(raw).unwrap();
+            if kind == b'D' {
+                value = String::from_utf8_lossy(&body[6..]).into_owned();
+            }
+            if kind == b'Z' {
+                return value;
+            }
+        }
+    };
+    assert_eq!(show(&mut raw, "statement_timeout"), "0");
+    assert_eq!(show(&mut raw, "extra_float_digits"), "1");
+    assert_eq!(show(&mut raw, "application_name"), "kept");
+
+    // A portal ends with its block: it cannot return rows the block rolled back.
+    q(&mut raw, "BEGIN; INSERT INTO tx VALUES (99, 99)");
+    let mut bytes = message(b'P', b"\0SELECT id FROM tx ORDER BY id\0\0\0");
+    bytes.extend(message(b'B', b"c1\0\0\0\0\0\0\0\0"));
+    bytes.extend(message(b'E', b"c1\0\0\0\0\x01"));
+    bytes.extend(message(b'S', &[]));
+    raw.write_all(&bytes).unwrap();
+    while read_message(&mut raw).unwrap().0 != b'Z' {}
+    q(&mut raw, "ROLLBACK");
+    let mut bytes = message(b'E', b"c1\0\0\0\0\0");
+    bytes.extend(message(b'S', &[]));
+    raw.write_all(&bytes).unwrap();
+    let mut error = None;
+    loop {
+        let (kind, body) = read_message(&mut raw).unwrap();
+        if kind == b'D' {
+            panic!("the portal returned a row after its block rolled back");
+        }
+        if kind == b'E' {
+            error = Some(String::from_utf8_lossy(&body).into_owned());
+        }
+        if kind == b'Z' {
+            break;
+        }
+    }
+    assert!(error.is_some_and(|e| e.contains("C34000")));
+
+    // Startup options apply, as in PostgreSQL (`PGOPTIONS`, `options=-c ...`).
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(server.port)
+            .user("omendb")
+            .password(PASSWORD)
+            .dbname("omendb")
+            .options("-c statement_timeout=123 --idle-in-transaction-session-timeout=500")
+            .application_name("startup-app")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let value = |name: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .simple_query(&format!("SHOW {name}"))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.get(0).map(str::to_string)
+                        }
+                        _ => None,
+                    })
+            }
+        };
+        assert_eq!(value("statement_timeout").await.as_deref(), Some("123ms"));
+        assert_eq!(
+            value("idle_in_transaction_session_timeout")
+                .await
+                .as_deref(),
+            Some("500ms")
+        );
+        assert_eq!(
+            value("application_name").await.as_deref(),
+            Some("startup-app")
+        );
+    });
+}

@@ -127,7 +127,25 @@ pub(crate) fn maybe_compact(view: SharedView<'_>, urgency: Urgency) -> Result<()
             let path = Manifest::file_path(view.root, table, file);
             batches.extend(storage::read_file(&path, file, &stored)?);
         }
-        let merged = storage::resolve(&batches, &stored, table.schema.key, u64::MAX, start > 0)?;
+        // Read after the run was chosen: a transaction that pins a snapshot later began after
+        // every version in the run was applied, so it needs none of those dropped.
+        let pin = view
+            .options
+            .snapshot_pin
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let merged = storage::resolve_from(&batches, &stored, table.schema.key, pin, start > 0)?;
+        // Exact from the pin on (or from its newest version when nothing is pinned), and no
+        // earlier than any file it merged.
+        let inputs_from = table.files[start..end]
+            .iter()
+            .map(|f| f.complete_from.min(f.max_lsn))
+            .max()
+            .unwrap_or(0);
+        let run_max = table.files[start..end]
+            .iter()
+            .map(|f| f.max_lsn)
+            .max()
+            .unwrap_or(0);
         let mut manifest = (*view.manifest).clone();
         let file_id = manifest.next_file_id;
         manifest.next_file_id += 1;
@@ -140,12 +158,9 @@ pub(crate) fn maybe_compact(view: SharedView<'_>, urgency: Urgency) -> Result<()
         } else {
             let file_name = format!("{file_id:012}.parquet");
             let path = view.root.join(&table.dir).join(&file_name);
-            Some(storage::write_file(
-                &path,
-                &file_name,
-                &merged,
-                table.schema.key,
-            )?)
+            let mut meta = storage::write_file(&path, &file_name, &merged, table.schema.key)?;
+            meta.complete_from = pin.min(run_max).max(inputs_from);
+            Some(meta)
         };
         let Some(entry) = manifest.tables.get_mut(name) else {
             continue;

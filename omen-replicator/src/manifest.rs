@@ -41,6 +41,24 @@ pub struct FileMeta {
     /// the key. Manifests written before this field existed read `false`.
     #[serde(default)]
     pub distinct_keys: bool,
+    /// Snapshots at or above this LSN read the file exactly: compaction dropped no version
+    /// they see (0 for a flushed file, which holds every version; see
+    /// `ReplicatorOptions::snapshot_pin`). A snapshot below both this and `max_lsn` may miss a
+    /// version. Manifests written before this field existed read `u64::MAX` (then only
+    /// snapshots at or above `max_lsn` are sure).
+    #[serde(default = "unknown_completeness")]
+    pub complete_from: u64,
+}
+
+fn unknown_completeness() -> u64 {
+    u64::MAX
+}
+
+impl FileMeta {
+    /// Whether a snapshot at `lsn` reads this file exactly.
+    pub fn exact_at(&self, lsn: u64) -> bool {
+        lsn >= self.complete_from.min(self.max_lsn)
+    }
 }
 
 /// A table as the manifest records it.

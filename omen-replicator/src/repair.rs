@@ -64,8 +64,10 @@ pub(crate) fn repair(view: SharedView<'_>, wal: &Wal) -> Result<RepairReport> {
             next_file_id += 1;
             let file_name = format!("{file_id:012}-rebuilt.parquet");
             let new_path = view.root.join(&table.dir).join(&file_name);
-            table.files[index] =
-                storage::write_file(&new_path, &file_name, &rebuilt, table.schema.key)?;
+            let mut meta = storage::write_file(&new_path, &file_name, &rebuilt, table.schema.key)?;
+            // One version per key: exact only for snapshots at or above its newest version.
+            meta.complete_from = meta.max_lsn;
+            table.files[index] = meta;
             report.rebuilt.push(path);
         }
     }

@@ -79,6 +79,11 @@ pub struct ReplicatorOptions {
     pub low_priority: bool,
     /// The clock that ages buffers (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
+    /// The oldest snapshot LSN a reader still needs (a facade's oldest running transaction;
+    /// `u64::MAX`: none). Compaction keeps every version above it and each key's latest at or
+    /// below it, so a snapshot at or above it still reads what it read before; the merged
+    /// file says from which snapshot on it is exact ([`crate::manifest::FileMeta::complete_from`]).
+    pub snapshot_pin: Arc<AtomicU64>,
 }
 
 impl Default for ReplicatorOptions {
@@ -96,6 +101,7 @@ impl Default for ReplicatorOptions {
             compaction_target_rows: 128 << 10,
             low_priority: true,
             clock: Arc::new(SystemClock::default()),
+            snapshot_pin: Arc::new(AtomicU64::new(u64::MAX)),
         }
     }
 }
@@ -1439,6 +1445,7 @@ mod tests {
             min_lsn: 1,
             max_lsn: 1,
             distinct_keys: true,
+            complete_from: 0,
         }
     }
 

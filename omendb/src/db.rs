@@ -59,6 +59,11 @@ pub struct DbOptions {
     /// answered from the learned index without DataFusion (see `omen-router`). Default: on;
     /// off, every query is planned by DataFusion (for comparisons).
     pub sql_fast_path: bool,
+    /// How long a transaction may run from its first read or write: past it, its statements
+    /// and its commit fail with `Error::SerializationFailure` (nothing applied), and
+    /// compaction stops keeping the versions its snapshot reads. Bounds what an abandoned
+    /// transaction holds. Default: one hour.
+    pub max_transaction_age: Duration,
 }
 
 impl Default for DbOptions {
@@ -71,6 +76,7 @@ impl Default for DbOptions {
             sql_limits: crate::SqlLimits::default(),
             sql_memory_limit: 2 << 30,
             sql_fast_path: true,
+            max_transaction_age: Duration::from_secs(3600),
         }
     }
 }
@@ -225,7 +231,7 @@ pub struct Db {
     /// The router of SQL statements; `None`: everything goes to DataFusion.
     pub(crate) router: Option<omen_router::RuleRouter>,
     /// The keys committed while transactions run, for their commits' conflict checks.
-    pub(crate) conflicts: crate::transaction::Conflicts,
+    pub(crate) conflicts: Arc<crate::transaction::Conflicts>,
 }
 
 /// The result of [`Db::sql`].
@@ -261,8 +267,15 @@ impl Db {
             let record = record?;
             apply(&catalog, &stamp, record.lsn.0, &record.payload)?;
         }
+        let applied_at_open = wal.last_lsn().0;
+        // Compaction keeps the versions running transactions' snapshots read.
+        let pin = Arc::new(AtomicU64::new(u64::MAX));
+        let replicator_options = ReplicatorOptions {
+            snapshot_pin: Arc::clone(&pin),
+            ..options.replicator
+        };
         let replicator =
-            WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), options.replicator)?;
+            WalReplicator::start(Arc::clone(&wal), dir.join("parquet"), replicator_options)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.sql_threads.max(1))
             .thread_name("omendb-sql")
@@ -274,7 +287,7 @@ impl Db {
                 source: e,
             })?;
         Ok(Self {
-            applied: Arc::new(AtomicU64::new(wal.last_lsn().0)),
+            applied: Arc::new(AtomicU64::new(applied_at_open)),
             dir,
             wal,
             replicator: Arc::new(replicator),
@@ -287,7 +300,11 @@ impl Db {
             sql_memory_limit: options.sql_memory_limit,
             max_write_bytes: options.wal.max_record_size as usize,
             router: options.sql_fast_path.then(omen_router::RuleRouter::default),
-            conflicts: crate::transaction::Conflicts::default(),
+            conflicts: Arc::new(crate::transaction::Conflicts::new(
+                pin,
+                options.max_transaction_age,
+                applied_at_open,
+            )),
         })
     }
 
@@ -327,6 +344,14 @@ impl Db {
         Ok(lsn)
     }
 
+    /// [`Db::commit`] of a schema change, which writes no row: running transactions' key
+    /// reads need not see it as a write to any key.
+    fn commit_schema(&self, record: ChangeEncoder) -> Result<Lsn> {
+        let lsn = self.commit(record)?;
+        self.conflicts.record(lsn.0, std::iter::empty());
+        Ok(lsn)
+    }
+
     pub(crate) fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -355,7 +380,7 @@ impl Db {
         }
         let mut record = ChangeEncoder::new();
         record.create_table(name, &schema);
-        self.commit(record)
+        self.commit_schema(record)
     }
 
     /// `DROP TABLE`.
@@ -364,7 +389,7 @@ impl Db {
         self.table(name)?;
         let mut record = ChangeEncoder::new();
         record.drop_table(name);
-        self.commit(record)
+        self.commit_schema(record)
     }
 
     /// `ALTER TABLE ... ADD COLUMN` (nullable; existing rows read NULL there).
@@ -392,7 +417,7 @@ impl Db {
         schema.validate().map_err(invalid)?;
         let mut record = ChangeEncoder::new();
         record.add_column(table, &column);
-        self.commit(record)
+        self.commit_schema(record)
     }
 
     /// Commits a batch atomically and durably (per the WAL's sync mode). Rows are checked

@@ -32,9 +32,14 @@ const ATTEMPTS: usize = 8;
 
 impl Db {
     /// Answers `statement` from the index if the router sends it there and the table
-    /// matches; `None`: plan it with DataFusion.
-    pub(crate) fn key_read(&self, statement: &DfStatement) -> Result<Option<QueryResult>> {
-        self.key_read_bound(statement, &|_| None)
+    /// matches; `None`: plan it with DataFusion. At snapshot `at` (a transaction's), only
+    /// while no commit came after the snapshot.
+    pub(crate) fn key_read_at(
+        &self,
+        statement: &DfStatement,
+        at: Option<u64>,
+    ) -> Result<Option<QueryResult>> {
+        self.key_read_bound(statement, &|_| None, at)
     }
 
     /// Answers a prepared query from the index, its placeholders `$1`, `$2`, ... bound to
@@ -48,7 +53,23 @@ impl Db {
         statement: &DfStatement,
         parameters: &[Option<i64>],
     ) -> Result<Option<QueryResult>> {
-        self.key_read_bound(statement, &|n| parameters.get(n - 1).copied().flatten())
+        self.prepared_key_read_at(statement, parameters, None)
+    }
+
+    /// [`Db::prepared_key_read`] in a transaction with snapshot `at` (see
+    /// [`crate::Transaction::snapshot`]) that has written nothing: answered from the index
+    /// only while no commit came after the snapshot.
+    pub fn prepared_key_read_at(
+        &self,
+        statement: &DfStatement,
+        parameters: &[Option<i64>],
+        at: Option<Lsn>,
+    ) -> Result<Option<QueryResult>> {
+        self.key_read_bound(
+            statement,
+            &|n| parameters.get(n - 1).copied().flatten(),
+            at.map(|lsn| lsn.0),
+        )
     }
 
     /// What a key read with placeholders returns, without DataFusion: `None` when the
@@ -81,6 +102,7 @@ impl Db {
         &self,
         statement: &DfStatement,
         parameter: &dyn Fn(usize) -> Option<i64>,
+        at: Option<u64>,
     ) -> Result<Option<QueryResult>> {
         let Some(router) = &self.router else {
             return Ok(None);
@@ -103,12 +125,26 @@ impl Db {
                 Keys::Points(keys) => KeyLookup::Points(keys),
                 Keys::Range(low, high) => KeyLookup::Range(low, high),
             };
+            if let Some(at) = at
+                && self.applied.load(Ordering::SeqCst) != at
+            {
+                // A transaction's snapshot: the index still serves keys no later commit wrote.
+                let read = || lookup_rows(table, &lookup);
+                return match self
+                    .conflicts
+                    .read_unchanged(&self.applied, &name, at, &lookup, read)
+                {
+                    Some(rows) => output.result(table, &lookup, rows?, at).map(Some),
+                    None => Ok(None),
+                };
+            }
             for _ in 0..ATTEMPTS {
                 let lsn = match self.applied.load(Ordering::SeqCst) {
                     APPLYING => {
                         std::thread::yield_now();
                         continue;
                     }
+                    lsn if at.is_some_and(|at| at != lsn) => return Ok(None),
                     lsn => lsn,
                 };
                 let rows = lookup_rows(table, &lookup)?;

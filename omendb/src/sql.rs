@@ -101,6 +101,8 @@ pub(crate) struct SnapshotTable {
     pub(crate) strict: bool,
     /// A transaction's writes to the table, read over its committed rows.
     pub(crate) written: Option<Arc<TableRows>>,
+    /// In a transaction: what tells whether the index still holds its snapshot's rows.
+    pub(crate) conflicts: Option<Arc<crate::transaction::Conflicts>>,
 }
 
 /// The error of a scan that finds a Parquet file holding writes above its snapshot.
@@ -140,13 +142,23 @@ impl OmenTable for SnapshotTable {
     fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, TableError> {
         // A sequence check: the index serves the query only if no batch was applied after
         // the snapshot, before or during the lookup.
-        if self.applied.load(Ordering::SeqCst) != self.lsn {
-            return Ok(None);
-        }
-        let mut rows = lookup_rows(&self.table, lookup)?;
-        if self.applied.load(Ordering::SeqCst) != self.lsn {
-            return Ok(None);
-        }
+        let mut rows = if self.applied.load(Ordering::SeqCst) == self.lsn {
+            let rows = lookup_rows(&self.table, lookup)?;
+            if self.applied.load(Ordering::SeqCst) != self.lsn {
+                return Ok(None);
+            }
+            rows
+        } else {
+            // A transaction's snapshot: the index still serves keys no later commit wrote.
+            let Some(conflicts) = &self.conflicts else {
+                return Ok(None);
+            };
+            let read = || lookup_rows(&self.table, lookup);
+            match conflicts.read_unchanged(&self.applied, &self.name, self.lsn, lookup, read) {
+                Some(rows) => rows?,
+                None => return Ok(None),
+            }
+        };
         if let Some(written) = &self.written {
             rows = over_written(&self.table.schema, rows, written, lookup);
         }
@@ -159,7 +171,7 @@ impl OmenTable for SnapshotTable {
             && snapshot
                 .files
                 .iter()
-                .any(|(_, meta)| meta.max_lsn > self.lsn)
+                .any(|(_, meta)| !meta.exact_at(self.lsn))
         {
             return Err(Box::new(SnapshotMoved));
         }
@@ -414,8 +426,12 @@ impl Db {
         self.sql_session_in(None)
     }
 
-    /// [`Db::sql_session`] seeing a transaction's `written` rows over the committed ones.
+    /// [`Db::sql_session`] in a transaction: at its snapshot, seeing its `written` rows over
+    /// the committed ones.
     pub(crate) fn sql_session_in(&self, written: Option<&WrittenRows>) -> Result<SqlSession> {
+        if let Some(view) = written {
+            return self.sql_session_at(view.snapshot(), true, Some(view));
+        }
         let lsn = loop {
             match self.applied.load(Ordering::SeqCst) {
                 APPLYING => std::thread::yield_now(),
@@ -425,11 +441,25 @@ impl Db {
         self.sql_session_at(lsn, true, written)
     }
 
-    /// Runs `attempt` again (up to a few times) while it fails with [`SnapshotMoved`].
-    pub(crate) fn retry_moved<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    /// Runs `attempt` again (up to a few times) while it fails with [`SnapshotMoved`], when
+    /// it takes a fresh snapshot each time (`fresh`); a transaction's snapshot cannot move,
+    /// so there it is a serialization failure (rare: compaction keeps what a running
+    /// transaction's snapshot reads, see `ReplicatorOptions::snapshot_pin`).
+    pub(crate) fn retry_moved<T>(
+        &self,
+        fresh: bool,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         for _ in 0..16 {
             match attempt() {
-                Err(e) if snapshot_moved(&e) => std::thread::yield_now(),
+                Err(e) if snapshot_moved(&e) && fresh => std::thread::yield_now(),
+                Err(e) if snapshot_moved(&e) => {
+                    return Err(crate::Error::SerializationFailure(
+                        "could not serialize access: the files this transaction's snapshot \
+                         reads were compacted; nothing of it was applied: retry it"
+                            .into(),
+                    ));
+                }
                 done => return done,
             }
         }
@@ -467,6 +497,7 @@ impl Db {
                 replicator: Arc::clone(&self.replicator),
                 strict,
                 written: written.and_then(|w| w.table(name)).cloned(),
+                conflicts: written.map(|_| Arc::clone(&self.conflicts)),
             };
             let provider = OmenTableProvider::new(name, Arc::new(snapshot), routes.clone());
             // Bare: the catalog's name is already resolved (`"Mixed"` and `mixed` are two
@@ -585,13 +616,13 @@ impl Db {
         interrupt: &Interrupt,
         written: Option<&WrittenRows>,
     ) -> Result<QueryStream<'_>> {
-        let written = written.filter(|w| !w.is_empty());
-        if written.is_none()
-            && let Some(result) = self.key_read(&statement)?
+        if written.is_none_or(WrittenRows::is_empty)
+            && let Some(result) =
+                self.key_read_at(&statement, written.map(WrittenRows::snapshot))?
         {
             return Ok(QueryStream::of(self, result, interrupt));
         }
-        self.retry_moved(|| {
+        self.retry_moved(written.is_none(), || {
             let session = self.sql_session_in(written)?;
             self.stream_in(session, statement.clone(), interrupt)
         })

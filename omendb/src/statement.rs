@@ -139,18 +139,17 @@ impl Db {
         interrupt: &Interrupt,
         writes: Option<&mut WriteSet>,
     ) -> Result<QueryResult> {
-        let written = writes
-            .as_ref()
-            .map(|w| w.written())
-            .filter(|w| !w.is_empty());
+        // In a transaction: its snapshot and its writes so far.
+        let view = writes.as_ref().map(|w| w.written());
         match kind(&statement) {
             Kind::Query => {
-                if written.is_none()
-                    && let Some(result) = self.key_read(&statement)?
+                if view.as_ref().is_none_or(WrittenRows::is_empty)
+                    && let Some(result) =
+                        self.key_read_at(&statement, view.as_ref().map(WrittenRows::snapshot))?
                 {
                     return Ok(result);
                 }
-                self.query(statement, interrupt, written.as_ref())
+                self.query(statement, interrupt, view.as_ref())
             }
             // Not transactional: applied at once, in a transaction too (whose commit then
             // fails if it wrote to a table changed so).
@@ -166,7 +165,7 @@ impl Db {
                     DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_))
                 );
                 let writer = (!insert && writes.is_none()).then(|| self.lock_writer());
-                let session = self.sql_session_in(written.as_ref())?;
+                let session = self.sql_session_in(view.as_ref())?;
                 let lsn = session.lsn;
                 let plan = self
                     .runtime
@@ -203,14 +202,15 @@ impl Db {
         })
     }
 
-    /// Plans and runs a query with DataFusion.
-    fn query(
+    /// Plans and runs a query with DataFusion (at a transaction's snapshot with its writes,
+    /// when `written` is given).
+    pub(crate) fn query(
         &self,
         statement: DfStatement,
         interrupt: &Interrupt,
         written: Option<&WrittenRows>,
     ) -> Result<QueryResult> {
-        self.retry_moved(|| {
+        self.retry_moved(written.is_none(), || {
             let session = self.sql_session_in(written)?;
             let plan = self
                 .runtime
@@ -647,7 +647,11 @@ fn without_excess_spaces(text: &str, max_chars: Option<u32>) -> String {
 }
 
 /// The rows of `batch` as values of `schema`'s columns (cast from DataFusion's types).
-fn batch_values(table: &str, schema: &TableSchema, batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
+pub(crate) fn batch_values(
+    table: &str,
+    schema: &TableSchema,
+    batch: &RecordBatch,
+) -> Result<Vec<Vec<Value>>> {
     if batch.num_columns() != schema.columns.len() {
         return Err(Error::BadRow {
             table: table.to_string(),

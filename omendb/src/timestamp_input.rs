@@ -45,14 +45,34 @@ pub(crate) fn without_zone(text: &str) -> &str {
     text
 }
 
-/// Text to be cast to `TIMESTAMP`, without its zone ([`without_zone`]).
+/// `text` with `:00` seconds when its time has only hours and minutes (`'2024-01-02
+/// 10:30'`, which PostgreSQL reads and Arrow's cast refuses).
+pub(crate) fn with_seconds(text: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = text.rfind([' ', 'T']) else {
+        return text.into();
+    };
+    let time = &text.as_bytes()[start + 1..];
+    let hours_minutes = match time {
+        [h, b':', m1, m2] => h.is_ascii_digit() && m1.is_ascii_digit() && m2.is_ascii_digit(),
+        [h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        _ => false,
+    };
+    if hours_minutes && text[..start].contains('-') {
+        format!("{text}:00").into()
+    } else {
+        text.into()
+    }
+}
+
+/// Text to be cast to `TIMESTAMP`, without its zone ([`without_zone`]) and with seconds
+/// ([`with_seconds`]).
 pub(crate) fn timestamp_input_udf() -> ScalarUDF {
     crate::text_function::TextFunction::udf(TIMESTAMP_INPUT, |array| {
         let text = cast(array, &DataType::Utf8)?;
         Ok(text
             .as_string::<i32>()
             .iter()
-            .map(|v| v.map(without_zone))
+            .map(|v| v.map(|v| with_seconds(without_zone(v))))
             .collect())
     })
 }
@@ -62,7 +82,20 @@ pub(crate) const TIMESTAMP_INPUT: &str = "timestamp_input";
 
 #[cfg(test)]
 mod tests {
-    use super::without_zone;
+    use super::{with_seconds, without_zone};
+
+    #[test]
+    fn a_time_without_seconds_gets_them() {
+        for (text, expected) in [
+            ("2024-01-02 10:30", "2024-01-02 10:30:00"),
+            ("2024-01-02T9:05", "2024-01-02T9:05:00"),
+            ("2024-01-02 10:30:15", "2024-01-02 10:30:15"),
+            ("2024-01-02", "2024-01-02"),
+            ("10:30", "10:30"),
+        ] {
+            assert_eq!(with_seconds(text), expected, "{text}");
+        }
+    }
 
     #[test]
     fn zones_after_the_time_are_dropped() {

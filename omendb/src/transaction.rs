@@ -7,12 +7,14 @@
 //! [`Transaction::scan`], [`Transaction::sql`], on the index fast path and in DataFusion
 //! scans alike) see them over the committed rows.
 //!
-//! Isolation (stated in `docs/sql.md`): each read sees every transaction committed before the
-//! read began (PostgreSQL's default level, READ COMMITTED) plus the transaction's own writes.
-//! Writes follow snapshot isolation's first-committer-wins rule: a commit fails with
-//! [`Error::SerializationFailure`] (`40001`) and applies nothing when another commit wrote one
-//! of its keys, or changed the schema of a table it writes, after it began. So no update is
-//! lost; two reads of one row in one transaction may still differ.
+//! Isolation (stated in `docs/sql.md`): snapshot isolation. The transaction's snapshot is
+//! taken at its first read or write: every read sees the commits before it plus the
+//! transaction's own writes, whatever commits after. Writes follow first-committer-wins: a
+//! commit fails with [`Error::SerializationFailure`] (`40001`) and applies nothing when
+//! another commit wrote one of its keys, or changed the schema of a table it writes, after
+//! its snapshot. The index answers a transaction's key reads while no commit came after its
+//! snapshot; after one, its reads go to the replicator's versions (Parquet files and delta),
+//! which compaction keeps for the oldest running snapshot (`ReplicatorOptions::snapshot_pin`).
 //!
 //! Invariants:
 //! - a statement changes the write set whole or not at all (a failed one is undone to the
@@ -26,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Deref, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use omen_replicator::change::Value;
 use omen_wal::Lsn;
@@ -36,6 +39,7 @@ use crate::interrupt::Interrupt;
 use crate::row::Row;
 use crate::sql::APPLYING;
 use crate::{QueryResult, QueryStream};
+use omen_sql::KeyLookup;
 
 /// The rows a transaction wrote to one table, by key (`None`: deleted).
 pub(crate) type TableRows = BTreeMap<i64, Option<Row>>;
@@ -46,15 +50,20 @@ const MAX_TRACKED_KEYS: usize = 1 << 20;
 
 /// The last commit of each key written since the oldest running transaction began: what a
 /// commit checks its write set against (first committer wins).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Conflicts {
     state: Mutex<ConflictState>,
+    /// The oldest running transaction's snapshot (`u64::MAX`: none), for compaction.
+    pin: Arc<AtomicU64>,
+    /// Transactions older than this fail, and stop holding the pin.
+    max_age: Duration,
 }
 
 #[derive(Debug, Default)]
 struct ConflictState {
-    /// Start LSNs of the running transactions, with their number.
-    running: BTreeMap<u64, usize>,
+    /// Start LSNs of the running transactions, with their number and when the first of them
+    /// began.
+    running: BTreeMap<u64, (usize, Instant)>,
     /// Table -> key -> LSN of the last commit that wrote it (only commits above the oldest
     /// running start).
     written: HashMap<String, HashMap<i64, u64>>,
@@ -62,9 +71,61 @@ struct ConflictState {
     keys: usize,
     /// Transactions that began below it cannot be checked (`written` was emptied at it).
     horizon: u64,
+    /// The LSN of the last commit [`Conflicts::record`] was told of: while `applied` equals
+    /// it, `written` knows every commit after each running snapshot.
+    seen: u64,
 }
 
 impl Conflicts {
+    /// Conflicts that publish the oldest running snapshot in `pin`.
+    pub(crate) fn new(pin: Arc<AtomicU64>, max_age: Duration, applied: u64) -> Self {
+        pin.store(u64::MAX, Ordering::SeqCst);
+        Self {
+            state: Mutex::new(ConflictState {
+                seen: applied,
+                ..ConflictState::default()
+            }),
+            pin,
+            max_age,
+        }
+    }
+
+    /// `read` of the index, if it holds what a transaction with snapshot `at` (running)
+    /// reads for `lookup` of `table`: no commit after the snapshot wrote one of its keys.
+    /// `None`: read the versions at the snapshot instead. Runs `read` under this lock, so
+    /// no commit is recorded meanwhile; one applied meanwhile makes it `None`.
+    pub(crate) fn read_unchanged<T>(
+        &self,
+        applied: &AtomicU64,
+        table: &str,
+        at: u64,
+        lookup: &KeyLookup,
+        read: impl FnOnce() -> T,
+    ) -> Option<T> {
+        /// A range read checks every key written to its table: not when there are many.
+        const MAX_RANGE_CHECK: usize = 4096;
+        let state = self.lock();
+        let seen = state.seen;
+        if at < state.horizon || applied.load(Ordering::SeqCst) != seen {
+            return None;
+        }
+        if let Some(rows) = state.written.get(table) {
+            let changed = |key: &i64| rows.get(key).is_some_and(|&lsn| lsn > at);
+            let touched = match lookup {
+                KeyLookup::Points(keys) => keys.iter().any(changed),
+                KeyLookup::Range(..) if rows.len() > MAX_RANGE_CHECK => return None,
+                KeyLookup::Range(low, high) => rows
+                    .iter()
+                    .any(|(key, &lsn)| lsn > at && (*low, *high).contains(key)),
+            };
+            if touched {
+                return None;
+            }
+        }
+        let found = read();
+        (applied.load(Ordering::SeqCst) == seen).then_some(found)
+    }
+
     fn lock(&self) -> MutexGuard<'_, ConflictState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -80,8 +141,23 @@ impl Conflicts {
                 lsn => break lsn,
             }
         };
-        *state.running.entry(start).or_default() += 1;
+        state
+            .running
+            .entry(start)
+            .or_insert_with(|| (0, Instant::now()))
+            .0 += 1;
+        self.publish(&state);
         start
+    }
+
+    /// Publishes the oldest snapshot a transaction young enough to read still needs.
+    fn publish(&self, state: &ConflictState) {
+        let oldest = state
+            .running
+            .iter()
+            .find(|(_, (_, since))| since.elapsed() <= self.max_age)
+            .map_or(u64::MAX, |(&start, _)| start);
+        self.pin.store(oldest, Ordering::SeqCst);
     }
 
     /// Unregisters a transaction that began at `start`, forgetting what no running
@@ -89,7 +165,7 @@ impl Conflicts {
     fn end(&self, start: u64) {
         let mut state = self.lock();
         let oldest = state.running.keys().next().copied();
-        if let Some(count) = state.running.get_mut(&start) {
+        if let Some((count, _)) = state.running.get_mut(&start) {
             *count -= 1;
             if *count == 0 {
                 state.running.remove(&start);
@@ -111,12 +187,16 @@ impl Conflicts {
             }
             Some(_) => {}
         }
+        self.publish(&state);
     }
 
     /// Records that the commit at `lsn` (applied) wrote `keys`, if a running transaction
     /// began before it.
     pub(crate) fn record<'a>(&self, lsn: u64, keys: impl Iterator<Item = (&'a str, i64)>) {
         let mut state = self.lock();
+        if state.seen < lsn {
+            state.seen = lsn;
+        }
         if state
             .running
             .keys()
@@ -125,6 +205,8 @@ impl Conflicts {
         {
             return;
         }
+        // Transactions that outlived their age stop holding the pin.
+        self.publish(&state);
         for (table, key) in keys {
             if state.keys >= MAX_TRACKED_KEYS {
                 state.written.clear();
@@ -177,10 +259,16 @@ pub struct Savepoint {
 /// shared (a later write copies them rather than change what a running read sees).
 #[derive(Clone, Debug, Default)]
 pub struct WrittenRows {
+    snapshot: u64,
     tables: HashMap<String, Arc<TableRows>>,
 }
 
 impl WrittenRows {
+    /// The transaction's snapshot LSN.
+    pub(crate) fn snapshot(&self) -> u64 {
+        self.snapshot
+    }
+
     /// The rows written to `table`, if any.
     pub(crate) fn table(&self, table: &str) -> Option<&Arc<TableRows>> {
         self.tables.get(table)
@@ -212,6 +300,8 @@ struct Undo {
 /// A transaction's buffered writes, with the undo log of its savepoints.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSet {
+    /// The transaction's snapshot (set before each statement).
+    snapshot: u64,
     tables: BTreeMap<Arc<str>, TableWrites>,
     undo: Vec<Undo>,
     /// Bytes of the values written and of the undo log.
@@ -260,6 +350,7 @@ impl WriteSet {
 
     pub(crate) fn written(&self) -> WrittenRows {
         WrittenRows {
+            snapshot: self.snapshot,
             tables: self
                 .tables
                 .iter()
@@ -348,14 +439,15 @@ impl Deref for DbRef<'_> {
 /// the module documentation for its isolation.
 pub struct Transaction<'db> {
     db: DbRef<'db>,
-    start: u64,
+    /// The snapshot, taken at the first read or write, and when.
+    start: std::sync::OnceLock<(u64, Instant)>,
     writes: WriteSet,
 }
 
 impl std::fmt::Debug for Transaction<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transaction")
-            .field("start", &self.start)
+            .field("start", &self.start.get().map(|s| s.0))
             .field("bytes", &self.writes.bytes)
             .finish_non_exhaustive()
     }
@@ -364,10 +456,9 @@ impl std::fmt::Debug for Transaction<'_> {
 impl Db {
     /// Begins a transaction.
     pub fn begin(&self) -> Transaction<'_> {
-        let start = self.conflicts.begin(&self.applied);
         Transaction {
             db: DbRef::Borrowed(self),
-            start,
+            start: std::sync::OnceLock::new(),
             writes: WriteSet::default(),
         }
     }
@@ -375,56 +466,176 @@ impl Db {
     /// [`Db::begin`] for a transaction that holds the database itself (to keep it between
     /// calls, as a server's session does).
     pub fn begin_shared(self: &Arc<Self>) -> Transaction<'static> {
-        let start = self.conflicts.begin(&self.applied);
         Transaction {
             db: DbRef::Shared(Arc::clone(self)),
-            start,
+            start: std::sync::OnceLock::new(),
             writes: WriteSet::default(),
         }
     }
 }
 
 impl Transaction<'_> {
-    /// The row with `key`: this transaction's version if it wrote it, else the committed one.
-    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        match self.writes.get(table, key) {
-            Some(row) => Ok(row.cloned()),
-            None => Ok(self.db.get(table, key)?.map(|row| row.to_row())),
+    /// The transaction's snapshot LSN (taken now if this is its first read or write).
+    pub fn snapshot(&self) -> Lsn {
+        Lsn(self.start())
+    }
+
+    fn start(&self) -> u64 {
+        self.start
+            .get_or_init(|| (self.db.conflicts.begin(&self.db.applied), Instant::now()))
+            .0
+    }
+
+    /// Fails once the transaction is older than `DbOptions::max_transaction_age` (its
+    /// snapshot's versions are no longer kept for it).
+    fn check_age(&self) -> Result<()> {
+        match self.start.get() {
+            Some((_, since)) if since.elapsed() > self.db.conflicts.max_age => {
+                Err(Error::SerializationFailure(format!(
+                    "the transaction ran longer than the {:?} a transaction may \
+                     (DbOptions::max_transaction_age); nothing of it was applied: retry it",
+                    self.db.conflicts.max_age
+                )))
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The rows of `table` at the snapshot matching `lookup`, by key, with this
+    /// transaction's writes over them.
+    fn rows_at(&self, table: &str, lookup: &KeyLookup) -> Result<Vec<Row>> {
+        let snapshot = self.start();
+        self.check_age()?;
+        let t = self.db.table(table)?;
+        let applied = &self.db.applied;
+        // The index holds the snapshot while no commit came after it.
+        let from_index = if applied.load(Ordering::SeqCst) == snapshot
+            && let Ok(rows) = crate::sql::lookup_rows(&t, lookup)
+            && applied.load(Ordering::SeqCst) == snapshot
+        {
+            Some(rows)
+        } else {
+            self.db
+                .conflicts
+                .read_unchanged(applied, table, snapshot, lookup, || {
+                    crate::sql::lookup_rows(&t, lookup)
+                })
+                .and_then(Result::ok)
+        };
+        let committed = match from_index {
+            Some(rows) => rows,
+            None => self.versions_at(table, &t, lookup, snapshot)?,
+        };
+        let mut rows: BTreeMap<i64, Row> = committed
+            .into_iter()
+            .map(|row| (key_of(&t, &row), row))
+            .collect();
+        if let Some(written) = self.writes.tables.get(table) {
+            let mut put = |key: i64, row: &Option<Row>| match row {
+                Some(row) => rows.insert(key, row.clone()),
+                None => rows.remove(&key),
+            };
+            match lookup {
+                KeyLookup::Points(keys) => {
+                    for key in keys {
+                        if let Some(row) = written.rows.get(key) {
+                            put(*key, row);
+                        }
+                    }
+                }
+                KeyLookup::Range(low, high) => {
+                    for (&key, row) in written.rows.range((*low, *high)) {
+                        put(key, row);
+                    }
+                }
+            }
+        }
+        Ok(rows.into_values().collect())
+    }
+
+    /// The committed rows matching `lookup` at `snapshot`, from the replicator's versions
+    /// (a SQL scan at the snapshot).
+    fn versions_at(
+        &self,
+        name: &str,
+        table: &Table,
+        lookup: &KeyLookup,
+        snapshot: u64,
+    ) -> Result<Vec<Row>> {
+        let key = &table.schema.columns[table.schema.key].name;
+        let condition = match lookup {
+            KeyLookup::Points(keys) if keys.is_empty() => "false".to_string(),
+            KeyLookup::Points(keys) => {
+                let list: Vec<String> = keys.iter().map(i64::to_string).collect();
+                format!("\"{key}\" IN ({})", list.join(", "))
+            }
+            KeyLookup::Range(low, high) => {
+                let mut parts = vec!["true".to_string()];
+                match low {
+                    Bound::Included(v) => parts.push(format!("\"{key}\" >= {v}")),
+                    Bound::Excluded(v) => parts.push(format!("\"{key}\" > {v}")),
+                    Bound::Unbounded => {}
+                }
+                match high {
+                    Bound::Included(v) => parts.push(format!("\"{key}\" <= {v}")),
+                    Bound::Excluded(v) => parts.push(format!("\"{key}\" < {v}")),
+                    Bound::Unbounded => {}
+                }
+                parts.join(" AND ")
+            }
+        };
+        let sql = format!("SELECT * FROM \"{name}\" WHERE {condition} ORDER BY \"{key}\"");
+        let statement = crate::limits::parse_sql(&sql, &crate::SqlLimits::default())?
+            .pop_front()
+            .ok_or_else(|| Error::Unsupported("an empty statement".into()))?;
+        let view = WrittenRows {
+            snapshot,
+            tables: HashMap::new(),
+        };
+        let db: &Db = &self.db;
+        let result =
+            crate::limits::with_plan_stack(|| db.query(statement, &Interrupt::new(), Some(&view)))?;
+        let mut rows = Vec::new();
+        for batch in &result.batches {
+            rows.extend(
+                crate::statement::batch_values(name, &table.schema, batch)?
+                    .into_iter()
+                    .map(Vec::into_boxed_slice),
+            );
+        }
+        Ok(rows)
+    }
+
+    /// The row with `key` at the transaction's snapshot: its own version if it wrote it.
+    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
+        if let Some(row) = self.writes.get(table, key) {
+            return Ok(row.cloned());
+        }
+        Ok(self
+            .rows_at(table, &KeyLookup::Points(vec![key]))?
+            .into_iter()
+            .next())
     }
 
     /// The rows with `keys`, in order ([`Transaction::get`] of each).
     pub fn multi_get(&self, table: &str, keys: &[i64]) -> Result<Vec<Option<Row>>> {
-        let committed = self.db.multi_get(table, keys)?;
-        Ok(keys
-            .iter()
-            .zip(committed)
-            .map(|(&key, found)| match self.writes.get(table, key) {
-                Some(row) => row.cloned(),
-                None => found.map(|row| row.to_row()),
-            })
-            .collect())
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let t = self.db.table(table)?;
+        let found: HashMap<i64, Row> = self
+            .rows_at(table, &KeyLookup::Points(sorted))?
+            .into_iter()
+            .map(|row| (key_of(&t, &row), row))
+            .collect();
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
-    /// The rows with keys in `range`, by key: the committed ones (read as [`Db::scan`] reads
-    /// them) with this transaction's writes over them.
+    /// The rows with keys in `range`, by key, at the transaction's snapshot with its writes
+    /// over them.
     pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
-        let bounds: (Bound<i64>, Bound<i64>) =
-            (range.start_bound().cloned(), range.end_bound().cloned());
-        let committed = self.db.scan(table, bounds)?;
-        let mut rows: BTreeMap<i64, Row> = committed
-            .into_iter()
-            .map(|row| (row.key(), row.to_row()))
-            .collect();
-        if let Some(written) = self.writes.tables.get(table) {
-            for (&key, row) in written.rows.range(bounds) {
-                match row {
-                    Some(row) => rows.insert(key, row.clone()),
-                    None => rows.remove(&key),
-                };
-            }
-        }
-        Ok(rows.into_values().collect())
+        let lookup = KeyLookup::Range(range.start_bound().cloned(), range.end_bound().cloned());
+        self.rows_at(table, &lookup)
     }
 
     /// Inserts a row; its key must not exist (committed, or written by this transaction).
@@ -450,6 +661,8 @@ impl Transaction<'_> {
 
     /// Adds `batch` to the write set, whole or not at all.
     pub fn apply(&mut self, batch: &WriteBatch) -> Result<()> {
+        self.writes.snapshot = self.start();
+        self.check_age()?;
         let savepoint = self.writes.savepoint();
         let applied = apply_batch(&self.db, &mut self.writes, batch);
         if applied.is_err() {
@@ -499,6 +712,8 @@ impl Transaction<'_> {
         statement: datafusion::sql::parser::Statement,
         interrupt: &Interrupt,
     ) -> Result<QueryResult> {
+        self.writes.snapshot = self.start();
+        self.check_age()?;
         let savepoint = self.writes.savepoint();
         let db: &Db = &self.db;
         let result = db.run_statement(statement, interrupt, Some(&mut self.writes));
@@ -511,7 +726,9 @@ impl Transaction<'_> {
     /// What the transaction has written, for a query streamed outside it
     /// ([`Db::sql_stream_parsed_in`]).
     pub fn written(&self) -> WrittenRows {
-        self.writes.written()
+        let mut written = self.writes.written();
+        written.snapshot = self.start();
+        written
     }
 
     /// Whether the transaction has written nothing (or rolled all of it back).
@@ -534,9 +751,10 @@ impl Transaction<'_> {
     /// committed a write to one of its keys after it began.
     pub fn commit(self) -> Result<Lsn> {
         let db: &Db = &self.db;
-        if self.writes.is_empty() {
+        let Some(&(start, _)) = self.start.get().filter(|_| !self.writes.is_empty()) else {
             return Ok(db.wal.last_lsn());
-        }
+        };
+        self.check_age()?;
         let _writer = db.lock_writer();
         let mut batch = WriteBatch::new();
         {
@@ -550,7 +768,7 @@ impl Transaction<'_> {
                     _ => return Err(schema_changed(name)),
                 }
                 db.conflicts
-                    .check(self.start, name, written.rows.keys().copied())?;
+                    .check(start, name, written.rows.keys().copied())?;
                 for (&key, row) in written.rows.iter() {
                     match row {
                         Some(row) => batch.upsert(name, row.to_vec()),
@@ -568,7 +786,17 @@ impl Transaction<'_> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        self.db.conflicts.end(self.start);
+        if let Some(&(start, _)) = self.start.get() {
+            self.db.conflicts.end(start);
+        }
+    }
+}
+
+/// The key of `row`, a row of `table`.
+fn key_of(table: &Table, row: &Row) -> i64 {
+    match row.get(table.schema.key) {
+        Some(Value::Int64(key)) => *key,
+        _ => i64::MIN,
     }
 }
 

@@ -5,7 +5,8 @@
 //! (sometimes while it is still recovering), reopens the database, and checks that SQL (the
 //! Parquet + delta route), SQL key lookups (the index route) and `Db::scan` all equal the
 //! model of the acknowledged statements. The one statement in flight at the kill may or may
-//! not have committed; nothing else may differ.
+//! not have committed; nothing else may differ. Some statements are transactions of several
+//! statements: each is in the database whole or not at all.
 //!
 //! 24 cycles by default; `OMENDB_CRASH_CYCLES=200` runs more.
 
@@ -55,6 +56,8 @@ enum Op {
     SqlDelete(i64, i64),
     /// Rust API batch: inserts and a delete, atomically.
     Batch(Vec<(i64, i64)>, i64),
+    /// A transaction of these (none of them a transaction), committed if all succeed.
+    Tx(Vec<Op>),
 }
 
 /// The workload of `cycle`: the same sequence in the child and in the parent's model.
@@ -63,6 +66,19 @@ fn workload(cycle: u32) -> impl Iterator<Item = Op> {
     std::iter::from_fn(move || {
         let key = rng.random_range(0..KEYS);
         let v = rng.random_range(-1000..1000);
+        let one = |rng: &mut rand::rngs::StdRng| {
+            let key = rng.random_range(0..KEYS);
+            let v = rng.random_range(-1000..1000);
+            match rng.random_range(0..3) {
+                0 => Op::SqlAdd(0, KEYS, v % 10),
+                1 => Op::SqlInsert(vec![(key, v)]),
+                _ => Op::Delete(key),
+            }
+        };
+        if rng.random_range(0..8) == 0 {
+            let n = rng.random_range(2..6);
+            return Some(Op::Tx((0..n).map(|_| one(&mut rng)).collect()));
+        }
         Some(match rng.random_range(0..7) {
             0 => Op::Insert(key, v),
             1 => Op::SqlInsert(
@@ -86,6 +102,27 @@ fn workload(cycle: u32) -> impl Iterator<Item = Op> {
 
 fn note(v: i64) -> String {
     format!("n{}", v.rem_euclid(97))
+}
+
+/// Runs `op` in a transaction.
+fn run_in(tx: &mut omendb::Transaction<'_>, op: &Op) -> omendb::Result<()> {
+    match op {
+        Op::SqlInsert(rows) => {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|(k, v)| format!("({k}, {v}, '{}')", note(*v)))
+                .collect();
+            tx.sql(&format!("INSERT INTO kv VALUES {}", values.join(", ")))
+                .map(drop)
+        }
+        Op::SqlAdd(a, b, d) => tx
+            .sql(&format!(
+                "UPDATE kv SET v = v + {d} WHERE id BETWEEN {a} AND {b}"
+            ))
+            .map(drop),
+        Op::Delete(k) => tx.delete("kv", *k),
+        other => panic!("not in a transaction: {other:?}"),
+    }
 }
 
 fn run(db: &Db, op: &Op) -> omendb::Result<()> {
@@ -118,6 +155,13 @@ fn run(db: &Db, op: &Op) -> omendb::Result<()> {
             "UPDATE kv SET v = v + {d} WHERE id BETWEEN {a} AND {b}"
         )),
         Op::SqlDelete(a, b) => sql(format!("DELETE FROM kv WHERE id BETWEEN {a} AND {b}")),
+        Op::Tx(ops) => {
+            let mut tx = db.begin();
+            for op in ops {
+                run_in(&mut tx, op)?;
+            }
+            tx.commit().map(drop)
+        }
     }
 }
 
@@ -161,6 +205,13 @@ fn apply(model: &mut Model, op: &Op) -> bool {
             for k in keys {
                 model.remove(&k);
             }
+        }
+        Op::Tx(ops) => {
+            let mut next = model.clone();
+            if !ops.iter().all(|op| apply(&mut next, op)) {
+                return false;
+            }
+            *model = next;
         }
     }
     true

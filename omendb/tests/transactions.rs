@@ -287,6 +287,87 @@ fn the_first_committer_wins_and_the_loser_applies_nothing() {
 }
 
 #[test]
+fn a_transaction_reads_its_snapshot_on_every_path_across_compaction() {
+    let dir = TempDir::new("tx-snapshot");
+    let options = DbOptions {
+        replicator: omendb::replicator::ReplicatorOptions {
+            compaction_trigger_files: 2,
+            compaction_target_rows: 1000,
+            ..Default::default()
+        },
+        ..DbOptions::default()
+    };
+    let db = Db::open(&dir.0, options).expect("open");
+    accounts(&db, 5);
+    db.replicator().flush_now().expect("flush");
+    let mut tx = db.begin();
+    let before = one(run_in(&mut tx, "SELECT balance FROM accounts WHERE id = 1"));
+    assert_eq!(before, "100");
+    // Others commit, flush and compact many times over the row.
+    for round in 0..20 {
+        run(
+            &db,
+            &format!("UPDATE accounts SET balance = {round} WHERE id IN (1, 2)"),
+        );
+        db.replicator().flush_now().expect("flush");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    db.replicator().flush_now().expect("flush");
+    assert_eq!(balance(&db, 1), Some(19));
+    // The transaction still reads its snapshot: key fast path, range, aggregate, Rust API.
+    assert_eq!(
+        one(run_in(&mut tx, "SELECT balance FROM accounts WHERE id = 1")),
+        "100"
+    );
+    assert_eq!(
+        run_in(
+            &mut tx,
+            "SELECT balance FROM accounts WHERE id BETWEEN 1 AND 2"
+        ),
+        [["100"], ["100"]]
+    );
+    assert_eq!(
+        one(run_in(&mut tx, "SELECT sum(balance) FROM accounts")),
+        "500"
+    );
+    assert_eq!(
+        tx.get("accounts", 2).expect("get").expect("row")[1],
+        Value::Int64(100)
+    );
+    assert_eq!(tx.scan("accounts", ..).expect("scan").len(), 5);
+    assert_eq!(
+        tx.multi_get("accounts", &[2, 9, 1]).expect("multi_get")[2]
+            .as_ref()
+            .map(|r| r[1].clone()),
+        Some(Value::Int64(100))
+    );
+    // Its own write shows over the snapshot; its commit conflicts with the later ones.
+    run_in(
+        &mut tx,
+        "UPDATE accounts SET balance = balance + 1 WHERE id = 3",
+    );
+    assert_eq!(
+        one(run_in(&mut tx, "SELECT sum(balance) FROM accounts")),
+        "501"
+    );
+    tx.commit().expect("row 3 was not written by others");
+    let mut late = db.begin();
+    assert_eq!(
+        one(run_in(
+            &mut late,
+            "SELECT balance FROM accounts WHERE id = 1"
+        )),
+        "19"
+    );
+    run(&db, "UPDATE accounts SET balance = 0 WHERE id = 4");
+    run_in(
+        &mut late,
+        "UPDATE accounts SET balance = balance + 1 WHERE id = 4",
+    );
+    assert!(matches!(late.commit(), Err(Error::SerializationFailure(_))));
+}
+
+#[test]
 fn transfers_between_threads_keep_the_total() {
     let dir = TempDir::new("tx-bank");
     let db = open(&dir);
@@ -327,6 +408,19 @@ fn transfers_between_threads_keep_the_total() {
             for _ in 0..30 {
                 let total = one(run(&db, "SELECT sum(balance) FROM accounts"));
                 assert_eq!(total, (100 * accounts_n).to_string());
+                // One snapshot across statements: point reads and an aggregate agree.
+                let mut tx = db.begin();
+                let mut by_key = 0i64;
+                for id in 1..=accounts_n {
+                    let rows = run_in(
+                        &mut tx,
+                        &format!("SELECT balance FROM accounts WHERE id = {id}"),
+                    );
+                    by_key += one(rows).parse::<i64>().expect("balance");
+                }
+                let aggregate = one(run_in(&mut tx, "SELECT sum(balance) FROM accounts"));
+                assert_eq!(by_key, 100 * accounts_n);
+                assert_eq!(aggregate, (100 * accounts_n).to_string());
             }
         });
         reader.join().expect("reader");
@@ -351,15 +445,28 @@ fn transfers_between_threads_keep_the_total() {
     );
 }
 
-/// Random interleavings of two transactions and autocommit writes over a few keys, checked
-/// against a model: each transaction reads the committed state plus its own writes, and a
-/// commit succeeds exactly when no key it wrote was committed by another after it began.
+/// Random interleavings of two transactions and autocommit writes over a few keys, with
+/// flushes and compactions, checked against a model: each transaction reads the committed
+/// state at its first operation plus its own writes (snapshot isolation), and a commit
+/// succeeds exactly when no key it wrote was committed by another after that.
 #[test]
 fn random_interleavings_match_the_model() {
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
     let dir = TempDir::new("tx-model");
-    let db = open(&dir);
+    // Small files compacted often: snapshots must survive compaction.
+    let options = DbOptions {
+        replicator: omendb::replicator::ReplicatorOptions {
+            max_batch_rows: 5,
+            max_batch_age: std::time::Duration::from_millis(1),
+            file_linger: std::time::Duration::ZERO,
+            compaction_trigger_files: 2,
+            compaction_target_rows: 50,
+            ..Default::default()
+        },
+        ..DbOptions::default()
+    };
+    let db = Db::open(&dir.0, options).expect("open");
     run(&db, "CREATE TABLE kv (id BIGINT PRIMARY KEY, v BIGINT)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // The model: committed rows, and per open transaction its writes, start and written keys.
@@ -370,6 +477,8 @@ fn random_interleavings_match_the_model() {
         tx: Transaction<'db>,
         writes: BTreeMap<i64, Option<i64>>,
         start: u64,
+        /// The committed rows at its snapshot (its first operation).
+        seen: BTreeMap<i64, i64>,
     }
     let mut open_txs: [Option<Open<'_>>; 2] = [None, None];
     let mut outcomes = [0usize; 2];
@@ -392,6 +501,7 @@ fn random_interleavings_match_the_model() {
                     tx: db.begin(),
                     writes: BTreeMap::new(),
                     start: commit_seq,
+                    seen: committed.clone(),
                 });
                 if rng.random_bool(0.3) {
                     open.tx.delete("kv", key).expect("delete");
@@ -405,9 +515,10 @@ fn random_interleavings_match_the_model() {
             }
             6 | 7 => {
                 if let Some(open) = &mut open_txs[slot] {
+                    // Snapshot isolation: the snapshot, with the transaction's writes.
                     let expected = match open.writes.get(&key) {
                         Some(written) => *written,
-                        None => committed.get(&key).copied(),
+                        None => open.seen.get(&key).copied(),
                     };
                     let sql = format!("SELECT v FROM kv WHERE id <= {key} AND id >= {key}");
                     let by_sql = run_in(&mut open.tx, &sql);
@@ -451,6 +562,9 @@ fn random_interleavings_match_the_model() {
                 }
             }
         }
+        if rng.random_bool(0.02) {
+            db.replicator().flush_now().expect("flush");
+        }
         // The committed state is the model's, by the index and by SQL.
         if rng.random_bool(0.05) {
             let rows = run(&db, "SELECT id, v FROM kv ORDER BY id");
@@ -462,4 +576,29 @@ fn random_interleavings_match_the_model() {
         }
     }
     assert!(outcomes[0] > 10 && outcomes[1] > 10, "{outcomes:?}");
+}
+
+#[test]
+fn a_transaction_older_than_its_limit_fails_and_applies_nothing() {
+    let dir = TempDir::new("tx-age");
+    let options = DbOptions {
+        max_transaction_age: std::time::Duration::from_millis(200),
+        ..DbOptions::default()
+    };
+    let db = Db::open(&dir.0, options).expect("open");
+    accounts(&db, 2);
+    let mut tx = db.begin();
+    run_in(&mut tx, "UPDATE accounts SET balance = 0 WHERE id = 1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(matches!(
+        tx.sql("SELECT balance FROM accounts WHERE id = 2"),
+        Err(Error::SerializationFailure(_))
+    ));
+    assert!(matches!(tx.commit(), Err(Error::SerializationFailure(_))));
+    assert_eq!(balance(&db, 1), Some(100));
+    // A young one is not affected.
+    let mut young = db.begin();
+    run_in(&mut young, "UPDATE accounts SET balance = 1 WHERE id = 1");
+    young.commit().expect("commit");
+    assert_eq!(balance(&db, 1), Some(1));
 }

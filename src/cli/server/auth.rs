@@ -283,6 +283,7 @@ impl StartupHandler for Startup {
                     };
                     if let Some(session) = self.sessions.get(peer) {
                         session.logged_in(slot);
+                        session.apply_startup(client.metadata());
                     }
                 }
                 return Ok(());

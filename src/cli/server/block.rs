@@ -37,6 +37,8 @@ pub struct BlockState {
     pub failed: bool,
     /// A write statement ran in it (its reads must see the transaction's writes).
     pub wrote: bool,
+    /// `READ ONLY`: write statements are refused (`25006`).
+    pub read_only: bool,
 }
 
 /// A session's block, if one is open.
@@ -70,7 +72,7 @@ impl Block {
     /// Opens a block with a new transaction of `db`. An open implicit block becomes
     /// explicit when `explicit` (as PostgreSQL's `BEGIN` inside a multi-statement Query:
     /// the statements before it join the block); an open explicit one stays as it is.
-    pub fn open(&self, db: &Arc<Db>, explicit: bool) {
+    pub fn open(&self, db: &Arc<Db>, explicit: bool, read_only: bool) {
         let mut state = lock(&self.state);
         match state.as_mut() {
             Some(open) => open.explicit |= explicit,
@@ -78,9 +80,17 @@ impl Block {
                 *lock(&self.transaction) = Some(db.begin_shared());
                 *state = Some(BlockState {
                     explicit,
+                    read_only,
                     ..BlockState::default()
                 });
             }
+        }
+    }
+
+    /// `SET TRANSACTION READ ONLY` / `READ WRITE` in the open block.
+    pub fn set_read_only(&self, read_only: bool) {
+        if let Some(state) = lock(&self.state).as_mut() {
+            state.read_only = read_only;
         }
     }
 
@@ -154,6 +164,12 @@ impl Block {
 
     /// `RELEASE name`: forgets it and the savepoints set after it.
     pub fn release(&self, name: &str) -> PgWireResult<()> {
+        if !self.state().is_some_and(|s| s.explicit) {
+            return Err(sqlstate::error(
+                "25P01",
+                "RELEASE SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
         let mut savepoints = lock(&self.savepoints);
         let at = savepoints
             .iter()
@@ -166,6 +182,12 @@ impl Block {
     /// `ROLLBACK TO name`: undoes the writes made since the savepoint, forgets the
     /// savepoints set after it, and makes a failed block usable again.
     pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
+        if !self.state().is_some_and(|s| s.explicit) {
+            return Err(sqlstate::error(
+                "25P01",
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
         let mut savepoints = lock(&self.savepoints);
         let at = savepoints
             .iter()

@@ -4,8 +4,9 @@
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    DiscardObject, Expr, FunctionArguments, ObjectName, Reset, SelectItem, Set, SetExpr,
-    Statement as SqlStatement, TransactionIsolationLevel, TransactionMode, Value,
+    ContextModifier, DiscardObject, Expr, FunctionArguments, ObjectName, Reset, SelectItem, Set,
+    SetExpr, Statement as SqlStatement, TransactionAccessMode, TransactionIsolationLevel,
+    TransactionMode, Value,
 };
 use pgwire::error::PgWireResult;
 
@@ -14,16 +15,27 @@ use super::sqlstate;
 /// A statement the server answers itself.
 #[derive(Debug)]
 pub enum Local {
-    /// `SET name = value`.
-    Set { name: String, value: String },
+    /// `SET [LOCAL] name = value` (`local`: until the end of the transaction block).
+    Set {
+        name: String,
+        value: String,
+        local: bool,
+    },
+    /// `SET TRANSACTION` (`session`: `SET SESSION CHARACTERISTICS AS TRANSACTION`) with its
+    /// access mode, if given (`Some(true)`: `READ ONLY`).
+    SetTransaction {
+        read_only: Option<bool>,
+        session: bool,
+    },
     /// A `SET` form that changes nothing OmenDB has (e.g. `SET NAMES 'UTF8'`).
     SetNothing,
     /// `SHOW name` (`None`: `SHOW ALL`).
     Show(Option<String>),
     /// `RESET name` (`None`: `RESET ALL`).
     Reset(Option<String>),
-    /// `BEGIN` / `START TRANSACTION`.
-    Begin,
+    /// `BEGIN` / `START TRANSACTION`, with its access mode if given (`Some(true)`: `READ
+    /// ONLY`).
+    Begin { read_only: Option<bool> },
     /// `COMMIT` / `END`.
     Commit,
     /// `ROLLBACK` / `ABORT`.
@@ -96,7 +108,9 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
         }),
         SqlStatement::StartTransaction { modes, .. } => {
             check_isolation(modes)?;
-            Local::Begin
+            Local::Begin {
+                read_only: access_mode(modes),
+            }
         }
         SqlStatement::Commit { chain, .. } | SqlStatement::Rollback { chain, .. } if *chain => {
             return Err(sqlstate::error(
@@ -175,18 +189,26 @@ fn object_name(name: &ObjectName) -> String {
 fn set_command(set: &Set) -> PgWireResult<Local> {
     Ok(match set {
         Set::SingleAssignment {
-            variable, values, ..
+            variable,
+            values,
+            scope,
+            ..
         } => Local::Set {
             name: object_name(variable).to_ascii_lowercase(),
             value: values.iter().map(value_text).collect::<Vec<_>>().join(", "),
+            local: matches!(scope, Some(ContextModifier::Local)),
         },
-        Set::SetTimeZone { value, .. } => Local::Set {
+        Set::SetTimeZone { value, local } => Local::Set {
             name: "timezone".into(),
             value: value_text(value),
+            local: *local,
         },
-        Set::SetTransaction { modes, .. } => {
+        Set::SetTransaction { modes, session, .. } => {
             check_isolation(modes)?;
-            Local::SetNothing
+            Local::SetTransaction {
+                read_only: access_mode(modes),
+                session: *session,
+            }
         }
         Set::SetNames { .. } | Set::SetNamesDefault {} => Local::SetNothing,
         other => {
@@ -198,27 +220,30 @@ fn set_command(set: &Set) -> PgWireResult<Local> {
     })
 }
 
-/// OmenDB gives each statement a snapshot of every write committed before it: read
-/// committed. Stronger levels are refused rather than claimed.
+/// OmenDB runs every transaction under snapshot isolation (PostgreSQL's REPEATABLE READ),
+/// which is at least what READ COMMITTED and READ UNCOMMITTED ask. SERIALIZABLE is refused
+/// rather than claimed: write skew remains possible.
 fn check_isolation(modes: &[TransactionMode]) -> PgWireResult<()> {
     for mode in modes {
-        if let TransactionMode::IsolationLevel(level) = mode
-            && !matches!(
-                level,
-                TransactionIsolationLevel::ReadCommitted
-                    | TransactionIsolationLevel::ReadUncommitted
-            )
-        {
+        if let TransactionMode::IsolationLevel(TransactionIsolationLevel::Serializable) = mode {
             return Err(sqlstate::error(
                 sqlstate::FEATURE_NOT_SUPPORTED,
-                format!(
-                    "isolation level {level} is not supported: OmenDB runs each statement on a \
-                     snapshot (READ COMMITTED)"
-                ),
+                "isolation level SERIALIZABLE is not supported: OmenDB runs transactions under \
+                 snapshot isolation (REPEATABLE READ), where write skew is possible",
             ));
         }
     }
     Ok(())
+}
+
+/// The access mode among `modes`: `Some(true)` for `READ ONLY`, `Some(false)` for `READ
+/// WRITE`.
+fn access_mode(modes: &[TransactionMode]) -> Option<bool> {
+    modes.iter().rev().find_map(|mode| match mode {
+        TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => Some(true),
+        TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => Some(false),
+        _ => None,
+    })
 }
 
 /// A `SET` value as PostgreSQL takes it: strings unquoted, identifiers and numbers as written.
@@ -354,7 +379,7 @@ mod tests {
     fn drivers_connect_statements_are_answered_locally() {
         assert!(matches!(
             local("SET extra_float_digits = 3"),
-            Some(Local::Set { name, value }) if name == "extra_float_digits" && value == "3"
+            Some(Local::Set { name, value, .. }) if name == "extra_float_digits" && value == "3"
         ));
         assert!(matches!(
             local("SET application_name = 'PostgreSQL JDBC Driver'"),
@@ -363,7 +388,16 @@ mod tests {
         assert!(
             matches!(local("SHOW transaction isolation level"), Some(Local::Show(Some(n))) if n == "transaction isolation level")
         );
-        assert!(matches!(local("BEGIN"), Some(Local::Begin)));
+        assert!(matches!(
+            local("BEGIN"),
+            Some(Local::Begin { read_only: None })
+        ));
+        assert!(matches!(
+            local("START TRANSACTION READ ONLY"),
+            Some(Local::Begin {
+                read_only: Some(true)
+            })
+        ));
         assert!(matches!(local("COMMIT"), Some(Local::Commit)));
         assert!(matches!(local("ROLLBACK"), Some(Local::Rollback)));
         assert!(matches!(

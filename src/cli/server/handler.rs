@@ -487,10 +487,31 @@ impl Backend {
             .get(pgwire::api::METADATA_USER)
             .cloned()
             .unwrap_or_default();
-        if let Some(local) = commands::classify(&statement.ast, &user)? {
-            return self.local(client, &session, local, format, stream).await;
+        // Any error in a block fails it, the server's own statements' too.
+        let local = commands::classify(&statement.ast, &user).inspect_err(|_| {
+            session.note(false, true);
+        })?;
+        if let Some(local) = local {
+            let answered = self.local(client, &session, local, format, stream).await;
+            if answered.is_err() {
+                session.note(false, true);
+            }
+            return answered;
         }
         let writes = !matches!(statement.kind, Kind::Rows);
+        if writes && session.read_only() && !session.block().is_some_and(|b| b.failed) {
+            session.note(false, true);
+            return Err(sqlstate::error(
+                "25006",
+                format!(
+                    "cannot execute {} in a read-only transaction",
+                    match statement.kind {
+                        Kind::Count(tag) | Kind::Done(tag) => tag,
+                        _ => "this statement",
+                    }
+                ),
+            ));
+        }
         if let Some(block) = session.block() {
             if block.failed {
                 return Err(aborted());
@@ -499,7 +520,13 @@ impl Backend {
                 // A schema change is not transactional: an implicit block commits what
                 // precedes it; in an explicit one it is applied at once, and the client told.
                 if !block.explicit {
-                    if let Some(Err(error)) = session.transaction_block.finish().await {
+                    if block.wrote {
+                        session.warn(
+                            "CREATE, DROP and ALTER TABLE are not transactional in OmenDB: the \
+                             writes before this one in the query are committed first",
+                        );
+                    }
+                    if let Some(Err(error)) = session.finish_block().await {
                         return Err(sqlstate::from_db(&error));
                     }
                 } else {
@@ -556,8 +583,14 @@ impl Backend {
         }
         let started = std::time::Instant::now();
         let (db, stored) = (Arc::clone(&self.db), Arc::clone(&portal.statement));
+        let transaction = session.transaction_block.transaction();
         let found = tokio::task::spawn_blocking(move || {
-            db.prepared_key_read(&stored.statement.statement.ast, &keys)
+            // In a block, at its snapshot.
+            let at = transaction.and_then(|shared| {
+                let open = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                open.as_ref().map(omendb::Transaction::snapshot)
+            });
+            db.prepared_key_read_at(&stored.statement.statement.ast, &keys, at)
         })
         .await
         .map_err(|e| sqlstate::error(sqlstate::INTERNAL_ERROR, e.to_string()))?;
@@ -600,15 +633,36 @@ impl Backend {
             && block.failed
             && !matches!(
                 local,
-                Local::Commit | Local::Rollback | Local::RollbackTo(_) | Local::Release(_)
+                Local::Commit | Local::Rollback | Local::RollbackTo(_)
             )
         {
             return Err(aborted());
         }
         let done = |tag: &str| Ok(Response::Execution(Tag::new(tag)));
         match local {
-            Local::Set { name, value } => {
-                session.set(&name, value)?;
+            Local::Set { name, value, local } => {
+                session.set_scoped(&name, value, local)?;
+                done("SET")
+            }
+            Local::SetTransaction {
+                read_only,
+                session: true,
+            } => {
+                if let Some(read_only) = read_only {
+                    let value = if read_only { "on" } else { "off" };
+                    session.set("default_transaction_read_only", value.into())?;
+                }
+                done("SET")
+            }
+            Local::SetTransaction { read_only, .. } => {
+                match session.block() {
+                    Some(block) if block.explicit => {
+                        if let Some(read_only) = read_only {
+                            session.transaction_block.set_read_only(read_only);
+                        }
+                    }
+                    _ => session.warn("SET TRANSACTION can only be used in transaction blocks"),
+                }
                 done("SET")
             }
             Local::SetNothing => done("SET"),
@@ -637,35 +691,48 @@ impl Backend {
                 rows_response(&schema, &[batch], format)
             }
             Local::Reset(name) => {
-                session.reset(name.as_deref())?;
+                session.reset_scoped(name.as_deref())?;
                 done("RESET")
             }
-            Local::Begin => {
-                session.transaction_block.open(&self.db, true);
+            Local::Begin { read_only } => {
+                match session.block() {
+                    Some(block) if block.explicit => {
+                        session.warn("there is already a transaction in progress");
+                    }
+                    _ => {
+                        let default = session.default_read_only();
+                        session.transaction_block.open(&self.db, true, default);
+                        // An implicit block that BEGIN turns explicit takes its mode too.
+                        if let Some(read_only) = read_only {
+                            session.transaction_block.set_read_only(read_only);
+                        }
+                    }
+                }
                 Ok(Response::TransactionStart(Tag::new("BEGIN")))
             }
             Local::Commit => {
-                let before = session.block();
-                match session.transaction_block.finish().await {
-                    None => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+                // As PostgreSQL: the block's portals end with it (they read its writes).
+                client.portal_store().clear_portals();
+                match session.finish_block().await {
+                    None => {
+                        session.warn("there is no transaction in progress");
+                        Ok(Response::TransactionEnd(Tag::new("COMMIT")))
+                    }
                     // A failed block applied nothing, and says so.
                     Some(Ok(state)) if state.failed => {
                         Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
                     }
                     Some(Ok(_)) => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
-                    Some(Err(error)) => {
-                        // Nothing was applied. An explicit block stays, failed, until the
-                        // client's ROLLBACK (its status says so: the client is told `E`).
-                        if before.is_some_and(|b| b.explicit) {
-                            session.transaction_block.open(&self.db, true);
-                            session.note(false, true);
-                        }
-                        Err(sqlstate::from_db(&error))
-                    }
+                    // Nothing was applied, and the block is over, as in PostgreSQL.
+                    Some(Err(error)) => Err(sqlstate::from_db(&error)),
                 }
             }
             Local::Rollback => {
-                session.transaction_block.take();
+                client.portal_store().clear_portals();
+                if session.block().is_none() {
+                    session.warn("there is no transaction in progress");
+                }
+                session.rollback_block();
                 Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
             }
             Local::Prepare { name, statement } => {
@@ -695,6 +762,8 @@ impl Backend {
             }
             Local::RollbackTo(name) => {
                 session.transaction_block.rollback_to(&name)?;
+                // A portal opened since would read writes that are gone.
+                client.portal_store().clear_portals();
                 done("ROLLBACK")
             }
             Local::EmptyCatalog(columns) => {
@@ -718,6 +787,44 @@ impl Backend {
 
 #[async_trait]
 impl SimpleQueryHandler for Backend {
+    /// pgwire's `on_query`, but ReadyForQuery reports the session's own transaction status
+    /// (pgwire derives it from the responses, and cannot say that `ROLLBACK TO` recovered a
+    /// failed block or that a failed `COMMIT` ended one).
+    async fn on_query<C>(
+        &self,
+        client: &mut C,
+        query: pgwire::messages::simplequery::Query,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        use pgwire::api::PgWireConnectionState;
+        use pgwire::messages::response::EmptyQueryResponse;
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        if query.query.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            for response in SimpleQueryHandler::do_query(self, client, &query.query).await? {
+                send_response(client, response).await?;
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        let status = self.session(&*client).transaction_block.status();
+        client.set_transaction_status(status);
+        pgwire::api::query::send_ready_for_query(client, status).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -732,29 +839,67 @@ impl SimpleQueryHandler for Backend {
         let implicit = parsed.len() > 1;
         let session = self.session(&*client);
         let mut responses = Vec::with_capacity(parsed.len());
+        // Each statement's warnings, then its answer, are sent as it completes.
         for statement in parsed {
             if implicit && session.block().is_none() {
-                session.transaction_block.open(&self.db, false);
+                session
+                    .transaction_block
+                    .open(&self.db, false, session.default_read_only());
             }
             let result = self.run(&*client, statement, (None, None), stream).await;
             send_warnings(client, &session).await?;
             match result {
-                Ok(response) => responses.push(response),
+                Ok(response) => send_response(client, response).await?,
                 Err(error) => {
                     // As in PostgreSQL, an error ends the script; its implicit block applies
                     // nothing.
-                    responses.push(Response::Error(Box::new(error.into())));
+                    session.note(false, true);
+                    send_response(client, Response::Error(Box::new(error.into()))).await?;
                     break;
                 }
             }
         }
         if session.block().is_some_and(|b| !b.explicit)
-            && let Some(Err(error)) = session.transaction_block.finish().await
+            && let Some(Err(error)) = session.finish_block().await
         {
             responses.push(Response::Error(Box::new(sqlstate::db_info(&error))));
         }
         Ok(responses)
     }
+}
+
+/// Sends one answer of a simple Query.
+async fn send_response<C>(client: &mut C, response: Response) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::SinkExt;
+    let message = match response {
+        Response::EmptyQuery => PgWireBackendMessage::EmptyQueryResponse(
+            pgwire::messages::response::EmptyQueryResponse::new(),
+        ),
+        Response::Query(results) => {
+            return pgwire::api::query::send_query_response(client, results, true).await;
+        }
+        Response::Execution(tag)
+        | Response::TransactionStart(tag)
+        | Response::TransactionEnd(tag) => {
+            return pgwire::api::query::send_execution_response(client, tag).await;
+        }
+        Response::Error(error) => PgWireBackendMessage::ErrorResponse((*error).into()),
+        Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {
+            let info = sqlstate::info(
+                "ERROR",
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY is not supported",
+            );
+            PgWireBackendMessage::ErrorResponse(info.into())
+        }
+    };
+    client.feed(message).await?;
+    Ok(())
 }
 
 /// Sends the session's queued warnings as notices.
@@ -885,7 +1030,9 @@ impl ExtendedQueryHandler for Backend {
         let statement = params::bind(portal)?;
         if session.block().is_none() && matches!(statement.kind, Kind::Count(_)) {
             // A pipeline's writes up to Sync are one transaction (an implicit block).
-            session.transaction_block.open(&self.db, false);
+            session
+                .transaction_block
+                .open(&self.db, false, session.default_read_only());
         }
         let response = self
             .run(
@@ -921,7 +1068,7 @@ impl ExtendedQueryHandler for Backend {
         let session = self.session(&*client);
         // Sync ends an implicit block: committed unless a message since the last Sync failed.
         if session.block().is_some_and(|b| !b.explicit)
-            && let Some(Err(error)) = session.transaction_block.finish().await
+            && let Some(Err(error)) = session.finish_block().await
         {
             client
                 .send(PgWireBackendMessage::ErrorResponse(

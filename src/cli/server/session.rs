@@ -5,7 +5,7 @@
 //!
 //! Transaction blocks and their transactions are described in `block.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,7 +36,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("client_encoding", "UTF8"),
     ("client_min_messages", "notice"),
     ("datestyle", "ISO, MDY"),
-    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "repeatable read"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
     ("idle_in_transaction_session_timeout", "0"),
@@ -49,7 +49,7 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
-    ("transaction_isolation", "read committed"),
+    ("transaction_isolation", "repeatable read"),
     ("transaction_read_only", "off"),
 ];
 
@@ -62,6 +62,9 @@ const READ_ONLY: &[&str] = &[
     "transaction_isolation",
 ];
 
+/// The settings before a block changed them, and the names it set with `SET LOCAL`.
+type SavedSettings = (BTreeMap<String, String>, BTreeSet<String>);
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Session {
@@ -70,6 +73,9 @@ pub struct Session {
     pub transaction_block: Block,
     /// Warnings for the client, sent before the answer of the message that raised them.
     warnings: Mutex<Vec<String>>,
+    /// The settings as they were before the open block first changed one, and the names it
+    /// set with `SET LOCAL`: restored when it ends (all of them if it rolls back).
+    block_settings: Mutex<Option<SavedSettings>>,
     running: Mutex<Option<Interrupt>>,
     /// Each with the bytes of its text.
     prepared: Mutex<HashMap<String, (DfStatement, usize)>>,
@@ -98,6 +104,7 @@ impl Session {
             settings: Mutex::new(BTreeMap::new()),
             transaction_block: Block::default(),
             warnings: Mutex::new(Vec::new()),
+            block_settings: Mutex::new(None),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             default_timeout,
@@ -227,6 +234,11 @@ impl Session {
                     "time zone" => "timezone",
                     other => other,
                 };
+                if key == "transaction_read_only" {
+                    drop(settings);
+                    let on = if self.read_only() { "on" } else { "off" };
+                    return Ok(vec![(name, on.to_string())]);
+                }
                 let value = settings.get(key).ok_or_else(|| unrecognized(&name))?;
                 let value =
                     if key == "statement_timeout" || key == "idle_in_transaction_session_timeout" {
@@ -280,6 +292,118 @@ impl Session {
     /// The open transaction block's state, if one is open.
     pub fn block(&self) -> Option<BlockState> {
         self.transaction_block.state()
+    }
+
+    /// `SET [LOCAL] name = value`, as PostgreSQL: inside a block the change is undone if the
+    /// block rolls back, and a `LOCAL` one when it ends; `SET LOCAL` outside a block changes
+    /// nothing (with a warning).
+    pub fn set_scoped(&self, name: &str, value: String, local: bool) -> PgWireResult<()> {
+        if self.block().is_none() {
+            if local {
+                self.warn("SET LOCAL can only be used in transaction blocks");
+                return Ok(());
+            }
+            return self.set(name, value);
+        }
+        self.save_settings(local.then_some(name));
+        self.set(name, value)
+    }
+
+    /// `RESET`, undone like a `SET` if the open block rolls back.
+    pub fn reset_scoped(&self, name: Option<&str>) -> PgWireResult<()> {
+        if self.block().is_some() {
+            self.save_settings(None);
+        }
+        self.reset(name)
+    }
+
+    /// Keeps the settings as they were before the open block changed one.
+    fn save_settings(&self, local: Option<&str>) {
+        let mut saved = lock(&self.block_settings);
+        let (_, locals) =
+            saved.get_or_insert_with(|| (lock(&self.settings).clone(), BTreeSet::new()));
+        if let Some(name) = local {
+            locals.insert(name.to_ascii_lowercase());
+        }
+    }
+
+    /// The open block ended: its `SET LOCAL`s are undone, and every change if it rolled
+    /// back (`committed` false).
+    fn restore_settings(&self, committed: bool) {
+        let Some((saved, locals)) = lock(&self.block_settings).take() else {
+            return;
+        };
+        let mut settings = lock(&self.settings);
+        if !committed {
+            *settings = saved;
+            return;
+        }
+        for name in locals {
+            match saved.get(&name) {
+                Some(value) => settings.insert(name, value.clone()),
+                None => settings.remove(&name),
+            };
+        }
+    }
+
+    /// Ends the open block, committing it unless it failed (see [`Block::finish`]); its
+    /// settings are restored as PostgreSQL restores them.
+    pub async fn finish_block(&self) -> Option<Result<BlockState, omendb::Error>> {
+        let finished = self.transaction_block.finish().await?;
+        self.restore_settings(matches!(finished, Ok(state) if !state.failed));
+        Some(finished)
+    }
+
+    /// Ends the open block, applying nothing of it.
+    pub fn rollback_block(&self) {
+        if self.transaction_block.take().is_some() {
+            self.restore_settings(false);
+        }
+    }
+
+    /// Whether writes are refused: in a `READ ONLY` block, or outside a block when
+    /// `default_transaction_read_only` is on.
+    pub fn read_only(&self) -> bool {
+        match self.block() {
+            Some(block) => block.read_only,
+            None => self.default_read_only(),
+        }
+    }
+
+    /// `default_transaction_read_only`.
+    pub fn default_read_only(&self) -> bool {
+        lock(&self.settings)
+            .get("default_transaction_read_only")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"))
+    }
+
+    /// Applies the settings a client sent at startup, as PostgreSQL does: `options`
+    /// (`-c name=value`, `--name=value`, any setting) and the session parameters that change
+    /// no answer's format (`application_name`, the timeouts, `default_transaction_read_only`;
+    /// drivers also send `DateStyle`, `TimeZone` or `extra_float_digits`, which OmenDB's
+    /// answers do not follow yet). One that is refused is left at its default.
+    pub fn apply_startup(&self, parameters: &HashMap<String, String>) {
+        const FROM_STARTUP: &[&str] = &[
+            "application_name",
+            "statement_timeout",
+            "idle_in_transaction_session_timeout",
+            "default_transaction_read_only",
+        ];
+        for (name, value) in parameters {
+            let name = name.to_ascii_lowercase();
+            let settings = if name == "options" {
+                startup_options(value)
+            } else if FROM_STARTUP.contains(&name.as_str()) {
+                vec![(name, value.clone())]
+            } else {
+                Vec::new()
+            };
+            for (setting, value) in settings {
+                if let Err(error) = self.set(&setting, value) {
+                    tracing::debug!(setting, ?error, "startup setting refused");
+                }
+            }
+        }
     }
 
     /// Queues a warning for the client (a few at most; more are dropped).
@@ -406,6 +530,29 @@ impl Drop for Running {
             self.interrupt.interrupt(CancelReason::UserRequest);
         }
     }
+}
+
+/// The `-c name=value` and `--name=value` settings of a startup `options` string (dashes in
+/// names are underscores, as PostgreSQL reads them).
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut words = options.split_ascii_whitespace();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            word.strip_prefix("--")
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
+            found.push((
+                name.replace('-', "_").to_ascii_lowercase(),
+                value.to_string(),
+            ));
+        }
+    }
+    found
 }
 
 fn unrecognized(name: &str) -> PgWireError {
@@ -563,7 +710,7 @@ mod tests {
                 .show(Some("transaction isolation level"))
                 .expect("show")[0]
                 .1,
-            "read committed"
+            "repeatable read"
         );
     }
 }

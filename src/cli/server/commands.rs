@@ -33,9 +33,12 @@ pub enum Local {
     Show(Option<String>),
     /// `RESET name` (`None`: `RESET ALL`).
     Reset(Option<String>),
-    /// `BEGIN` / `START TRANSACTION`, with its access mode if given (`Some(true)`: `READ
-    /// ONLY`).
-    Begin { read_only: Option<bool> },
+    /// `BEGIN` / `START TRANSACTION` (its command tag), with its access mode if given
+    /// (`Some(true)`: `READ ONLY`).
+    Begin {
+        read_only: Option<bool>,
+        tag: &'static str,
+    },
     /// `COMMIT` / `END`.
     Commit,
     /// `ROLLBACK` / `ABORT`.
@@ -106,10 +109,11 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
             Reset::ALL => None,
             Reset::ConfigurationParameter(name) => reset_name(name),
         }),
-        SqlStatement::StartTransaction { modes, .. } => {
+        SqlStatement::StartTransaction { modes, begin, .. } => {
             check_isolation(modes)?;
             Local::Begin {
                 read_only: access_mode(modes),
+                tag: if *begin { "BEGIN" } else { "START TRANSACTION" },
             }
         }
         SqlStatement::Commit { chain, .. } | SqlStatement::Rollback { chain, .. } if *chain => {

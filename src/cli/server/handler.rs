@@ -694,7 +694,7 @@ impl Backend {
                 session.reset_scoped(name.as_deref())?;
                 done("RESET")
             }
-            Local::Begin { read_only } => {
+            Local::Begin { read_only, tag } => {
                 match session.block() {
                     Some(block) if block.explicit => {
                         session.warn("there is already a transaction in progress");
@@ -708,7 +708,7 @@ impl Backend {
                         }
                     }
                 }
-                Ok(Response::TransactionStart(Tag::new("BEGIN")))
+                Ok(Response::TransactionStart(Tag::new(tag)))
             }
             Local::Commit => {
                 // As PostgreSQL: the block's portals end with it (they read its writes).

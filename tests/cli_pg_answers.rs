@@ -442,7 +442,8 @@ fn rows_patterns_and_lists_as_postgresql() {
             "SELECT (SELECT at FROM ts WHERE id = 1), (SELECT s FROM ts WHERE id = 3), \
              timestamp '2024-01-02 00:00:00' - timestamp '2023-01-02 01:00:00', \
              interval '1 year 2 months 3 days', interval '-1 day', \
-             (SELECT count(*) FROM ts WHERE at = '1999-01-08 04:05:06-08')",
+             (SELECT count(*) FROM ts WHERE at = '1999-01-08 04:05:06-08'), \
+             '2024-01-02 10:30'::timestamp",
         )
         .await;
         assert_eq!(
@@ -454,6 +455,7 @@ fn rows_patterns_and_lists_as_postgresql() {
                 Some("1 year 2 mons 3 days"),
                 Some("-1 days"),
                 Some("1"),
+                Some("2024-01-02 10:30:00"),
             ]
             .map(|v| v.map(str::to_string))
         );

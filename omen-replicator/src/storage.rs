@@ -380,31 +380,7 @@ pub(crate) fn resolve(
     snapshot: u64,
     keep_deletes: bool,
 ) -> Result<RecordBatch> {
-    let all = concat_batches(schema, batches)?;
-    let sorted = sort_by_key(&all, key)?;
-    let keys = sorted.column(key).as_primitive::<Int64Type>();
-    let lsns = sorted
-        .column(sorted.num_columns() - 2)
-        .as_primitive::<UInt64Type>();
-    let ops = sorted
-        .column(sorted.num_columns() - 1)
-        .as_primitive::<UInt8Type>();
-    let n = sorted.num_rows();
-    let mut keep = vec![false; n];
-    // Walk backwards: the first visible version met for each key is its latest.
-    let mut last_key: Option<i64> = None;
-    for i in (0..n).rev() {
-        if lsns.value(i) > snapshot {
-            continue;
-        }
-        let k = keys.value(i);
-        if last_key == Some(k) {
-            continue;
-        }
-        last_key = Some(k);
-        keep[i] = keep_deletes || ops.value(i) == OP_UPSERT;
-    }
-    Ok(filter_record_batch(&sorted, &BooleanArray::from(keep))?)
+    resolve_versions(batches, schema, key, snapshot, u64::MAX, keep_deletes)
 }
 
 /// Compaction's version resolution with readers at snapshots from `pin` on: of each key,
@@ -415,6 +391,19 @@ pub(crate) fn resolve_from(
     batches: &[RecordBatch],
     schema: &SchemaRef,
     key: usize,
+    pin: u64,
+    keep_deletes: bool,
+) -> Result<RecordBatch> {
+    resolve_versions(batches, schema, key, u64::MAX, pin, keep_deletes)
+}
+
+/// Of each key's versions at or below `snapshot`: those above `pin`, and the latest at or
+/// below it (unless it is a delete and not `keep_deletes`). Sorted by key, in stored form.
+fn resolve_versions(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    key: usize,
+    snapshot: u64,
     pin: u64,
     keep_deletes: bool,
 ) -> Result<RecordBatch> {
@@ -429,15 +418,15 @@ pub(crate) fn resolve_from(
         .as_primitive::<UInt8Type>();
     let n = sorted.num_rows();
     let mut keep = vec![false; n];
-    // Walk backwards: each key's versions from the newest; the first at or below `pin` is
+    // Walk backwards: each key's versions from the newest; the first at or below the pin is
     // the last one kept.
     let mut done_key: Option<i64> = None;
     for i in (0..n).rev() {
-        let k = keys.value(i);
-        if done_key == Some(k) {
+        let (k, lsn) = (keys.value(i), lsns.value(i));
+        if lsn > snapshot || done_key == Some(k) {
             continue;
         }
-        if lsns.value(i) > pin {
+        if lsn > pin {
             keep[i] = true;
             continue;
         }

@@ -164,17 +164,7 @@ impl Block {
 
     /// `RELEASE name`: forgets it and the savepoints set after it.
     pub fn release(&self, name: &str) -> PgWireResult<()> {
-        if !self.state().is_some_and(|s| s.explicit) {
-            return Err(sqlstate::error(
-                "25P01",
-                "RELEASE SAVEPOINT can only be used in transaction blocks",
-            ));
-        }
-        let mut savepoints = lock(&self.savepoints);
-        let at = savepoints
-            .iter()
-            .rposition(|(n, _)| n == name)
-            .ok_or_else(|| missing_savepoint(name))?;
+        let (mut savepoints, at) = self.find_savepoint(name, "RELEASE SAVEPOINT")?;
         savepoints.truncate(at);
         Ok(())
     }
@@ -182,17 +172,7 @@ impl Block {
     /// `ROLLBACK TO name`: undoes the writes made since the savepoint, forgets the
     /// savepoints set after it, and makes a failed block usable again.
     pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
-        if !self.state().is_some_and(|s| s.explicit) {
-            return Err(sqlstate::error(
-                "25P01",
-                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
-            ));
-        }
-        let mut savepoints = lock(&self.savepoints);
-        let at = savepoints
-            .iter()
-            .rposition(|(n, _)| n == name)
-            .ok_or_else(|| missing_savepoint(name))?;
+        let (mut savepoints, at) = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
         let point = savepoints[at].1;
         savepoints.truncate(at + 1);
         match lock(&self.transaction).as_mut() {
@@ -203,6 +183,27 @@ impl Block {
             state.failed = false;
         }
         Ok(())
+    }
+
+    /// The savepoints, and where the latest named `name` is (for `command`, which only an
+    /// explicit block takes).
+    fn find_savepoint(
+        &self,
+        name: &str,
+        command: &str,
+    ) -> PgWireResult<(std::sync::MutexGuard<'_, Vec<(String, Savepoint)>>, usize)> {
+        if !self.state().is_some_and(|s| s.explicit) {
+            return Err(sqlstate::error(
+                "25P01",
+                format!("{command} can only be used in transaction blocks"),
+            ));
+        }
+        let savepoints = lock(&self.savepoints);
+        let at = savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| missing_savepoint(name))?;
+        Ok((savepoints, at))
     }
 }
 

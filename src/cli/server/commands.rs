@@ -394,12 +394,16 @@ mod tests {
         );
         assert!(matches!(
             local("BEGIN"),
-            Some(Local::Begin { read_only: None })
+            Some(Local::Begin {
+                read_only: None,
+                tag: "BEGIN"
+            })
         ));
         assert!(matches!(
             local("START TRANSACTION READ ONLY"),
             Some(Local::Begin {
-                read_only: Some(true)
+                read_only: Some(true),
+                tag: "START TRANSACTION"
             })
         ));
         assert!(matches!(local("COMMIT"), Some(Local::Commit)));

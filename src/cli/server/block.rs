@@ -25,6 +25,9 @@ pub const MAX_SAVEPOINTS: usize = 1000;
 /// The longest savepoint name (PostgreSQL's identifiers are at most 63 bytes).
 pub const MAX_NAME_BYTES: usize = 63;
 
+/// A block's savepoints by name, oldest first.
+type Savepoints = Vec<(String, Savepoint)>;
+
 /// A block's transaction, shared with the thread running its statement.
 pub type SharedTransaction = Arc<Mutex<Option<Transaction<'static>>>>;
 
@@ -45,7 +48,7 @@ pub struct BlockState {
 #[derive(Debug, Default)]
 pub struct Block {
     state: Mutex<Option<BlockState>>,
-    savepoints: Mutex<Vec<(String, Savepoint)>>,
+    savepoints: Mutex<Savepoints>,
     transaction: SharedTransaction,
 }
 
@@ -191,7 +194,7 @@ impl Block {
         &self,
         name: &str,
         command: &str,
-    ) -> PgWireResult<(std::sync::MutexGuard<'_, Vec<(String, Savepoint)>>, usize)> {
+    ) -> PgWireResult<(std::sync::MutexGuard<'_, Savepoints>, usize)> {
         if !self.state().is_some_and(|s| s.explicit) {
             return Err(sqlstate::error(
                 "25P01",

@@ -408,6 +408,74 @@ fn block_states_answer_as_postgresql() {
     }
     assert!(error.is_some_and(|e| e.contains("C34000")));
 
+    // The second attack: READ ONLY cannot be left through a savepoint; SET TRANSACTION in a
+    // multi-statement query applies to it; SERIALIZABLE is refused however it is asked for;
+    // a block's own CREATE TABLE is readable in it.
+    assert_eq!(
+        q(
+            &mut raw,
+            "BEGIN READ ONLY; SAVEPOINT s; SET TRANSACTION READ WRITE"
+        )
+        .0,
+        ["25001"]
+    );
+    q(&mut raw, "ROLLBACK");
+    assert_eq!(
+        q(
+            &mut raw,
+            "SET TRANSACTION READ ONLY; INSERT INTO tx VALUES (50, 50)"
+        )
+        .0,
+        ["25006"]
+    );
+    assert_eq!(
+        q(
+            &mut raw,
+            "SET default_transaction_isolation = 'serializable'"
+        )
+        .0,
+        ["0A000"]
+    );
+    let (codes, tags, _) = q(
+        &mut raw,
+        "BEGIN; CREATE TABLE fresh (id BIGINT PRIMARY KEY); INSERT INTO fresh VALUES (1); \
+         SELECT * FROM fresh; SELECT count(*) FROM fresh WHERE id > 0; COMMIT",
+    );
+    assert!(codes.is_empty(), "{codes:?} {tags:?}");
+    assert_eq!(tags[tags.len() - 3..], ["SELECT 1", "SELECT 1", "COMMIT"]);
+
+    // Autocommit statements over the extended protocol (Parse, Bind, Execute, Sync) never
+    // fail with 40001, however they contend: each runs on its own, as a simple Query's.
+    runtime().block_on(async {
+        let setup = connect(server.port).await;
+        setup
+            .batch_execute("CREATE TABLE counter (id BIGINT PRIMARY KEY, v BIGINT); INSERT INTO counter VALUES (1, 0)")
+            .await
+            .unwrap();
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let port = server.port;
+                tokio::spawn(async move {
+                    let client = connect(port).await;
+                    for _ in 0..100 {
+                        client
+                            .execute("UPDATE counter SET v = v + 1 WHERE id = $1", &[&1i64])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let v = setup
+            .query_one("SELECT v FROM counter WHERE id = 1", &[])
+            .await
+            .unwrap();
+        assert_eq!(v.get::<_, i64>(0), 300);
+    });
+
     // Startup options apply, as in PostgreSQL (`PGOPTIONS`, `options=-c ...`).
     runtime().block_on(async {
         let (client, connection) = tokio_postgres::Config::new()

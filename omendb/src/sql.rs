@@ -166,7 +166,32 @@ impl OmenTable for SnapshotTable {
     }
 
     fn snapshot_source(&self) -> Result<SnapshotSource, TableError> {
-        let snapshot = self.replicator.snapshot(&self.name, Lsn(self.lsn))?;
+        let snapshot = match self.replicator.snapshot(&self.name, Lsn(self.lsn)) {
+            Ok(snapshot) => snapshot,
+            // A table created after a transaction's snapshot: none of its rows are in the
+            // snapshot, only the transaction's own.
+            Err(omen_replicator::ReplicatorError::NoTable(_)) if self.conflicts.is_some() => {
+                let mut source = SnapshotSource {
+                    lsn: self.lsn,
+                    stored_schema: Arc::new(self.table.schema.stored_arrow_schema()),
+                    key: self.table.schema.key,
+                    op_upsert: OP_UPSERT,
+                    files: Vec::new(),
+                    delta: Vec::new(),
+                    keep_alive: Arc::new(()),
+                };
+                if let Some(written) = &self.written {
+                    source.delta.push(written_batch(
+                        &self.table.schema,
+                        &source.stored_schema,
+                        source.lsn,
+                        written,
+                    )?);
+                }
+                return Ok(source);
+            }
+            Err(error) => return Err(error.into()),
+        };
         if self.strict
             && snapshot
                 .files

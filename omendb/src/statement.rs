@@ -60,6 +60,11 @@ fn kind(statement: &DfStatement) -> Kind {
     }
 }
 
+/// Whether `statement` is `CREATE`, `DROP` or `ALTER TABLE`.
+pub(crate) fn is_schema_change(statement: &DfStatement) -> bool {
+    matches!(kind(statement), Kind::Ddl)
+}
+
 fn unsupported(what: impl Into<String>) -> Error {
     Error::Unsupported(what.into())
 }

@@ -712,8 +712,12 @@ impl Transaction<'_> {
         statement: datafusion::sql::parser::Statement,
         interrupt: &Interrupt,
     ) -> Result<QueryResult> {
-        self.writes.snapshot = self.start();
-        self.check_age()?;
+        // A schema change runs outside the transaction: it does not take the snapshot, so
+        // that a block's statements after its CREATE TABLE see the table.
+        if !crate::statement::is_schema_change(&statement) {
+            self.writes.snapshot = self.start();
+            self.check_age()?;
+        }
         let savepoint = self.writes.savepoint();
         let db: &Db = &self.db;
         let result = db.run_statement(statement, interrupt, Some(&mut self.writes));

@@ -90,11 +90,28 @@ impl Block {
         }
     }
 
-    /// `SET TRANSACTION READ ONLY` / `READ WRITE` in the open block.
-    pub fn set_read_only(&self, read_only: bool) {
+    /// `BEGIN [READ ONLY | READ WRITE]`: opens an explicit block, or makes the open implicit
+    /// one explicit; either way its mode is `read_only`.
+    pub fn begin(&self, db: &Arc<Db>, read_only: bool) {
+        self.open(db, true, read_only);
         if let Some(state) = lock(&self.state).as_mut() {
             state.read_only = read_only;
         }
+    }
+
+    /// `SET TRANSACTION READ ONLY` / `READ WRITE` in the open block; a read-only block stays
+    /// so (`25001`, as PostgreSQL).
+    pub fn set_read_only(&self, read_only: bool) -> PgWireResult<()> {
+        if let Some(state) = lock(&self.state).as_mut() {
+            if state.read_only && !read_only {
+                return Err(sqlstate::error(
+                    "25001",
+                    "cannot set transaction read-write mode inside a read-only transaction",
+                ));
+            }
+            state.read_only = read_only;
+        }
+        Ok(())
     }
 
     /// The open block's transaction.

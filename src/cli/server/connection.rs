@@ -68,6 +68,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     logged_in: impl Fn() -> bool + Send + Sync + 'static,
     failed: impl Fn(),
     idle_limit: impl Fn() -> Option<std::time::Duration>,
+    sync_next: impl Fn(bool),
 ) -> io::Result<()> {
     socket.set_nodelay(true)?;
     let Some(head) = decline_encryption(&mut socket).await? else {
@@ -109,6 +110,9 @@ pub async fn serve<H: PgWireServerHandlers>(
             Some(Ok(message)) => message,
             Some(Err(error)) => return refuse(&mut socket, peer, error).await,
         };
+        // Whether a Sync, already received, follows this message: an Execute that is the last
+        // of its pipeline runs as a statement of its own (see `handler.rs`).
+        sync_next(socket.read_buffer().starts_with(&[b'S', 0, 0, 0, 4]));
         // The client is leaving: close now (asyncpg waits for the server to hang up).
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());

@@ -656,12 +656,12 @@ impl Backend {
             }
             Local::SetTransaction { read_only, .. } => {
                 match session.block() {
-                    Some(block) if block.explicit => {
+                    Some(_) => {
                         if let Some(read_only) = read_only {
-                            session.transaction_block.set_read_only(read_only);
+                            session.transaction_block.set_read_only(read_only)?;
                         }
                     }
-                    _ => session.warn("SET TRANSACTION can only be used in transaction blocks"),
+                    None => session.warn("SET TRANSACTION can only be used in transaction blocks"),
                 }
                 done("SET")
             }
@@ -700,12 +700,8 @@ impl Backend {
                         session.warn("there is already a transaction in progress");
                     }
                     _ => {
-                        let default = session.default_read_only();
-                        session.transaction_block.open(&self.db, true, default);
-                        // An implicit block that BEGIN turns explicit takes its mode too.
-                        if let Some(read_only) = read_only {
-                            session.transaction_block.set_read_only(read_only);
-                        }
+                        let read_only = read_only.unwrap_or_else(|| session.default_read_only());
+                        session.transaction_block.begin(&self.db, read_only);
                     }
                 }
                 Ok(Response::TransactionStart(Tag::new(tag)))
@@ -1028,8 +1024,14 @@ impl ExtendedQueryHandler for Backend {
             return Ok(response);
         }
         let statement = params::bind(portal)?;
-        if session.block().is_none() && matches!(statement.kind, Kind::Count(_)) {
-            // A pipeline's writes up to Sync are one transaction (an implicit block).
+        if session.block().is_none()
+            && matches!(statement.kind, Kind::Count(_))
+            && !session.sync_next()
+        {
+            // A pipeline's writes up to Sync are one transaction (an implicit block). A write
+            // that is the pipeline's last statement, as drivers send an autocommit statement
+            // (Parse, Bind, Execute, Sync), runs on its own like a simple Query's: under the
+            // writer lock, never failing with 40001.
             session
                 .transaction_block
                 .open(&self.db, false, session.default_read_only());

@@ -326,6 +326,9 @@ async fn serve(
                                 }, {
                                     let session = Arc::clone(&session);
                                     move || session.idle_in_transaction_limit()
+                                }, {
+                                    let session = Arc::clone(&session);
+                                    move |next| session.set_sync_next(next)
                                 }) => {
                                     if let Err(error) = served {
                                         tracing::debug!(%peer, %error, "session ended with an error");

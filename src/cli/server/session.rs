@@ -73,6 +73,8 @@ pub struct Session {
     pub transaction_block: Block,
     /// Warnings for the client, sent before the answer of the message that raised them.
     warnings: Mutex<Vec<String>>,
+    /// Whether the message being handled is followed by a Sync the server already holds.
+    sync_next: AtomicBool,
     /// The settings as they were before the open block first changed one, and the names it
     /// set with `SET LOCAL`: restored when it ends (all of them if it rolls back).
     block_settings: Mutex<Option<SavedSettings>>,
@@ -104,6 +106,7 @@ impl Session {
             settings: Mutex::new(BTreeMap::new()),
             transaction_block: Block::default(),
             warnings: Mutex::new(Vec::new()),
+            sync_next: AtomicBool::new(false),
             block_settings: Mutex::new(None),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
@@ -189,6 +192,21 @@ impl Session {
                 "55P02",
                 format!("parameter \"{name}\" cannot be changed"),
             ));
+        }
+        if name == "default_transaction_isolation" {
+            let level = value.trim().to_ascii_lowercase();
+            if !matches!(
+                level.as_str(),
+                "read committed" | "read uncommitted" | "repeatable read" | "default"
+            ) {
+                return Err(sqlstate::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "isolation level {value:?} is not supported: OmenDB runs transactions \
+                         under snapshot isolation (REPEATABLE READ), where write skew is possible"
+                    ),
+                ));
+            }
         }
         if name == "statement_timeout" || name == "idle_in_transaction_session_timeout" {
             let timeout = parse_duration(&value).map_err(|reason| {
@@ -404,6 +422,16 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Notes whether the message about to be handled is followed by a Sync already received.
+    pub fn set_sync_next(&self, next: bool) {
+        self.sync_next.store(next, Ordering::SeqCst);
+    }
+
+    /// Whether the message being handled is the last of its pipeline (a Sync follows).
+    pub fn sync_next(&self) -> bool {
+        self.sync_next.load(Ordering::SeqCst)
     }
 
     /// Queues a warning for the client (a few at most; more are dropped).

@@ -92,8 +92,9 @@ impl Conflicts {
 
     /// `read` of the index, if it holds what a transaction with snapshot `at` (running)
     /// reads for `lookup` of `table`: no commit after the snapshot wrote one of its keys.
-    /// `None`: read the versions at the snapshot instead. Runs `read` under this lock, so
-    /// no commit is recorded meanwhile; one applied meanwhile makes it `None`.
+    /// `None`: read the versions at the snapshot instead. The check holds while no commit is
+    /// applied: `applied` equals the last commit recorded before the check and after `read`
+    /// (it only grows, so equal means none came between), and `read` runs without the lock.
     pub(crate) fn read_unchanged<T>(
         &self,
         applied: &AtomicU64,
@@ -104,24 +105,27 @@ impl Conflicts {
     ) -> Option<T> {
         /// A range read checks every key written to its table: not when there are many.
         const MAX_RANGE_CHECK: usize = 4096;
-        let state = self.lock();
-        let seen = state.seen;
-        if at < state.horizon || applied.load(Ordering::SeqCst) != seen {
-            return None;
-        }
-        if let Some(rows) = state.written.get(table) {
-            let changed = |key: &i64| rows.get(key).is_some_and(|&lsn| lsn > at);
-            let touched = match lookup {
-                KeyLookup::Points(keys) => keys.iter().any(changed),
-                KeyLookup::Range(..) if rows.len() > MAX_RANGE_CHECK => return None,
-                KeyLookup::Range(low, high) => rows
-                    .iter()
-                    .any(|(key, &lsn)| lsn > at && (*low, *high).contains(key)),
-            };
-            if touched {
+        let seen = {
+            let state = self.lock();
+            let seen = state.seen;
+            if at < state.horizon || applied.load(Ordering::SeqCst) != seen {
                 return None;
             }
-        }
+            if let Some(rows) = state.written.get(table) {
+                let changed = |key: &i64| rows.get(key).is_some_and(|&lsn| lsn > at);
+                let touched = match lookup {
+                    KeyLookup::Points(keys) => keys.iter().any(changed),
+                    KeyLookup::Range(..) if rows.len() > MAX_RANGE_CHECK => return None,
+                    KeyLookup::Range(low, high) => rows
+                        .iter()
+                        .any(|(key, &lsn)| lsn > at && (*low, *high).contains(key)),
+                };
+                if touched {
+                    return None;
+                }
+            }
+            seen
+        };
         let found = read();
         (applied.load(Ordering::SeqCst) == seen).then_some(found)
     }

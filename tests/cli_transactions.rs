@@ -519,3 +519,117 @@ fn block_states_answer_as_postgresql() {
         );
     });
 }
+
+/// Issue 30's bank: 4 connections move money between 1,000 accounts, retrying on 40001; the
+/// total is constant in every snapshot, read by an aggregate and by point reads in one block,
+/// and after a restart.
+#[test]
+fn transfers_over_the_wire_keep_the_total_in_every_snapshot() {
+    const ACCOUNTS: i64 = 1000;
+    const TOTAL: i64 = 100 * ACCOUNTS;
+    let dir = TempDir::new("transactions-bank");
+    let db_dir = dir.path().join("db");
+    let server = Server::start(&db_dir, &[]);
+    let port = server.port;
+    runtime().block_on(async {
+        let setup = connect(port).await;
+        setup
+            .batch_execute("CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT)")
+            .await
+            .unwrap();
+        setup
+            .batch_execute(&format!(
+                "INSERT INTO accounts SELECT x, 100 FROM generate_series(1, {ACCOUNTS}) AS g(x)"
+            ))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let movers: Vec<_> = (0..4i64)
+            .map(|worker| {
+                tokio::spawn(async move {
+                    let client = connect(port).await;
+                    let (mut committed, mut retried) = (0, 0);
+                    let mut i = 0i64;
+                    while std::time::Instant::now() < deadline {
+                        i += 1;
+                        let from = (worker * 7919 + i * 104_729) % ACCOUNTS + 1;
+                        let to = (from + 1 + i % 17) % ACCOUNTS + 1;
+                        let transfer = async {
+                            client.batch_execute("BEGIN").await?;
+                            client
+                                .execute(
+                                    "UPDATE accounts SET balance = balance - 3 WHERE id = $1",
+                                    &[&from],
+                                )
+                                .await?;
+                            client
+                                .execute(
+                                    "UPDATE accounts SET balance = balance + 3 WHERE id = $1",
+                                    &[&to],
+                                )
+                                .await?;
+                            client.batch_execute("COMMIT").await
+                        };
+                        match transfer.await {
+                            Ok(()) => committed += 1,
+                            Err(error) => {
+                                assert_eq!(code(&error), "40001", "{error}");
+                                client.batch_execute("ROLLBACK").await.unwrap();
+                                retried += 1;
+                            }
+                        }
+                    }
+                    (committed, retried)
+                })
+            })
+            .collect();
+        let reader = connect(port).await;
+        let mut snapshots = 0;
+        while std::time::Instant::now() < deadline {
+            let total: i64 = reader
+                .query_one("SELECT sum(balance)::BIGINT FROM accounts", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(total, TOTAL, "an aggregate saw half a transfer");
+            // One block: point reads of a sample and an aggregate read one snapshot.
+            reader.batch_execute("BEGIN").await.unwrap();
+            let before: i64 = reader
+                .query_one("SELECT sum(balance)::BIGINT FROM accounts", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let mut by_key = 0i64;
+            for id in 1..=ACCOUNTS {
+                let row = reader
+                    .query_one("SELECT balance FROM accounts WHERE id = $1", &[&id])
+                    .await
+                    .unwrap();
+                by_key += row.get::<_, i64>(0);
+            }
+            reader.batch_execute("COMMIT").await.unwrap();
+            assert_eq!((before, by_key), (TOTAL, TOTAL), "a block's snapshot moved");
+            snapshots += 1;
+        }
+        let mut committed = 0;
+        for mover in movers {
+            committed += mover.await.unwrap().0;
+        }
+        assert!(
+            committed > 50 && snapshots > 0,
+            "{committed} transfers, {snapshots} snapshots"
+        );
+    });
+    let (clean, log) = server.stop();
+    assert!(clean, "{log}");
+    let server = Server::start(&db_dir, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let total: i64 = client
+            .query_one("SELECT sum(balance)::BIGINT FROM accounts", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(total, TOTAL, "after a restart");
+    });
+}

@@ -476,6 +476,46 @@ fn block_states_answer_as_postgresql() {
         assert_eq!(v.get::<_, i64>(0), 300);
     });
 
+    // The third attack: Execute's max_rows at the extremes (2^31 - 1 aborted the process on an
+    // 85 GB allocation; a negative one panicked and left the client waiting).
+    for max_rows in [i32::MAX, -1, i32::MIN] {
+        let mut bytes = message(b'P', b"\0SELECT 7\0\0\0");
+        bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+        let mut execute = vec![0u8];
+        execute.extend_from_slice(&max_rows.to_be_bytes());
+        bytes.extend(message(b'E', &execute));
+        bytes.extend(message(b'S', &[]));
+        raw.write_all(&bytes).unwrap();
+        let mut kinds = Vec::new();
+        loop {
+            let (kind, _) = read_message(&mut raw).unwrap();
+            kinds.push(kind);
+            if kind == b'Z' {
+                break;
+            }
+        }
+        assert_eq!(kinds, b"12DCZ", "max_rows {max_rows}");
+    }
+    // A simple Query holds at most 1000 statements.
+    assert_eq!(q(&mut raw, &"SELECT 1;".repeat(1001)).0, ["54000"]);
+    assert_eq!(q(&mut raw, &"SELECT 1;".repeat(1000)).0.len(), 0);
+    // A query that fails while it streams, after a pipeline's write without Sync: the
+    // implicit transaction ends with it (nothing applied), and the session is idle for real.
+    let mut bytes = message(b'P', b"\0INSERT INTO tx VALUES (620, 620)\0\0\0");
+    bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    bytes.extend(message(b'E', b"\0\0\0\0\0"));
+    raw.write_all(&bytes).unwrap();
+    let (codes, _, status) = q(
+        &mut raw,
+        "SELECT 10 / (v - 30000) FROM generate_series(1, 40000) AS s(v)",
+    );
+    assert!(
+        codes.contains(&"22012".to_string()) && status == b'I',
+        "{codes:?}"
+    );
+    let (codes, _, status) = q(&mut raw, "SELECT count(*) FROM tx WHERE id = 620");
+    assert_eq!((codes.len(), status), (0, b'I'), "{codes:?}");
+
     // Startup options apply, as in PostgreSQL (`PGOPTIONS`, `options=-c ...`).
     runtime().block_on(async {
         let (client, connection) = tokio_postgres::Config::new()
@@ -484,7 +524,10 @@ fn block_states_answer_as_postgresql() {
             .user("omendb")
             .password(PASSWORD)
             .dbname("omendb")
-            .options("-c statement_timeout=123 --idle-in-transaction-session-timeout=500")
+            .options(
+                "-c statement_timeout=123 --idle-in-transaction-session-timeout=500 \
+                 -c application_name=a\\ b",
+            )
             .application_name("startup-app")
             .connect(tokio_postgres::NoTls)
             .await
@@ -513,10 +556,8 @@ fn block_states_answer_as_postgresql() {
                 .as_deref(),
             Some("500ms")
         );
-        assert_eq!(
-            value("application_name").await.as_deref(),
-            Some("startup-app")
-        );
+        // `options` come after the startup parameters, as PostgreSQL applies them.
+        assert_eq!(value("application_name").await.as_deref(), Some("a b"));
     });
 }
 

@@ -260,6 +260,8 @@ pub enum LimitKind {
     /// A transaction's writes (with what its savepoints keep to undo them) would not fit in
     /// one log record.
     TransactionBytes,
+    /// More statements in one text than [`crate::limits::MAX_STATEMENTS`].
+    Statements,
 }
 
 fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
@@ -303,6 +305,10 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         LimitKind::ValueBytes => {
             format!("value too large: {found} bytes, the limit of one value is {limit} bytes")
         }
+        LimitKind::Statements => format!(
+            "too many statements in one query: more than {limit}; send them in several \
+             queries (nothing of this one ran)"
+        ),
         LimitKind::TransactionBytes => format!(
             "transaction too large: its writes would take {found} bytes, and one transaction \
              writes at most {limit}; the statement was not applied: commit smaller transactions"

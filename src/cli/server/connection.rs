@@ -60,6 +60,9 @@ pub async fn decline_encryption(socket: &mut TcpStream) -> io::Result<Option<[u8
     Ok(None)
 }
 
+/// The most rows one Execute returns before its portal suspends (see `serve`).
+const MAX_ROWS_PER_EXECUTE: i32 = 1 << 16;
+
 /// Serves one client until it leaves, is refused, or a fatal error ends its session.
 pub async fn serve<H: PgWireServerHandlers>(
     mut socket: TcpStream,
@@ -105,11 +108,20 @@ pub async fn serve<H: PgWireServerHandlers>(
             },
             None => socket.next().await,
         };
-        let message = match next {
+        let mut message = match next {
             None => return Ok(()),
             Some(Ok(message)) => message,
             Some(Err(error)) => return refuse(&mut socket, peer, error).await,
         };
+        // pgwire reserves room for `max_rows` rows up front: 2^31 - 1 aborted the process on
+        // an 85 GB allocation, and a negative count overflowed. As PostgreSQL, zero or less
+        // is no limit; past MAX_ROWS_PER_EXECUTE the portal suspends there instead.
+        if let PgWireFrontendMessage::Execute(execute) = &mut message {
+            if execute.max_rows < 0 {
+                execute.max_rows = 0;
+            }
+            execute.max_rows = execute.max_rows.min(MAX_ROWS_PER_EXECUTE);
+        }
         // Whether a Sync, already received, follows this message: an Execute that is the last
         // of its pipeline runs as a statement of its own (see `handler.rs`).
         sync_next(socket.read_buffer().starts_with(&[b'S', 0, 0, 0, 4]));

@@ -844,8 +844,14 @@ impl SimpleQueryHandler for Backend {
             }
             let result = self.run(&*client, statement, (None, None), stream).await;
             send_warnings(client, &session).await?;
+            // A streamed query's error comes while its rows are sent.
+            let result = match result {
+                Ok(response) => send_response(client, response).await,
+                Err(error) => Err(error),
+            };
             match result {
-                Ok(response) => send_response(client, response).await?,
+                Ok(()) => {}
+                Err(error @ PgWireError::IoError(_)) => return Err(error),
                 Err(error) => {
                     // As in PostgreSQL, an error ends the script; its implicit block applies
                     // nothing.

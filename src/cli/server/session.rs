@@ -407,19 +407,21 @@ impl Session {
             "idle_in_transaction_session_timeout",
             "default_transaction_read_only",
         ];
-        for (name, value) in parameters {
-            let name = name.to_ascii_lowercase();
-            let settings = if name == "options" {
-                startup_options(value)
-            } else if FROM_STARTUP.contains(&name.as_str()) {
-                vec![(name, value.clone())]
-            } else {
-                Vec::new()
-            };
-            for (setting, value) in settings {
-                if let Err(error) = self.set(&setting, value) {
-                    tracing::debug!(setting, ?error, "startup setting refused");
-                }
+        // The named parameters first, then `options`, which PostgreSQL applies after them.
+        let mut settings: Vec<(String, String)> = parameters
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .filter(|(name, _)| FROM_STARTUP.contains(&name.as_str()))
+            .collect();
+        if let Some((_, options)) = parameters
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("options"))
+        {
+            settings.extend(startup_options(options));
+        }
+        for (setting, value) in settings {
+            if let Err(error) = self.set(&setting, value) {
+                tracing::debug!(setting, ?error, "startup setting refused");
             }
         }
     }
@@ -563,8 +565,26 @@ impl Drop for Running {
 /// The `-c name=value` and `--name=value` settings of a startup `options` string (dashes in
 /// names are underscores, as PostgreSQL reads them).
 fn startup_options(options: &str) -> Vec<(String, String)> {
+    // Words are split at spaces; a backslash keeps the character after it (`a\ b`).
+    let mut words_owned = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words_owned.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words_owned.push(word);
+    }
     let mut found = Vec::new();
-    let mut words = options.split_ascii_whitespace();
+    let mut words = words_owned.iter().map(String::as_str);
     while let Some(word) = words.next() {
         let setting = if word == "-c" {
             words.next()

@@ -87,7 +87,8 @@ pub fn code(error: &omendb::Error) -> &'static str {
                 LimitKind::ValueBytes
                 | LimitKind::WriteBytes
                 | LimitKind::ArrayDimensions
-                | LimitKind::TransactionBytes,
+                | LimitKind::TransactionBytes
+                | LimitKind::Statements,
             ..
         } => PROGRAM_LIMIT_EXCEEDED,
         Error::OutOfRange(_) => NUMERIC_VALUE_OUT_OF_RANGE,

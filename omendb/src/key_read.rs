@@ -25,7 +25,7 @@ use omen_wal::Lsn;
 use crate::db::{Db, QueryResult, Table};
 use crate::error::Result;
 use crate::row::Row;
-use crate::sql::{APPLYING, SqlDescription, lookup_rows, rows_to_batch};
+use crate::sql::{APPLYING, SqlDescription, index_rows_at, lookup_rows, rows_to_batch};
 
 /// How often a read racing applies is tried before it is left to DataFusion.
 const ATTEMPTS: usize = 8;
@@ -125,16 +125,12 @@ impl Db {
                 Keys::Points(keys) => KeyLookup::Points(keys),
                 Keys::Range(low, high) => KeyLookup::Range(low, high),
             };
-            if let Some(at) = at
-                && self.applied.load(Ordering::SeqCst) != at
-            {
-                // A transaction's snapshot: the index still serves keys no later commit wrote.
-                let read = || lookup_rows(table, &lookup);
-                return match self
-                    .conflicts
-                    .read_unchanged(&self.applied, &name, at, &lookup, read)
-                {
-                    Some(rows) => output.result(table, &lookup, rows?, at).map(Some),
+            if let Some(at) = at {
+                // A transaction's snapshot: the index serves it while no later commit wrote
+                // these keys.
+                let read = index_rows_at(table, at, &self.applied, Some(&self.conflicts), &lookup)?;
+                return match read {
+                    Some(rows) => output.result(table, &lookup, rows, at).map(Some),
                     None => Ok(None),
                 };
             }
@@ -144,7 +140,6 @@ impl Db {
                         std::thread::yield_now();
                         continue;
                     }
-                    lsn if at.is_some_and(|at| at != lsn) => return Ok(None),
                     lsn => lsn,
                 };
                 let rows = lookup_rows(table, &lookup)?;

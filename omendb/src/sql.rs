@@ -140,24 +140,10 @@ impl OmenTable for SnapshotTable {
     }
 
     fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, TableError> {
-        // A sequence check: the index serves the query only if no batch was applied after
-        // the snapshot, before or during the lookup.
-        let mut rows = if self.applied.load(Ordering::SeqCst) == self.lsn {
-            let rows = lookup_rows(&self.table, lookup)?;
-            if self.applied.load(Ordering::SeqCst) != self.lsn {
-                return Ok(None);
-            }
-            rows
-        } else {
-            // A transaction's snapshot: the index still serves keys no later commit wrote.
-            let Some(conflicts) = &self.conflicts else {
-                return Ok(None);
-            };
-            let read = || lookup_rows(&self.table, lookup);
-            match conflicts.read_unchanged(&self.applied, &self.name, self.lsn, lookup, read) {
-                Some(rows) => rows?,
-                None => return Ok(None),
-            }
+        let conflicts = self.conflicts.as_deref();
+        let read = index_rows_at(&self.table, self.lsn, &self.applied, conflicts, lookup)?;
+        let Some(mut rows) = read else {
+            return Ok(None);
         };
         if let Some(written) = &self.written {
             rows = over_written(&self.table.schema, rows, written, lookup);
@@ -166,12 +152,22 @@ impl OmenTable for SnapshotTable {
     }
 
     fn snapshot_source(&self) -> Result<SnapshotSource, TableError> {
-        let snapshot = match self.replicator.snapshot(&self.name, Lsn(self.lsn)) {
-            Ok(snapshot) => snapshot,
+        let mut source = match self.replicator.snapshot(&self.name, Lsn(self.lsn)) {
+            Ok(snapshot) => {
+                if self.strict
+                    && snapshot
+                        .files
+                        .iter()
+                        .any(|(_, meta)| !meta.exact_at(self.lsn))
+                {
+                    return Err(Box::new(SnapshotMoved));
+                }
+                snapshot_source(snapshot)
+            }
             // A table created after a transaction's snapshot: none of its rows are in the
             // snapshot, only the transaction's own.
             Err(omen_replicator::ReplicatorError::NoTable(_)) if self.conflicts.is_some() => {
-                let mut source = SnapshotSource {
+                SnapshotSource {
                     lsn: self.lsn,
                     stored_schema: Arc::new(self.table.schema.stored_arrow_schema()),
                     key: self.table.schema.key,
@@ -179,28 +175,10 @@ impl OmenTable for SnapshotTable {
                     files: Vec::new(),
                     delta: Vec::new(),
                     keep_alive: Arc::new(()),
-                };
-                if let Some(written) = &self.written {
-                    source.delta.push(written_batch(
-                        &self.table.schema,
-                        &source.stored_schema,
-                        source.lsn,
-                        written,
-                    )?);
                 }
-                return Ok(source);
             }
             Err(error) => return Err(error.into()),
         };
-        if self.strict
-            && snapshot
-                .files
-                .iter()
-                .any(|(_, meta)| !meta.exact_at(self.lsn))
-        {
-            return Err(Box::new(SnapshotMoved));
-        }
-        let mut source = snapshot_source(snapshot);
         if let Some(written) = &self.written {
             source.delta.push(written_batch(
                 &self.table.schema,
@@ -213,19 +191,51 @@ impl OmenTable for SnapshotTable {
     }
 }
 
+/// The rows of `table` matching `lookup` at snapshot `lsn`, from the index, when it holds
+/// them: no commit was applied after the snapshot (a sequence check around the read), or,
+/// for a transaction (`conflicts`), none after it wrote these keys. `None`: read the
+/// snapshot's versions instead.
+pub(crate) fn index_rows_at(
+    table: &Table,
+    lsn: u64,
+    applied: &AtomicU64,
+    conflicts: Option<&crate::transaction::Conflicts>,
+    lookup: &KeyLookup,
+) -> Result<Option<Vec<Row>>> {
+    if applied.load(Ordering::SeqCst) == lsn {
+        let rows = lookup_rows(table, lookup)?;
+        if applied.load(Ordering::SeqCst) == lsn {
+            return Ok(Some(rows));
+        }
+    }
+    let Some(conflicts) = conflicts else {
+        return Ok(None);
+    };
+    conflicts
+        .read_unchanged(applied, &table.name, lsn, lookup, || {
+            lookup_rows(table, lookup)
+        })
+        .transpose()
+}
+
+/// The key of `row`, a row of a table of `schema`.
+pub(crate) fn row_key(schema: &TableSchema, row: &Row) -> i64 {
+    match row.get(schema.key) {
+        Some(Value::Int64(key)) => *key,
+        _ => i64::MIN,
+    }
+}
+
 /// `rows` (committed, in key order, those of `lookup`) with a transaction's `written` rows
 /// over them.
-fn over_written(
+pub(crate) fn over_written(
     schema: &TableSchema,
     rows: Vec<Row>,
     written: &TableRows,
     lookup: &KeyLookup,
 ) -> Vec<Row> {
-    let key_of = |row: &Row| match row.get(schema.key) {
-        Some(Value::Int64(key)) => *key,
-        _ => i64::MIN,
-    };
-    let mut merged: BTreeMap<i64, Row> = rows.into_iter().map(|r| (key_of(&r), r)).collect();
+    let mut merged: BTreeMap<i64, Row> =
+        rows.into_iter().map(|r| (row_key(schema, &r), r)).collect();
     let mut put = |key: i64, row: &Option<Row>| match row {
         Some(row) => {
             merged.insert(key, row.clone());

@@ -511,50 +511,20 @@ impl Transaction<'_> {
         let snapshot = self.start();
         self.check_age()?;
         let t = self.db.table(table)?;
-        let applied = &self.db.applied;
-        // The index holds the snapshot while no commit came after it.
-        let from_index = if applied.load(Ordering::SeqCst) == snapshot
-            && let Ok(rows) = crate::sql::lookup_rows(&t, lookup)
-            && applied.load(Ordering::SeqCst) == snapshot
-        {
-            Some(rows)
-        } else {
-            self.db
-                .conflicts
-                .read_unchanged(applied, table, snapshot, lookup, || {
-                    crate::sql::lookup_rows(&t, lookup)
-                })
-                .and_then(Result::ok)
-        };
+        let conflicts = Some(self.db.conflicts.as_ref());
+        // A row the index cannot decode is read from the versions instead.
+        let from_index =
+            crate::sql::index_rows_at(&t, snapshot, &self.db.applied, conflicts, lookup)
+                .ok()
+                .flatten();
         let committed = match from_index {
             Some(rows) => rows,
             None => self.versions_at(table, &t, lookup, snapshot)?,
         };
-        let mut rows: BTreeMap<i64, Row> = committed
-            .into_iter()
-            .map(|row| (key_of(&t, &row), row))
-            .collect();
-        if let Some(written) = self.writes.tables.get(table) {
-            let mut put = |key: i64, row: &Option<Row>| match row {
-                Some(row) => rows.insert(key, row.clone()),
-                None => rows.remove(&key),
-            };
-            match lookup {
-                KeyLookup::Points(keys) => {
-                    for key in keys {
-                        if let Some(row) = written.rows.get(key) {
-                            put(*key, row);
-                        }
-                    }
-                }
-                KeyLookup::Range(low, high) => {
-                    for (&key, row) in written.rows.range((*low, *high)) {
-                        put(key, row);
-                    }
-                }
-            }
-        }
-        Ok(rows.into_values().collect())
+        Ok(match self.writes.tables.get(table) {
+            Some(written) => crate::sql::over_written(&t.schema, committed, &written.rows, lookup),
+            None => committed,
+        })
     }
 
     /// The committed rows matching `lookup` at `snapshot`, from the replicator's versions
@@ -630,7 +600,7 @@ impl Transaction<'_> {
         let found: HashMap<i64, Row> = self
             .rows_at(table, &KeyLookup::Points(sorted))?
             .into_iter()
-            .map(|row| (key_of(&t, &row), row))
+            .map(|row| (crate::sql::row_key(&t.schema, &row), row))
             .collect();
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
@@ -797,14 +767,6 @@ impl Drop for Transaction<'_> {
         if let Some(&(start, _)) = self.start.get() {
             self.db.conflicts.end(start);
         }
-    }
-}
-
-/// The key of `row`, a row of `table`.
-fn key_of(table: &Table, row: &Row) -> i64 {
-    match row.get(table.schema.key) {
-        Some(Value::Int64(key)) => *key,
-        _ => i64::MIN,
     }
 }
 

@@ -60,6 +60,10 @@ pub async fn decline_encryption(socket: &mut TcpStream) -> io::Result<Option<[u8
     Ok(None)
 }
 
+/// How long an Execute with nothing after it waits for the next message, to learn whether it
+/// is the last of its pipeline (see `serve`).
+const SYNC_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The most rows one Execute returns before its portal suspends (see `serve`).
 const MAX_ROWS_PER_EXECUTE: i32 = 1 << 16;
 
@@ -88,25 +92,30 @@ pub async fn serve<H: PgWireServerHandlers>(
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
     let mut objects = Objects::default();
+    // A message read ahead (see the Sync hint below), handled next.
+    let mut ahead = None;
     loop {
         // A session idle inside a transaction block longer than its limit is closed, as in
         // PostgreSQL (its transaction rolls back with it).
-        let next = match idle_limit() {
-            Some(limit) => match tokio::time::timeout(limit, socket.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    let info = sqlstate::info(
-                        "FATAL",
-                        "25P03",
-                        "terminating connection due to idle-in-transaction timeout",
-                    );
-                    socket
-                        .send(PgWireBackendMessage::ErrorResponse(info.into()))
-                        .await?;
-                    return socket.get_mut().shutdown().await;
-                }
+        let next = match ahead.take() {
+            Some(next) => next,
+            None => match idle_limit() {
+                Some(limit) => match tokio::time::timeout(limit, socket.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        let info = sqlstate::info(
+                            "FATAL",
+                            "25P03",
+                            "terminating connection due to idle-in-transaction timeout",
+                        );
+                        socket
+                            .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                            .await?;
+                        return socket.get_mut().shutdown().await;
+                    }
+                },
+                None => socket.next().await,
             },
-            None => socket.next().await,
         };
         let mut message = match next {
             None => return Ok(()),
@@ -122,9 +131,25 @@ pub async fn serve<H: PgWireServerHandlers>(
             }
             execute.max_rows = execute.max_rows.min(MAX_ROWS_PER_EXECUTE);
         }
-        // Whether a Sync, already received, follows this message: an Execute that is the last
-        // of its pipeline runs as a statement of its own (see `handler.rs`).
-        sync_next(socket.read_buffer().starts_with(&[b'S', 0, 0, 0, 4]));
+        // Whether a Sync follows this message: an Execute that is the last of its pipeline runs
+        // as a statement of its own (see `handler.rs`). Drivers send the Sync with it; when
+        // nothing follows yet (the rest of a write split across packets), wait a moment for
+        // the next message rather than guess.
+        let sync_follows = if matches!(message, PgWireFrontendMessage::Execute(_))
+            && socket.read_buffer().is_empty()
+        {
+            match tokio::time::timeout(SYNC_GRACE, socket.next()).await {
+                Ok(next) => {
+                    let sync = matches!(next, Some(Ok(PgWireFrontendMessage::Sync(_))));
+                    ahead = Some(next);
+                    sync
+                }
+                Err(_) => false,
+            }
+        } else {
+            socket.read_buffer().starts_with(&[b'S', 0, 0, 0, 4])
+        };
+        sync_next(sync_follows);
         // The client is leaving: close now (asyncpg waits for the server to hang up).
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());

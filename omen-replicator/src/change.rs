@@ -7,6 +7,8 @@
 //!          | 2 add     name column
 //!          | 3 drop    name
 //!          | 4 rows    name row-count row*
+//!          | 5 part                 (first entry: a part of a transaction group, see below)
+//!          | 6 commit  first-lsn(u64)   |   7 abort first-lsn(u64)
 //! column  := name type(u8) flags(u8) [max-chars]
 //!            flags: bit 0 nullable; bit 1 a max-chars (LEB128) follows (VARCHAR(n), CHAR(n))
 //! row     := 1 (upsert) value-count value*   |   2 (delete) key(i64)
@@ -14,6 +16,12 @@
 //!          | 7 timestamp-µs(i64) | 8 date(i32)
 //! name    := len bytes (UTF-8);  len, counts: LEB128;  numbers: little-endian
 //! ```
+//!
+//! A transaction too large for one record is written as a **group**: consecutive records
+//! that each start with a `part` entry, ended by a record holding only `commit` (or `abort`)
+//! naming the group's first LSN. Its rows count only if the group ends in `commit`: readers
+//! of the log skip the parts of an aborted or unfinished group ([`crate::group`]). A group is
+//! written under the writer's lock, so nothing else comes between its records.
 //!
 //! Decoding borrows from the record and never panics on bad bytes: it returns
 //! [`ChangeError`].
@@ -287,6 +295,38 @@ const CREATE: u8 = 1;
 const ADD: u8 = 2;
 const DROP: u8 = 3;
 const ROWS: u8 = 4;
+const PART: u8 = 5;
+const COMMIT: u8 = 6;
+const ABORT: u8 = 7;
+
+/// What a record is to a transaction group (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupMarker {
+    /// A part: its rows count if the group commits.
+    Part,
+    /// The end of the group that began at this LSN: its parts count.
+    Commit(u64),
+    /// The end of the group that began at this LSN: its parts do not count.
+    Abort(u64),
+}
+
+/// The group marker `record` starts with, if any (without decoding the rest).
+pub fn group_marker(record: &[u8]) -> Option<GroupMarker> {
+    let lsn = || Some(u64::from_le_bytes(record.get(2..10)?.try_into().ok()?));
+    match (record.first(), record.get(1)) {
+        (Some(&VERSION), Some(&PART)) => Some(GroupMarker::Part),
+        (Some(&VERSION), Some(&COMMIT)) => lsn().map(GroupMarker::Commit),
+        (Some(&VERSION), Some(&ABORT)) => lsn().map(GroupMarker::Abort),
+        _ => None,
+    }
+}
+
+/// A record that ends the group whose first record has `first` (`commit` or not).
+pub fn group_end(first: u64, commit: bool) -> Vec<u8> {
+    let mut buf = vec![VERSION, if commit { COMMIT } else { ABORT }];
+    buf.extend_from_slice(&first.to_le_bytes());
+    buf
+}
 
 /// Builds one change record. Consecutive row changes of one table share an entry.
 #[derive(Debug)]
@@ -380,6 +420,19 @@ impl ChangeEncoder {
         }
     }
 
+    /// An empty record that is a part of a transaction group (see the module docs).
+    pub fn part() -> Self {
+        Self {
+            buf: vec![VERSION, PART],
+            open_rows: None,
+        }
+    }
+
+    /// Bytes encoded so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
     fn close_rows(&mut self) {
         if let Some((at, _, count)) = self.open_rows.take() {
             let mut v = count;
@@ -459,9 +512,9 @@ impl ChangeEncoder {
         encode_value(&mut self.buf, value.as_ref());
     }
 
-    /// Whether nothing was added.
+    /// Whether no change was added.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == 1
+        self.buf.len() == 1 || self.buf[..] == [VERSION, PART]
     }
 
     /// The encoded record.
@@ -614,6 +667,12 @@ pub enum Entry<'a> {
         /// The table.
         table: &'a str,
     },
+    /// The record is a part of a transaction group (see the module docs).
+    Part,
+    /// Ends the group whose first record is at this LSN; its parts count.
+    Commit(u64),
+    /// Ends the group whose first record is at this LSN; its parts do not count.
+    Abort(u64),
     /// Row changes of one table.
     Rows {
         /// The table.
@@ -757,6 +816,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry<'_>>, ChangeError> {
                 cursor = walk.cursor;
                 Entry::Rows { table, rows }
             }
+            PART => Entry::Part,
+            COMMIT => Entry::Commit(u64::from_le_bytes(cursor.array()?)),
+            ABORT => Entry::Abort(u64::from_le_bytes(cursor.array()?)),
             _ => return cursor.fail("unknown entry kind"),
         };
         entries.push(entry);

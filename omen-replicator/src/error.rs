@@ -45,6 +45,15 @@ pub enum ReplicatorError {
         source: crate::change::ChangeError,
     },
 
+    /// The records of a transaction group are out of order (see `change`).
+    #[error("replicator: WAL record {lsn}: {reason}")]
+    BadGroup {
+        /// The record's LSN.
+        lsn: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
     /// A row does not fit its table's schema, or names an unknown table.
     #[error("replicator: WAL record {lsn}, table {table:?}: {reason}")]
     SchemaMismatch {

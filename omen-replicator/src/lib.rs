@@ -32,6 +32,7 @@ pub mod change;
 pub mod clock;
 mod compaction;
 mod error;
+pub mod group;
 pub mod manifest;
 mod priority;
 mod repair;

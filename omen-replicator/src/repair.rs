@@ -100,11 +100,15 @@ fn rebuild(
             })
         });
     };
+    let mut groups = crate::group::GroupFilter::new();
     for record in wal.reader_of_written(Lsn(min))? {
         let record = record?;
         let lsn = record.lsn.0;
         if lsn > max {
             break;
+        }
+        if !groups.counts(wal, lsn, &record.payload)? {
+            continue;
         }
         let entries = change::decode(&record.payload)
             .map_err(|source| ReplicatorError::BadRecord { lsn, source })?;

@@ -18,6 +18,7 @@ use crate::buffer::TableBuffer;
 use crate::change::{self, Entry, RowChange, TableSchema};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ReplicatorError, Result};
+use crate::group::GroupFilter;
 use crate::manifest::{Manifest, TableManifest, sync_dir};
 use crate::priority::{Boost, BoostGuard, Priority, Role};
 use crate::storage;
@@ -817,6 +818,8 @@ fn apply(
                 live.schema_lsn = lsn;
                 ddl = true;
             }
+            // The tail skips the parts of groups that do not commit (`group`).
+            Entry::Part | Entry::Commit(_) | Entry::Abort(_) => {}
             Entry::DropTable { table } => {
                 if state.tables.get(table).is_some_and(|t| t.created_lsn < lsn) {
                     state.tables.remove(table);
@@ -864,6 +867,7 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
     let poll = options.max_batch_age.min(Duration::from_millis(20));
     let mut priority = Priority::start(options.low_priority, Role::Tail, &shared.boost);
     let mut idle = IdlePoll::new(poll);
+    let mut groups = GroupFilter::new();
     while !shared.stop.load(Ordering::SeqCst) {
         if !wait_for_room(shared) {
             return Ok(());
@@ -882,13 +886,29 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
                 shared.wal.sync()?;
             }
         }
+        // A part of a transaction group counts once its group's commit is durable: read
+        // ahead to it (the writer is writing the group now).
+        let counts = match &record {
+            Some(record) => groups.counts_with(
+                record.lsn.0,
+                &record.payload,
+                |ahead| wait_durable(shared, ahead, poll),
+                &shared.wal,
+            )?,
+            None => false,
+        };
+        if shared.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let mut state = shared.lock();
         priority.follow(shared.lag(&state), options.lag_budget);
         let (mut sealed, mut ddl) = (0, false);
         if let Some(record) = &record {
-            let applied = apply(&mut state, record.lsn.0, &record.payload, options)?;
-            sealed += applied.0;
-            ddl = applied.1;
+            if counts {
+                let applied = apply(&mut state, record.lsn.0, &record.payload, options)?;
+                sealed += applied.0;
+                ddl = applied.1;
+            }
             state.read_lsn = record.lsn.0;
         }
         let now = options.clock.now_nanos();
@@ -913,6 +933,23 @@ fn tail_loop(shared: &Shared, mut reader: WalReader, sender: &Sender<Msg>) -> Re
         }
     }
     Ok(())
+}
+
+/// The next durable record of `reader`, waiting for it; `None` once the replicator stops or
+/// the log can give no more.
+fn wait_durable(
+    shared: &Shared,
+    reader: &mut WalReader,
+    poll: Duration,
+) -> Result<Option<omen_wal::Record>> {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) || shared.wal.poisoned().is_some() {
+            return Ok(None);
+        }
+        if let Some(record) = reader.wait_next(poll)? {
+            return Ok(Some(record));
+        }
+    }
 }
 
 /// Sleeps the caught-up tail for `wait`, or until `wake_tail` (a reader waits for it) or a

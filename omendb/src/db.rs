@@ -64,6 +64,13 @@ pub struct DbOptions {
     /// compaction stops keeping the versions its snapshot reads. Bounds what an abandoned
     /// transaction holds. Default: one hour.
     pub max_transaction_age: Duration,
+    /// Bytes of a transaction's writes held in memory: beyond, they spill to a temporary
+    /// file in the database's directory, so a transaction of any size holds at most about
+    /// this much (plus a Bloom filter of 10 bits a spilled key). Default: 64 MiB.
+    pub transaction_memory: usize,
+    /// Bytes one transaction (or statement) may write, spilled included: beyond, its
+    /// statement fails with `54000` and applies nothing. Default: 64 GiB.
+    pub max_transaction_bytes: u64,
 }
 
 impl Default for DbOptions {
@@ -77,6 +84,8 @@ impl Default for DbOptions {
             sql_memory_limit: 2 << 30,
             sql_fast_path: true,
             max_transaction_age: Duration::from_secs(3600),
+            transaction_memory: 64 << 20,
+            max_transaction_bytes: 64 << 30,
         }
     }
 }
@@ -159,7 +168,7 @@ impl Table {
         self.rows.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, StoredRow>> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, AlexMap<i64, StoredRow>> {
         self.rows.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -220,7 +229,7 @@ pub struct Db {
     /// The catalog's version, for the per-thread table handles of point reads.
     stamp: CatalogStamp,
     writer: Mutex<()>,
-    throttle_timeout: Duration,
+    pub(crate) throttle_timeout: Duration,
     /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) runtime: tokio::runtime::Runtime,
@@ -232,6 +241,8 @@ pub struct Db {
     pub(crate) router: Option<omen_router::RuleRouter>,
     /// The keys committed while transactions run, for their commits' conflict checks.
     pub(crate) conflicts: Arc<crate::transaction::Conflicts>,
+    /// What a transaction's write set may hold, and where it spills.
+    write_limits: crate::write_set::WriteLimits,
 }
 
 /// The result of [`Db::sql`].
@@ -263,11 +274,20 @@ impl Db {
         let catalog = RwLock::new(Catalog::new());
         let stamp = CatalogStamp::new();
         // The log is the checkpoint: it is kept whole, so replay starts at its first record.
+        // The parts of a transaction group count only if it committed (`group_commit`).
+        let mut groups = omen_replicator::group::GroupFilter::new();
         for record in wal.reader(Lsn(1))? {
             let record = record?;
-            apply(&catalog, &stamp, record.lsn.0, &record.payload)?;
+            if groups.counts(&wal, record.lsn.0, &record.payload)? {
+                apply(&catalog, &stamp, record.lsn.0, &record.payload)?;
+            }
+        }
+        // A group the crash cut short: its end says so to every later reader of the log.
+        if let Some(first) = groups.unfinished() {
+            wal.append(&omen_replicator::change::group_end(first, false))?;
         }
         let applied_at_open = wal.last_lsn().0;
+        let spill_dir = dir.join("tmp");
         // Compaction keeps the versions running transactions' snapshots read.
         let pin = Arc::new(AtomicU64::new(u64::MAX));
         let replicator_options = ReplicatorOptions {
@@ -305,6 +325,11 @@ impl Db {
                 options.max_transaction_age,
                 applied_at_open,
             )),
+            write_limits: crate::write_set::WriteLimits {
+                memory: options.transaction_memory.max(1),
+                total: options.max_transaction_bytes,
+                dir: spill_dir,
+            },
         })
     }
 
@@ -350,6 +375,10 @@ impl Db {
         let lsn = self.commit(record)?;
         self.conflicts.record(lsn.0, std::iter::empty());
         Ok(lsn)
+    }
+
+    pub(crate) fn write_limits(&self) -> &crate::write_set::WriteLimits {
+        &self.write_limits
     }
 
     pub(crate) fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -745,24 +774,37 @@ fn apply(catalog: &RwLock<Catalog>, stamp: &CatalogStamp, lsn: u64, bytes: &[u8]
                     .get(table)
                     .cloned()
                     .ok_or_else(|| bad(format!("no table {table:?}")))?;
-                let key_index = t.schema.key;
-                let mut scratch = Vec::new();
-                let mut map = t.write();
-                for row in rows {
-                    match row.map_err(|e| bad(e.to_string()))? {
-                        RowChange::Upsert(values) => {
-                            let encoded = StoredRow::encode(values, key_index, &mut scratch)
-                                .map_err(|e| bad(e.to_string()))?;
-                            let Encoded::Row(key, stored) = encoded else {
-                                return Err(bad(format!("a row of {table:?} has no BIGINT key")));
-                            };
-                            map.insert(key, stored);
-                        }
-                        RowChange::Delete(key) => {
-                            map.remove(key);
-                        }
-                    }
-                }
+                apply_rows(&mut t.write(), t.schema.key, table, rows, lsn)?;
+            }
+            // A group's parts are applied only if it commits; its end holds no rows.
+            Entry::Part | Entry::Commit(_) | Entry::Abort(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies the row changes of `table` in the record at `lsn` to its index.
+pub(crate) fn apply_rows(
+    map: &mut AlexMap<i64, StoredRow>,
+    key_index: usize,
+    table: &str,
+    rows: omen_replicator::change::Rows<'_>,
+    lsn: u64,
+) -> Result<()> {
+    let bad = |reason: String| Error::BadLog { lsn, reason };
+    let mut scratch = Vec::new();
+    for row in rows {
+        match row.map_err(|e| bad(e.to_string()))? {
+            RowChange::Upsert(values) => {
+                let encoded = StoredRow::encode(values, key_index, &mut scratch)
+                    .map_err(|e| bad(e.to_string()))?;
+                let Encoded::Row(key, stored) = encoded else {
+                    return Err(bad(format!("a row of {table:?} has no BIGINT key")));
+                };
+                map.insert(key, stored);
+            }
+            RowChange::Delete(key) => {
+                map.remove(key);
             }
         }
     }

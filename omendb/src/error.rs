@@ -257,9 +257,11 @@ pub enum LimitKind {
     SortKeys,
     /// More items in one `IN (...)` list than [`crate::limits::MAX_IN_LIST`].
     InList,
-    /// A transaction's writes (with what its savepoints keep to undo them) would not fit in
-    /// one log record.
+    /// A transaction's writes would take more than `DbOptions::max_transaction_bytes`.
     TransactionBytes,
+    /// A query in a transaction would read back more of the transaction's spilled writes
+    /// than it may hold in memory.
+    SpilledReadBytes,
     /// More statements in one text than [`crate::limits::MAX_STATEMENTS`].
     Statements,
 }
@@ -311,7 +313,13 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         ),
         LimitKind::TransactionBytes => format!(
             "transaction too large: its writes would take {found} bytes, and one transaction \
-             writes at most {limit}; the statement was not applied: commit smaller transactions"
+             writes at most {limit} (DbOptions::max_transaction_bytes); the statement was not \
+             applied: commit smaller transactions"
+        ),
+        LimitKind::SpilledReadBytes => format!(
+            "this transaction's writes spilled to disk, and a query in it would read back more \
+             than {limit} bytes of them (the query memory limit): commit first, or query \
+             by key"
         ),
     }
 }

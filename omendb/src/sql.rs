@@ -16,7 +16,7 @@ use omen_replicator::WalReplicator;
 use omen_replicator::change::{OP_DELETE, OP_UPSERT};
 use std::collections::BTreeMap;
 
-use crate::transaction::{TableRows, WrittenRows};
+use crate::write_set::{TableRows, WrittenRows};
 use omen_replicator::change::{DataType, TableSchema, Value};
 use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource, TableError};
 use omen_wal::Lsn;

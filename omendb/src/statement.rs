@@ -33,7 +33,8 @@ use omen_wal::Lsn;
 use crate::db::{Db, QueryResult, WriteBatch};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
-use crate::transaction::{Transaction, WriteSet, WrittenRows};
+use crate::transaction::Transaction;
+use crate::write_set::{WriteSet, WrittenRows};
 
 /// What a statement does, as far as locking is concerned.
 enum Kind {
@@ -145,7 +146,10 @@ impl Db {
         writes: Option<&mut WriteSet>,
     ) -> Result<QueryResult> {
         // In a transaction: its snapshot and its writes so far.
-        let view = writes.as_ref().map(|w| w.written());
+        let view = match &writes {
+            Some(w) => Some(w.written(self.sql_memory_limit)?),
+            None => None,
+        };
         match kind(&statement) {
             Kind::Query => {
                 if view.as_ref().is_none_or(WrittenRows::is_empty)
@@ -170,6 +174,9 @@ impl Db {
                     DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_))
                 );
                 let writer = (!insert && writes.is_none()).then(|| self.lock_writer());
+                // On its own, a statement larger than one log record runs again as a
+                // transaction, whose writes spill and commit as a group of records.
+                let again = writes.is_none().then(|| statement.clone());
                 let session = self.sql_session_in(view.as_ref())?;
                 let lsn = session.lsn;
                 let plan = self
@@ -178,20 +185,57 @@ impl Db {
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
                 };
-                let batch = self.dml_rows(session, dml, interrupt)?;
-                let count = batch.len() as u64;
-                match writes {
-                    Some(writes) => crate::transaction::apply_batch(self, writes, &batch)?,
-                    None => {
-                        let _writer = writer.unwrap_or_else(|| self.lock_writer());
-                        // The last moment to cancel: from here on the statement is applied
-                        // whole.
-                        interrupt.check()?;
-                        if !batch.is_empty() {
-                            self.write_locked(&batch)?;
+                let count = match (writes, again) {
+                    (Some(writes), _) => self.dml_rows(session, dml, interrupt, None, |part| {
+                        crate::transaction::apply_batch(self, writes, &part)
+                    })?,
+                    (None, again) => {
+                        let mut batch = WriteBatch::new();
+                        let cap = Some(self.max_write_bytes);
+                        let rows = self.dml_rows(session, dml, interrupt, cap, |part| {
+                            batch.ops.extend(part.ops);
+                            Ok(())
+                        });
+                        match (rows, again) {
+                            (
+                                Err(Error::Limit {
+                                    kind: crate::error::LimitKind::WriteBytes,
+                                    ..
+                                }),
+                                Some(again),
+                            ) => {
+                                drop(batch);
+                                return self.run_large(again, interrupt, writer);
+                            }
+                            (rows, again) => {
+                                let count = rows?;
+                                let writer = writer.unwrap_or_else(|| self.lock_writer());
+                                // The last moment to cancel: from here on the statement is
+                                // applied whole.
+                                interrupt.check()?;
+                                if !batch.is_empty() {
+                                    match (self.write_locked(&batch), again) {
+                                        // Its values fit, their encoding did not.
+                                        (
+                                            Err(Error::Wal(omen_wal::WalError::RecordTooLarge {
+                                                ..
+                                            })),
+                                            Some(again),
+                                        ) => {
+                                            drop(batch);
+                                            let writer = (!insert).then_some(writer);
+                                            return self.run_large(again, interrupt, writer);
+                                        }
+                                        (written, _) => {
+                                            written?;
+                                        }
+                                    }
+                                }
+                                count
+                            }
                         }
                     }
-                }
+                };
                 count_result(count, lsn)
             }
         }
@@ -355,14 +399,34 @@ impl Db {
         }
     }
 
-    /// The rows a planned `INSERT`, `UPDATE` or `DELETE` writes, as one batch (one change
-    /// per row).
+    /// A write statement larger than one log record, on its own: run as a transaction
+    /// (holding `writer`, the writer lock an `UPDATE` or `DELETE` took before its read).
+    fn run_large(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+        writer: Option<std::sync::MutexGuard<'_, ()>>,
+    ) -> Result<QueryResult> {
+        let mut transaction = self.begin();
+        let result = transaction.run(statement, interrupt)?;
+        match &writer {
+            Some(writer) => transaction.commit_locked(writer)?,
+            None => transaction.commit()?,
+        };
+        Ok(result)
+    }
+
+    /// The rows a planned `INSERT`, `UPDATE` or `DELETE` writes, handed to `sink` a batch
+    /// at a time (one change per row); returns how many. Past `cap` bytes of values it
+    /// fails with [`crate::error::LimitKind::WriteBytes`].
     fn dml_rows(
         &self,
         session: crate::sql::SqlSession,
         dml: DmlStatement,
         interrupt: &Interrupt,
-    ) -> Result<WriteBatch> {
+        cap: Option<usize>,
+        mut sink: impl FnMut(WriteBatch) -> Result<()>,
+    ) -> Result<u64> {
         let table = dml.table_name.table().to_string();
         let schema = self.schema(&table)?;
         if matches!(dml.op, WriteOp::Update) && !update_keeps_key(&dml.input, &schema) {
@@ -381,7 +445,7 @@ impl Db {
             let frame = context.execute_logical_plan(input).await?;
             Ok::<_, Error>(frame.execute_stream().await?)
         }))?;
-        let mut batch = WriteBatch::new();
+        let mut count = 0u64;
         let mut bytes = 0usize;
         loop {
             let next = self.runtime.block_on(interrupt.run(async {
@@ -389,13 +453,16 @@ impl Db {
             }))?;
             let Some(part) = next else { break };
             let values = batch_values(&table, &schema, &part)?;
+            let mut batch = WriteBatch::new();
             for row in values {
                 bytes = bytes.saturating_add(row.iter().map(value_bytes).sum::<usize>());
-                if bytes > self.max_write_bytes {
+                if let Some(cap) = cap
+                    && bytes > cap
+                {
                     return Err(Error::Limit {
                         kind: crate::error::LimitKind::WriteBytes,
                         found: bytes,
-                        limit: self.max_write_bytes,
+                        limit: cap,
                     });
                 }
                 match &dml.op {
@@ -414,8 +481,11 @@ impl Db {
                     other => return Err(unsupported(format!("{other} statements"))),
                 }
             }
+            count += batch.len() as u64;
+            interrupt.check()?;
+            sink(batch)?;
         }
-        Ok(batch)
+        Ok(count)
     }
 }
 

@@ -38,15 +38,14 @@ use crate::error::{Error, LimitKind, Result};
 use crate::interrupt::Interrupt;
 use crate::row::Row;
 use crate::sql::APPLYING;
+pub use crate::write_set::{Savepoint, WrittenRows};
+use crate::write_set::{TableRows, WriteSet};
 use crate::{QueryResult, QueryStream};
 use omen_sql::KeyLookup;
 
-/// The rows a transaction wrote to one table, by key (`None`: deleted).
-pub(crate) type TableRows = BTreeMap<i64, Option<Row>>;
-
 /// Keys whose last commit [`Conflicts`] remembers at most; past it, it forgets them all and
 /// fails the transactions that began before (they retry).
-const MAX_TRACKED_KEYS: usize = 1 << 20;
+pub(crate) const MAX_TRACKED_KEYS: usize = 1 << 20;
 
 /// The last commit of each key written since the oldest running transaction began: what a
 /// commit checks its write set against (first committer wins).
@@ -229,7 +228,12 @@ impl Conflicts {
     }
 
     /// Fails if a commit after `start` wrote one of `keys` of `table`.
-    fn check(&self, start: u64, table: &str, keys: impl Iterator<Item = i64>) -> Result<()> {
+    pub(crate) fn check(
+        &self,
+        start: u64,
+        table: &str,
+        keys: impl Iterator<Item = i64>,
+    ) -> Result<()> {
         let state = self.lock();
         if start < state.horizon {
             return Err(Error::SerializationFailure(format!(
@@ -253,167 +257,7 @@ impl Conflicts {
     }
 }
 
-/// A point in a transaction to roll back to ([`Transaction::savepoint`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Savepoint {
-    undo: usize,
-}
-
-/// What a transaction wrote, as its reads see it: each table's written rows at one moment,
-/// shared (a later write copies them rather than change what a running read sees).
-#[derive(Clone, Debug, Default)]
-pub struct WrittenRows {
-    snapshot: u64,
-    tables: HashMap<String, Arc<TableRows>>,
-}
-
-impl WrittenRows {
-    /// The transaction's snapshot LSN.
-    pub(crate) fn snapshot(&self) -> u64 {
-        self.snapshot
-    }
-
-    /// The rows written to `table`, if any.
-    pub(crate) fn table(&self, table: &str) -> Option<&Arc<TableRows>> {
-        self.tables.get(table)
-    }
-
-    /// Whether nothing was written.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tables.values().all(|rows| rows.is_empty())
-    }
-}
-
-/// One table's part of a write set.
-#[derive(Debug)]
-struct TableWrites {
-    /// The table as it was at the first write: a commit fails if it changed since.
-    table: Arc<Table>,
-    rows: Arc<TableRows>,
-}
-
-/// Undoes one write: the table's entry for `key` as it was before.
-#[derive(Debug)]
-struct Undo {
-    table: Arc<str>,
-    key: i64,
-    previous: Option<Option<Row>>,
-    bytes: usize,
-}
-
-/// A transaction's buffered writes, with the undo log of its savepoints.
-#[derive(Debug, Default)]
-pub(crate) struct WriteSet {
-    /// The transaction's snapshot (set before each statement).
-    snapshot: u64,
-    tables: BTreeMap<Arc<str>, TableWrites>,
-    undo: Vec<Undo>,
-    /// Bytes of the values written and of the undo log.
-    bytes: usize,
-}
-
-/// The bytes a row takes in a log record at least (as a statement's write counts them).
-fn row_bytes(row: Option<&Row>) -> usize {
-    row.map_or(8, |row| row.iter().map(crate::statement::value_bytes).sum())
-}
-
-impl WriteSet {
-    pub(crate) fn savepoint(&self) -> Savepoint {
-        Savepoint {
-            undo: self.undo.len(),
-        }
-    }
-
-    pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) {
-        while self.undo.len() > savepoint.undo {
-            let Some(undo) = self.undo.pop() else { break };
-            self.bytes -= undo.bytes;
-            if let Some(table) = self.tables.get_mut(&undo.table) {
-                let rows = Arc::make_mut(&mut table.rows);
-                match undo.previous {
-                    Some(previous) => rows.insert(undo.key, previous),
-                    None => rows.remove(&undo.key),
-                };
-            }
-        }
-    }
-
-    /// What the transaction wrote for `key` of `table`: `None` if nothing, `Some(None)` if it
-    /// deleted the row.
-    pub(crate) fn get(&self, table: &str, key: i64) -> Option<Option<&Row>> {
-        self.tables
-            .get(table)?
-            .rows
-            .get(&key)
-            .map(|row| row.as_ref())
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tables.values().all(|t| t.rows.is_empty())
-    }
-
-    pub(crate) fn written(&self) -> WrittenRows {
-        WrittenRows {
-            snapshot: self.snapshot,
-            tables: self
-                .tables
-                .iter()
-                .filter(|(_, t)| !t.rows.is_empty())
-                .map(|(name, t)| (name.to_string(), Arc::clone(&t.rows)))
-                .collect(),
-        }
-    }
-
-    /// Writes `row` (or a delete) for `key` of `table`, within `limit` bytes in all.
-    fn put(
-        &mut self,
-        name: &str,
-        table: &Arc<Table>,
-        key: i64,
-        row: Option<Row>,
-        limit: usize,
-    ) -> Result<()> {
-        let entry = match self.tables.get_mut(name) {
-            Some(entry) => entry,
-            None => self
-                .tables
-                .entry(Arc::from(name))
-                .or_insert_with(|| TableWrites {
-                    table: Arc::clone(table),
-                    rows: Arc::default(),
-                }),
-        };
-        if !Arc::ptr_eq(&entry.table, table) {
-            return Err(schema_changed(name));
-        }
-        let previous = entry.rows.get(&key).cloned();
-        let bytes =
-            row_bytes(row.as_ref()) + previous.as_ref().map_or(0, |p| row_bytes(p.as_ref()));
-        let total = self.bytes.saturating_add(bytes);
-        if total > limit {
-            return Err(Error::Limit {
-                kind: LimitKind::TransactionBytes,
-                found: total,
-                limit,
-            });
-        }
-        Arc::make_mut(&mut entry.rows).insert(key, row);
-        let table_name = match self.tables.get_key_value(name) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(name),
-        };
-        self.undo.push(Undo {
-            table: table_name,
-            key,
-            previous,
-            bytes,
-        });
-        self.bytes = total;
-        Ok(())
-    }
-}
-
-fn schema_changed(table: &str) -> Error {
+pub(crate) fn schema_changed(table: &str) -> Error {
     Error::SerializationFailure(format!(
         "could not serialize access: table {table:?} was altered, dropped or created again \
          while this transaction wrote to it; nothing of it was applied: retry it"
@@ -521,10 +365,53 @@ impl Transaction<'_> {
             Some(rows) => rows,
             None => self.versions_at(table, &t, lookup, snapshot)?,
         };
-        Ok(match self.writes.tables.get(table) {
-            Some(written) => crate::sql::over_written(&t.schema, committed, &written.rows, lookup),
+        Ok(match self.writes_of(table, lookup)? {
+            Some(written) => crate::sql::over_written(&t.schema, committed, &written, lookup),
             None => committed,
         })
+    }
+
+    /// This transaction's writes to `table` that `lookup` reads, if it wrote to it.
+    fn writes_of(&self, table: &str, lookup: &KeyLookup) -> Result<Option<Arc<TableRows>>> {
+        let Some(memory) = self.writes.tables.get(table) else {
+            return Ok(None);
+        };
+        let Some(spill) = self.writes.spill.as_ref().filter(|s| s.runs() > 0) else {
+            return Ok(Some(Arc::clone(&memory.rows)));
+        };
+        let mut rows = TableRows::new();
+        match lookup {
+            KeyLookup::Points(keys) => {
+                for &key in keys {
+                    if let Some(row) = self.writes.get(table, key)? {
+                        rows.insert(key, row);
+                    }
+                }
+            }
+            KeyLookup::Range(low, high) => {
+                let limit = self.db.sql_memory_limit;
+                let mut bytes = 0usize;
+                for item in spill.merged(table, Some(&memory.rows)) {
+                    let (key, row) = item?;
+                    if (*low, *high).contains(&key) {
+                        bytes = bytes.saturating_add(
+                            row.as_ref().map_or(8, |r| {
+                                r.iter().map(crate::statement::value_bytes).sum::<usize>()
+                            }) + 32,
+                        );
+                        if bytes > limit {
+                            return Err(Error::Limit {
+                                kind: LimitKind::SpilledReadBytes,
+                                found: bytes,
+                                limit,
+                            });
+                        }
+                        rows.insert(key, row);
+                    }
+                }
+            }
+        }
+        Ok(Some(Arc::new(rows)))
     }
 
     /// The committed rows matching `lookup` at `snapshot`, from the replicator's versions
@@ -582,8 +469,8 @@ impl Transaction<'_> {
 
     /// The row with `key` at the transaction's snapshot: its own version if it wrote it.
     pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        if let Some(row) = self.writes.get(table, key) {
-            return Ok(row.cloned());
+        if let Some(row) = self.writes.get(table, key)? {
+            return Ok(row);
         }
         Ok(self
             .rows_at(table, &KeyLookup::Points(vec![key]))?
@@ -640,7 +527,8 @@ impl Transaction<'_> {
         let savepoint = self.writes.savepoint();
         let applied = apply_batch(&self.db, &mut self.writes, batch);
         if applied.is_err() {
-            self.writes.rollback_to(savepoint);
+            // Past a spill the write set can only be rolled back whole: it says so then.
+            let _ = self.writes.rollback_to(savepoint);
         }
         applied
     }
@@ -696,17 +584,18 @@ impl Transaction<'_> {
         let db: &Db = &self.db;
         let result = db.run_statement(statement, interrupt, Some(&mut self.writes));
         if result.is_err() {
-            self.writes.rollback_to(savepoint);
+            // Past a spill the write set can only be rolled back whole: it says so then.
+            let _ = self.writes.rollback_to(savepoint);
         }
         result
     }
 
     /// What the transaction has written, for a query streamed outside it
     /// ([`Db::sql_stream_parsed_in`]).
-    pub fn written(&self) -> WrittenRows {
-        let mut written = self.writes.written();
+    pub fn written(&self) -> Result<WrittenRows> {
+        let mut written = self.writes.written(self.db.sql_memory_limit)?;
         written.snapshot = self.start();
-        written
+        Ok(written)
     }
 
     /// Whether the transaction has written nothing (or rolled all of it back).
@@ -720,31 +609,46 @@ impl Transaction<'_> {
     }
 
     /// Undoes the writes made since `savepoint` (a savepoint taken later is invalid after it).
-    pub fn rollback_to(&mut self, savepoint: Savepoint) {
-        self.writes.rollback_to(savepoint);
+    ///
+    /// Fails if the writes spilled to disk since `savepoint` (past
+    /// `DbOptions::transaction_memory`): then only [`Transaction::rollback`] remains.
+    pub fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
+        self.writes.rollback_to(savepoint)
     }
 
-    /// Commits the writes as one durable record (per the WAL's sync mode); returns its LSN.
-    /// Fails with [`Error::SerializationFailure`] (nothing applied) if another transaction
-    /// committed a write to one of its keys after it began.
+    /// Commits the writes atomically and durably (per the WAL's sync mode); returns the LSN
+    /// of their commit. Fails with [`Error::SerializationFailure`] (nothing applied) if
+    /// another transaction committed a write to one of its keys after it began.
     pub fn commit(self) -> Result<Lsn> {
+        let writer = self.db.lock_writer();
+        self.commit_locked(&writer)
+    }
+
+    /// [`Transaction::commit`] with the writer lock held.
+    pub(crate) fn commit_locked(&self, _writer: &MutexGuard<'_, ()>) -> Result<Lsn> {
         let db: &Db = &self.db;
         let Some(&(start, _)) = self.start.get().filter(|_| !self.writes.is_empty()) else {
             return Ok(db.wal.last_lsn());
         };
+        self.writes.check_usable()?;
         self.check_age()?;
-        let _writer = db.lock_writer();
-        let mut batch = WriteBatch::new();
+        let spilled = self.writes.spilled();
         {
             let catalog = db.catalog();
             for (name, written) in &self.writes.tables {
-                if written.rows.is_empty() {
+                if written.rows.is_empty() && !spilled {
                     continue;
                 }
                 match catalog.get(name.as_ref()) {
                     Some(now) if Arc::ptr_eq(now, &written.table) => {}
                     _ => return Err(schema_changed(name)),
                 }
+            }
+        }
+        if !spilled {
+            // One record when it fits in one, else a group of them (`group_commit`).
+            let mut batch = WriteBatch::new();
+            for (name, written) in &self.writes.tables {
                 db.conflicts
                     .check(start, name, written.rows.keys().copied())?;
                 for (&key, row) in written.rows.iter() {
@@ -754,8 +658,12 @@ impl Transaction<'_> {
                     };
                 }
             }
+            match db.write_locked(&batch) {
+                Err(Error::Wal(omen_wal::WalError::RecordTooLarge { .. })) => {}
+                done => return done,
+            }
         }
-        db.write_locked(&batch)
+        db.commit_group(start, &self.writes)
     }
 
     /// Drops the writes.
@@ -773,15 +681,15 @@ impl Drop for Transaction<'_> {
 /// Adds the changes of `batch` to `writes`: rows checked against their schemas, inserts
 /// against the keys that exist (committed, or written before).
 pub(crate) fn apply_batch(db: &Db, writes: &mut WriteSet, batch: &WriteBatch) -> Result<()> {
-    let limit = db.max_write_bytes;
+    let limits = db.write_limits();
     for op in &batch.ops {
         match op {
             Op::Insert { table, row } | Op::Upsert { table, row } => {
                 let t = db.table(table)?;
                 let key = check_row(table, &t.schema, row)?;
                 if matches!(op, Op::Insert { .. }) {
-                    let exists = match writes.get(table, key) {
-                        Some(written) => written.is_some(),
+                    let exists = match writes.exists(table, key)? {
+                        Some(exists) => exists,
                         None => t.read().contains_key(key),
                     };
                     if exists {
@@ -791,11 +699,11 @@ pub(crate) fn apply_batch(db: &Db, writes: &mut WriteSet, batch: &WriteBatch) ->
                         });
                     }
                 }
-                writes.put(table, &t, key, Some(row.clone().into_boxed_slice()), limit)?;
+                writes.put(table, &t, key, Some(row.clone().into_boxed_slice()), limits)?;
             }
             Op::Delete { table, key } => {
                 let t = db.table(table)?;
-                writes.put(table, &t, *key, None, limit)?;
+                writes.put(table, &t, *key, None, limits)?;
             }
         }
     }

@@ -209,12 +209,12 @@ fn savepoints_undo_what_came_after_them() {
     run_in(&mut tx, "INSERT INTO accounts VALUES (3, 3, 'c')");
     let second = tx.savepoint();
     run_in(&mut tx, "DELETE FROM accounts WHERE id = 2");
-    tx.rollback_to(second);
+    tx.rollback_to(second).expect("rollback to");
     assert_eq!(
         tx.get("accounts", 2).expect("get").expect("row")[1],
         Value::Int64(100)
     );
-    tx.rollback_to(first);
+    tx.rollback_to(first).expect("rollback to");
     assert!(tx.get("accounts", 3).expect("get").is_none());
     assert_eq!(
         tx.get("accounts", 1).expect("get").expect("row")[1],

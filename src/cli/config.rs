@@ -14,6 +14,8 @@
 //! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
 //! query_memory_mb = 2048             # memory of one query's sorts, aggregations and joins
 //! max_value_mb = 1024                # the largest value a function or `||` may build
+//! transaction_memory_mb = 64         # a transaction's writes in memory; beyond, they spill
+//! max_transaction_mb = 65536         # the most one transaction or statement may write
 //! login_timeout_ms = 10000            # time a client has to log in
 //! max_pending_logins = 64             # connections logging in at once (besides sessions)
 //! ```
@@ -74,6 +76,12 @@ pub struct ServerConfig {
     /// (default 1024, as PostgreSQL); larger ones are refused with `54000` before they are
     /// built.
     pub max_value_mb: Option<usize>,
+    /// Memory a transaction's writes may hold, in MiB (default 64): beyond, they spill to a
+    /// temporary file in the database directory.
+    pub transaction_memory_mb: Option<usize>,
+    /// The most one transaction (or statement) may write, in MiB (default 65536); beyond,
+    /// its statement fails with `54000` and applies nothing.
+    pub max_transaction_mb: Option<u64>,
     /// How long a connection may take to log in, in milliseconds (default 10 s).
     pub login_timeout_ms: Option<u64>,
     /// Connections that may be logging in at once, besides the logged-in sessions (default

@@ -195,14 +195,15 @@ impl Block {
         let (mut savepoints, at) = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
         let point = savepoints[at].1;
         savepoints.truncate(at + 1);
-        match lock(&self.transaction).as_mut() {
+        let undone = match lock(&self.transaction).as_mut() {
             Some(transaction) => transaction.rollback_to(point),
             None => return Err(no_transaction()),
-        }
+        };
         if let Some(state) = lock(&self.state).as_mut() {
-            state.failed = false;
+            // Past a spill of its writes the block can only be rolled back whole.
+            state.failed = undone.is_err();
         }
-        Ok(())
+        undone.map_err(|error| super::sqlstate::from_db(&error))
     }
 
     /// The savepoints, and where the latest named `name` is (for `command`, which only an

@@ -153,8 +153,9 @@ async fn stream_query(
             let open = shared.lock().unwrap_or_else(PoisonError::into_inner);
             open.as_ref().map(omendb::Transaction::written)
         });
-        let stream = match &written {
-            Some(written) => database.sql_stream_parsed_in(statement, &signal, written),
+        let stream = match written {
+            Some(Ok(written)) => database.sql_stream_parsed_in(statement, &signal, &written),
+            Some(Err(error)) => Err(error),
             None => database.sql_stream_parsed_with(statement, &signal),
         };
         match stream {

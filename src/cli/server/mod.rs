@@ -155,6 +155,12 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
     if let Some(mb) = config.server.max_value_mb {
         options.sql_limits.max_value_bytes = mb.max(1).saturating_mul(1 << 20);
     }
+    if let Some(mb) = config.server.transaction_memory_mb {
+        options.transaction_memory = mb.max(1).saturating_mul(1 << 20);
+    }
+    if let Some(mb) = config.server.max_transaction_mb {
+        options.max_transaction_bytes = mb.max(1).saturating_mul(1 << 20);
+    }
     let db = Arc::new(Db::open(&dir, options)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -88,6 +88,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
                 | LimitKind::WriteBytes
                 | LimitKind::ArrayDimensions
                 | LimitKind::TransactionBytes
+                | LimitKind::SpilledReadBytes
                 | LimitKind::Statements,
             ..
         } => PROGRAM_LIMIT_EXCEEDED,

@@ -1,0 +1,267 @@
+//! Transactions larger than memory and than one log record: the write set spills to disk past
+//! `DbOptions::transaction_memory`, and the commit is a group of records ended by a commit
+//! record. Checked against a model on every path (the transaction's own reads, the index,
+//! DataFusion over Parquet and the delta, replay after reopening), with conflicts, failed
+//! savepoints and a group a crash cut short.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{TempDir, rows_text};
+use omendb::replicator::change::{ChangeEncoder, Value};
+use omendb::wal::{Wal, WalOptions};
+use omendb::{Db, DbOptions, Error};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Small limits, so that a few thousand rows spill many times and need many records.
+fn options() -> DbOptions {
+    DbOptions {
+        wal: WalOptions {
+            max_record_size: 32 << 10,
+            ..WalOptions::default()
+        },
+        transaction_memory: 16 << 10,
+        ..DbOptions::default()
+    }
+}
+
+fn open(dir: &TempDir) -> Db {
+    Db::open(&dir.0, options()).expect("open")
+}
+
+fn one(db: &Db, sql: &str) -> String {
+    match db.sql_planned(sql) {
+        Ok(result) => rows_text(&result.batches)[0].join(" "),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+fn row(key: i64, text: &str) -> Vec<Value> {
+    vec![Value::Int64(key), Value::Utf8(text.into())]
+}
+
+/// The committed rows as the index, DataFusion (before and after a flush to Parquet) and
+/// replay see them all equal `model`.
+fn check_everywhere(db: &Db, model: &BTreeMap<i64, String>) {
+    for key in -10..1100 {
+        let found = db
+            .get("t", key)
+            .expect("get")
+            .map(|r| match &r.to_row()[1] {
+                Value::Utf8(text) => text.clone(),
+                other => panic!("{other:?}"),
+            });
+        assert_eq!(found.as_ref(), model.get(&key), "key {key}");
+    }
+    let count = model.len().to_string();
+    let bytes: usize = model.values().map(String::len).sum();
+    let expected = format!("{count} {bytes}");
+    let sql = "SELECT count(*), coalesce(sum(length(v)), 0) FROM t";
+    assert_eq!(one(db, sql), expected, "DataFusion over the delta");
+    db.replicator().flush_now().expect("flush");
+    assert_eq!(one(db, sql), expected, "DataFusion over Parquet");
+}
+
+#[test]
+fn a_transaction_larger_than_memory_and_a_record_commits_whole_on_every_path() {
+    let dir = TempDir::new("large-tx-model");
+    let mut model: BTreeMap<i64, String> = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(29);
+    {
+        let db = open(&dir);
+        db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+            .expect("create");
+        for round in 0..4 {
+            let mut tx = db.begin();
+            let mut mine = model.clone();
+            for i in 0..3000 {
+                let key = rng.random_range(0..1000);
+                match rng.random_range(0..10) {
+                    0..=5 => {
+                        let text = format!("r{round}-{i}-{}", "x".repeat(rng.random_range(0..60)));
+                        tx.upsert("t", row(key, &text)).expect("upsert");
+                        mine.insert(key, text);
+                    }
+                    6 => {
+                        let text = format!("i{round}-{i}");
+                        let inserted = tx.insert("t", row(key, &text));
+                        match mine.entry(key) {
+                            std::collections::btree_map::Entry::Occupied(_) => {
+                                assert!(matches!(inserted, Err(Error::DuplicateKey { .. })));
+                            }
+                            std::collections::btree_map::Entry::Vacant(slot) => {
+                                inserted.expect("insert");
+                                slot.insert(text);
+                            }
+                        }
+                    }
+                    7 => {
+                        tx.delete("t", key).expect("delete");
+                        mine.remove(&key);
+                    }
+                    _ => {
+                        let seen = tx.get("t", key).expect("get").map(|r| match &r[1] {
+                            Value::Utf8(text) => text.clone(),
+                            other => panic!("{other:?}"),
+                        });
+                        assert_eq!(seen.as_ref(), mine.get(&key), "own read of {key}");
+                    }
+                }
+            }
+            // The transaction's range reads and SQL see its spilled writes too.
+            let scanned: Vec<i64> = tx
+                .scan("t", 100..200)
+                .expect("scan")
+                .iter()
+                .map(|r| match r[0] {
+                    Value::Int64(k) => k,
+                    ref other => panic!("{other:?}"),
+                })
+                .collect();
+            let expected: Vec<i64> = mine.range(100..200).map(|(k, _)| *k).collect();
+            assert_eq!(scanned, expected);
+            let counted = tx.sql("SELECT count(*) FROM t").expect("count");
+            assert_eq!(
+                rows_text(&counted.batches)[0][0],
+                mine.len().to_string(),
+                "count in the transaction"
+            );
+            // Others see none of it before the commit.
+            assert_eq!(db.len("t").expect("len"), model.len());
+            if round == 2 {
+                tx.rollback();
+                continue;
+            }
+            tx.commit().expect("commit");
+            model = mine;
+            check_everywhere(&db, &model);
+        }
+        db.close().expect("close");
+    }
+    let db = open(&dir);
+    check_everywhere(&db, &model);
+}
+
+#[test]
+fn a_statement_larger_than_a_record_runs_as_one_transaction() {
+    let dir = TempDir::new("large-tx-statement");
+    let db = open(&dir);
+    db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+        .expect("create");
+    let insert =
+        "INSERT INTO t SELECT value, repeat('y', 50) FROM generate_series(0, 1099) AS s(value)";
+    db.sql(insert).expect("a large INSERT ... SELECT");
+    assert_eq!(one(&db, "SELECT count(*) FROM t"), "1100");
+    db.sql("UPDATE t SET v = 'z' || v WHERE id % 2 = 0")
+        .expect("a large UPDATE");
+    db.sql("DELETE FROM t WHERE id >= 1000").expect("delete");
+    let mut model = BTreeMap::new();
+    for key in 0..1000 {
+        let prefix = if key % 2 == 0 { "z" } else { "" };
+        model.insert(key, format!("{prefix}{}", "y".repeat(50)));
+    }
+    check_everywhere(&db, &model);
+    // A duplicate key fails the whole statement.
+    let again = db.sql("INSERT INTO t SELECT value + 999, repeat('y', 50) FROM generate_series(0, 1000) AS s(value)");
+    assert!(
+        matches!(again, Err(Error::DuplicateKey { .. })),
+        "{again:?}"
+    );
+    check_everywhere(&db, &model);
+    db.close().expect("close");
+    let db = open(&dir);
+    check_everywhere(&db, &model);
+}
+
+#[test]
+fn a_conflict_found_while_the_group_is_written_applies_nothing() {
+    let dir = TempDir::new("large-tx-conflict");
+    let mut model = BTreeMap::new();
+    {
+        let db = open(&dir);
+        db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+            .expect("create");
+        let mut tx = db.begin();
+        for key in 0..1000 {
+            tx.upsert("t", row(key, &"a".repeat(40))).expect("upsert");
+        }
+        // Another commit writes the last key the group will write.
+        db.sql("INSERT INTO t VALUES (999, 'other')")
+            .expect("other");
+        model.insert(999, "other".to_string());
+        let failed = tx.commit();
+        assert!(
+            matches!(failed, Err(Error::SerializationFailure(_))),
+            "{failed:?}"
+        );
+        check_everywhere(&db, &model);
+        db.sql("INSERT INTO t VALUES (5, 'after')").expect("after");
+        model.insert(5, "after".to_string());
+        check_everywhere(&db, &model);
+        db.close().expect("close");
+    }
+    let db = open(&dir);
+    check_everywhere(&db, &model);
+}
+
+#[test]
+fn a_savepoint_before_a_spill_cannot_be_rolled_back_to_and_the_commit_is_refused() {
+    let dir = TempDir::new("large-tx-savepoint");
+    let db = open(&dir);
+    db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+        .expect("create");
+    let mut tx = db.begin();
+    tx.upsert("t", row(1, "one")).expect("upsert");
+    let before = tx.savepoint();
+    for key in 2..1000 {
+        tx.upsert("t", row(key, &"b".repeat(40))).expect("upsert");
+    }
+    let after = tx.savepoint();
+    tx.upsert("t", row(2, "two")).expect("upsert");
+    tx.rollback_to(after).expect("a savepoint after the spill");
+    assert!(tx.rollback_to(before).is_err());
+    assert!(
+        tx.upsert("t", row(3, "x")).is_err(),
+        "broken: no more writes"
+    );
+    assert!(tx.commit().is_err(), "broken: no commit");
+    assert_eq!(db.len("t").expect("len"), 0);
+}
+
+#[test]
+fn a_group_cut_short_by_a_crash_is_ended_and_never_counts() {
+    let dir = TempDir::new("large-tx-cut");
+    let mut model = BTreeMap::new();
+    {
+        let db = open(&dir);
+        db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+            .expect("create");
+        db.sql("INSERT INTO t VALUES (1, 'kept')").expect("insert");
+        model.insert(1, "kept".to_string());
+        db.close().expect("close");
+    }
+    {
+        // What a crash in the middle of a group commit leaves: parts, no end.
+        let wal = Wal::open(dir.0.join("wal"), WalOptions::default()).expect("wal");
+        for part in 0..3 {
+            let mut encoder = ChangeEncoder::part();
+            for key in 0..100 {
+                encoder.upsert("t", &row(part * 100 + key, "lost"));
+            }
+            wal.append(&encoder.finish()).expect("part");
+        }
+        wal.close().expect("close");
+    }
+    for _ in 0..2 {
+        let db = open(&dir);
+        check_everywhere(&db, &model);
+        db.sql("INSERT INTO t VALUES (2, 'new')").expect("insert");
+        model.insert(2, "new".to_string());
+        check_everywhere(&db, &model);
+        db.sql("DELETE FROM t WHERE id = 2").expect("delete");
+        model.remove(&2);
+        db.close().expect("close");
+    }
+}

@@ -105,7 +105,8 @@ pub fn next_now(reader: &mut WalReader) -> Result<Option<omen_wal::Record>> {
     Ok(reader.next_record()?)
 }
 
-/// The outcome of the group whose first part is at `first`.
+/// The outcome of the group that holds the part at `first` (its first part, or a later one
+/// where the reader began).
 fn outcome_from(
     wal: &Wal,
     first: u64,
@@ -117,17 +118,19 @@ fn outcome_from(
         let lsn = record.lsn.0;
         match group_marker(&record.payload) {
             Some(GroupMarker::Part) => last = lsn,
-            Some(GroupMarker::Commit(start)) if start == first => {
+            // A reader may begin inside a group (the replicator resumes at its checkpoint),
+            // so the group may have begun before `first`.
+            Some(GroupMarker::Commit(start)) if start <= first => {
                 return Ok(GroupOutcome::Committed(lsn));
             }
-            Some(GroupMarker::Abort(start)) if start == first => {
+            Some(GroupMarker::Abort(start)) if start <= first => {
                 return Ok(GroupOutcome::Aborted(lsn));
             }
             _ => {
                 return Err(ReplicatorError::BadGroup {
                     lsn,
                     reason: format!(
-                        "the transaction group that begins at LSN {first} is followed by a \
+                        "the transaction group that holds LSN {first} is followed by a \
                          record that does not end it"
                     ),
                 });
@@ -135,4 +138,81 @@ fn outcome_from(
         }
     }
     Ok(GroupOutcome::Unfinished(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{ChangeEncoder, Value, group_end};
+    use omen_wal::WalOptions;
+
+    fn part() -> Vec<u8> {
+        let mut part = ChangeEncoder::part();
+        part.upsert("t", &[Value::Int64(1)]);
+        part.finish()
+    }
+
+    fn whole() -> Vec<u8> {
+        let mut record = ChangeEncoder::new();
+        record.delete("t", 1);
+        record.finish()
+    }
+
+    /// Which records count, read from `from` to the end.
+    fn counted(wal: &Wal, from: u64) -> Vec<u64> {
+        let mut filter = GroupFilter::new();
+        let mut out = Vec::new();
+        for record in wal.reader(Lsn(from)).expect("reader") {
+            let record = record.expect("record");
+            if filter
+                .counts(wal, record.lsn.0, &record.payload)
+                .expect("counts")
+            {
+                out.push(record.lsn.0);
+            }
+        }
+        out
+    }
+
+    /// Committed parts count, aborted and unfinished ones do not, wherever the reader begins
+    /// (a reader that resumes inside a group included).
+    #[test]
+    fn only_the_parts_of_committed_groups_count_from_any_start() {
+        let dir = std::env::temp_dir().join(format!("omen-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let wal = Wal::open(&dir, WalOptions::default()).expect("wal");
+        let records = [
+            whole(),             // 1
+            part(),              // 2
+            part(),              // 3
+            part(),              // 4
+            group_end(2, true),  // 5
+            whole(),             // 6
+            part(),              // 7
+            part(),              // 8
+            group_end(7, false), // 9
+            whole(),             // 10
+            part(),              // 11: the log ends inside its group
+        ];
+        for record in &records {
+            wal.append(record).expect("append");
+        }
+        assert_eq!(counted(&wal, 1), [1, 2, 3, 4, 6, 10]);
+        assert_eq!(counted(&wal, 3), [3, 4, 6, 10]);
+        assert_eq!(counted(&wal, 8), [10]);
+        let mut filter = GroupFilter::new();
+        for record in wal.reader(Lsn(1)).expect("reader") {
+            let record = record.expect("record");
+            filter
+                .counts(&wal, record.lsn.0, &record.payload)
+                .expect("counts");
+        }
+        assert_eq!(filter.unfinished(), Some(11));
+        // A part followed by a record that does not end its group is an error.
+        wal.append(&whole()).expect("append");
+        let mut filter = GroupFilter::new();
+        assert!(filter.counts(&wal, 11, &part()).is_err());
+        drop(wal);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -121,6 +121,22 @@ impl<'a> Priority<'a> {
     }
 }
 
+/// Runs `work` on the calling thread at the lowest CPU and I/O priority (as the replicator's
+/// threads), then returns it to the normal policy: for bulk work that should take only what
+/// shorter work leaves (a statement larger than one log record builds its writes so, and is
+/// back at normal priority for its commit, which other writers wait for).
+pub fn in_background<T>(work: impl FnOnce() -> T) -> T {
+    struct Normal;
+    impl Drop for Normal {
+        fn drop(&mut self) {
+            set_thread(0, false);
+        }
+    }
+    set_thread(0, true);
+    let _normal = Normal;
+    work()
+}
+
 /// The calling thread's kernel id.
 #[cfg(target_os = "linux")]
 #[expect(unsafe_code, reason = "gettid is a C function")]
@@ -178,6 +194,21 @@ fn set_thread(_tid: i32, _low: bool) {}
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// Work in the background runs at `SCHED_IDLE` (where the sandbox allows it) and the
+    /// thread is back at the normal policy after it, also when the work panics.
+    #[test]
+    fn background_work_runs_idle_and_the_thread_returns_to_normal() {
+        let inside = in_background(|| policy_of(0));
+        assert!(
+            inside == libc::SCHED_IDLE || inside == libc::SCHED_OTHER,
+            "{inside}"
+        );
+        assert_eq!(policy_of(0), libc::SCHED_OTHER);
+        let panicked = std::panic::catch_unwind(|| in_background(|| panic!("bulk work failed")));
+        assert!(panicked.is_err());
+        assert_eq!(policy_of(0), libc::SCHED_OTHER);
+    }
 
     #[expect(unsafe_code, reason = "sched_getscheduler is a C function")]
     fn policy_of(tid: i32) -> i32 {

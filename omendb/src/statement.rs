@@ -408,7 +408,9 @@ impl Db {
         writer: Option<std::sync::MutexGuard<'_, ()>>,
     ) -> Result<QueryResult> {
         let mut transaction = self.begin();
-        let result = transaction.run(statement, interrupt)?;
+        // Bulk work takes the CPU shorter statements leave; its commit, which other writers
+        // wait for, runs at normal priority.
+        let result = omen_replicator::in_background(|| transaction.run(statement, interrupt))?;
         match &writer {
             Some(writer) => transaction.commit_locked(writer)?,
             None => transaction.commit()?,

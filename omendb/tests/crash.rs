@@ -6,7 +6,8 @@
 //! Parquet + delta route), SQL key lookups (the index route) and `Db::scan` all equal the
 //! model of the acknowledged statements. The one statement in flight at the kill may or may
 //! not have committed; nothing else may differ. Some statements are transactions of several
-//! statements: each is in the database whole or not at all.
+//! statements: each is in the database whole or not at all, including those larger than the
+//! transaction memory and than one log record (spilled, and committed as a group of records).
 //!
 //! 24 cycles by default; `OMENDB_CRASH_CYCLES=200` runs more.
 
@@ -35,6 +36,13 @@ fn options() -> DbOptions {
             compaction_target_rows: 400,
             ..ReplicatorOptions::default()
         },
+        // Small enough that a transaction's UPDATE of every row spills its writes and
+        // commits as a group of about a dozen records (a kill may cut the group).
+        wal: omendb::wal::WalOptions {
+            max_record_size: 1024,
+            ..omendb::wal::WalOptions::default()
+        },
+        transaction_memory: 512,
         ..DbOptions::default()
     }
 }

@@ -304,6 +304,27 @@ fn block_states_answer_as_postgresql() {
     assert_eq!((codes.len(), status), (0, b'T'));
     q(&mut raw, "ROLLBACK");
 
+    // ABORT is ROLLBACK, as in PostgreSQL (also of a failed block, and in a script).
+    q(&mut raw, "BEGIN; INSERT INTO tx VALUES (9, 9)");
+    let (codes, tags, status) = q(&mut raw, "ABORT");
+    assert_eq!(
+        (codes.len(), tags, status),
+        (0, vec!["ROLLBACK".to_string()], b'I')
+    );
+    q(&mut raw, "BEGIN; SELECT 1/0");
+    let (codes, tags, status) = q(&mut raw, "abort work");
+    assert_eq!(
+        (codes.len(), tags, status),
+        (0, vec!["ROLLBACK".to_string()], b'I')
+    );
+    let (codes, _, status) = q(
+        &mut raw,
+        "BEGIN; INSERT INTO tx VALUES (9, 9); ABORT TRANSACTION",
+    );
+    assert_eq!((codes.len(), status), (0, b'I'));
+    let (_, tags, _) = q(&mut raw, "SELECT id FROM tx WHERE id = 9");
+    assert_eq!(tags, ["SELECT 0"], "nothing of the aborted blocks applied");
+
     // Savepoint commands outside a block: 25P01.
     assert_eq!(q(&mut raw, "RELEASE a").0, ["25P01"]);
     assert_eq!(q(&mut raw, "ROLLBACK TO a").0, ["25P01"]);

@@ -199,8 +199,24 @@ fn at_most(
                 },
             )));
         }
-        statements.push_back(parser.parse_statement()?);
         expecting_delimiter = true;
+        // PostgreSQL's `ABORT [WORK | TRANSACTION] [AND [NO] CHAIN]`, which the parser does
+        // not know: `ROLLBACK`.
+        if let Token::Word(word) = &next.token
+            && word.quote_style.is_none()
+            && word.value.eq_ignore_ascii_case("abort")
+        {
+            parser.parser.next_token();
+            let chain = parser.parser.parse_commit_rollback_chain()?;
+            statements.push_back(DfStatement::Statement(Box::new(
+                datafusion::sql::sqlparser::ast::Statement::Rollback {
+                    chain,
+                    savepoint: None,
+                },
+            )));
+            continue;
+        }
+        statements.push_back(parser.parse_statement()?);
     }
 }
 
@@ -993,6 +1009,23 @@ fn set_depth(body: &SetExpr, limit: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abort_is_rollback() {
+        let limits = SqlLimits::default();
+        let statements = parse_sql(
+            "ABORT; abort work; Abort Transaction and no chain;",
+            &limits,
+        )
+        .expect("parse");
+        assert_eq!(statements.len(), 3);
+        for statement in statements {
+            assert_eq!(statement.to_string(), "ROLLBACK");
+        }
+        assert!(parse_sql("ABORT TO s", &limits).is_err());
+        // A column named abort is still a column.
+        assert!(parse_sql("SELECT abort FROM t", &limits).is_ok());
+    }
 
     fn chain(term: &str, separator: &str, n: usize) -> String {
         vec![term; n].join(separator)

@@ -147,7 +147,11 @@ impl Db {
     ) -> Result<QueryResult> {
         // In a transaction: its snapshot and its writes so far.
         let view = match &writes {
-            Some(w) => Some(w.written(self.sql_memory_limit)?),
+            Some(w) => {
+                // Spilled rows are read back only for the tables the statement reads.
+                let read = w.spilled().then(|| read_tables(&statement)).flatten();
+                Some(w.written(self.sql_memory_limit, read.as_ref())?)
+            }
             None => None,
         };
         match kind(&statement) {
@@ -489,6 +493,25 @@ impl Db {
         }
         Ok(count)
     }
+}
+
+/// The tables `statement` reads (an `INSERT`'s target only if its source reads it too), by
+/// name; `None` if that cannot be told (then every table counts as read).
+fn read_tables(statement: &DfStatement) -> Option<std::collections::HashSet<String>> {
+    let read = match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            SqlStatement::Insert(insert) => match &insert.source {
+                Some(source) => {
+                    DfStatement::Statement(Box::new(SqlStatement::Query(source.clone())))
+                }
+                None => return Some(std::collections::HashSet::new()),
+            },
+            _ => statement.clone(),
+        },
+        _ => statement.clone(),
+    };
+    let (tables, _) = datafusion::sql::resolve::resolve_table_references(&read, true).ok()?;
+    Some(tables.iter().map(|t| t.table().to_string()).collect())
 }
 
 /// The bytes `value` takes at least in a log record.

@@ -593,7 +593,7 @@ impl Transaction<'_> {
     /// What the transaction has written, for a query streamed outside it
     /// ([`Db::sql_stream_parsed_in`]).
     pub fn written(&self) -> Result<WrittenRows> {
-        let mut written = self.writes.written(self.db.sql_memory_limit)?;
+        let mut written = self.writes.written(self.db.sql_memory_limit, None)?;
         written.snapshot = self.start();
         Ok(written)
     }

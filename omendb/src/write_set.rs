@@ -11,7 +11,7 @@
 //!   that would restore it were spilled with the rows): trying marks the write set
 //!   `broken`, and a broken write set refuses every write and its commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -183,13 +183,19 @@ impl WriteSet {
         self.spill.as_ref().is_some_and(|s| s.runs() > 0)
     }
 
-    /// The writes as reads see them. Spilled rows are read back into memory, at most
-    /// `limit` bytes of them (a query in a transaction that wrote more fails with `54000`).
-    pub(crate) fn written(&self, limit: usize) -> Result<WrittenRows> {
+    /// The writes as reads see them. Spilled rows are read back into memory, of the tables
+    /// in `read` only (all if `None`), at most `limit` bytes of them (a query in a transaction
+    /// that wrote more fails with `54000`).
+    pub(crate) fn written(
+        &self,
+        limit: usize,
+        read: Option<&HashSet<String>>,
+    ) -> Result<WrittenRows> {
         let mut tables = HashMap::new();
         let mut bytes = 0usize;
         for (name, t) in &self.tables {
             let rows = match &self.spill {
+                Some(_) if read.is_some_and(|read| !read.contains(name.as_ref())) => continue,
                 Some(spill) if spill.runs() > 0 => {
                     let mut all = TableRows::new();
                     for item in spill.merged(name, Some(&t.rows)) {

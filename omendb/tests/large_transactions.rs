@@ -265,3 +265,47 @@ fn a_group_cut_short_by_a_crash_is_ended_and_never_counts() {
         db.close().expect("close");
     }
 }
+
+#[test]
+fn a_spilled_transaction_reads_back_only_the_tables_a_statement_reads() {
+    let dir = TempDir::new("large-tx-reads");
+    let db = Db::open(
+        &dir.0,
+        DbOptions {
+            sql_memory_limit: 256 << 10,
+            ..options()
+        },
+    )
+    .expect("open");
+    db.sql(
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT); CREATE TABLE u (id BIGINT PRIMARY KEY)",
+    )
+    .expect("create");
+    db.sql("INSERT INTO u VALUES (1), (2)").expect("u");
+    let mut tx = db.begin();
+    let fill =
+        "INSERT INTO t SELECT value, repeat('w', 200) FROM generate_series(0, 1999) AS s(value)";
+    tx.sql(fill).expect("spills");
+    // Writing more to the spilled table, and reading another one, need none of it back.
+    tx.sql("INSERT INTO t SELECT value + 2000, 'x' FROM generate_series(0, 1999) AS s(value)")
+        .expect("a second INSERT ... SELECT");
+    let counted = tx.sql("SELECT count(*) FROM u").expect("another table");
+    assert_eq!(rows_text(&counted.batches)[0][0], "2");
+    // Key reads look the runs up.
+    let row = tx.get("t", 1999).expect("get").expect("row");
+    assert_eq!(row[1], Value::Utf8("w".repeat(200)));
+    // A scan of it reads it all back: more than the query memory limit here.
+    let scan = tx.sql("SELECT count(*) FROM t");
+    assert!(
+        matches!(
+            scan,
+            Err(Error::Limit {
+                kind: omendb::LimitKind::SpilledReadBytes,
+                ..
+            })
+        ),
+        "{scan:?}"
+    );
+    tx.commit().expect("commit");
+    assert_eq!(one(&db, "SELECT count(*) FROM t"), "4000");
+}

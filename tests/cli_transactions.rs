@@ -259,6 +259,28 @@ fn simple(socket: &mut std::net::TcpStream, sql: &str) -> (Vec<String>, Vec<Stri
 }
 
 #[test]
+fn a_failed_block_parses_only_what_ends_it() {
+    let dir = TempDir::new("transaction-parse");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        client
+            .batch_execute("CREATE TABLE tx (id BIGINT PRIMARY KEY, v BIGINT)")
+            .await
+            .unwrap();
+        client.batch_execute("BEGIN").await.unwrap();
+        assert!(client.batch_execute("SELECT 1/0").await.is_err());
+        // Parse (a prepared statement) of anything else: 25P02, as PostgreSQL.
+        let refused = client.prepare("SELECT id FROM tx").await.unwrap_err();
+        assert_eq!(code(&refused), "25P02");
+        // ROLLBACK, parsed and run through the extended protocol, ends the block.
+        let rollback = client.prepare("ROLLBACK").await.unwrap();
+        client.execute(&rollback, &[]).await.unwrap();
+        assert!(client.prepare("SELECT id FROM tx").await.is_ok());
+    });
+}
+
+#[test]
 fn block_states_answer_as_postgresql() {
     let dir = TempDir::new("transaction-states");
     let server = Server::start(&dir.path().join("db"), &[]);

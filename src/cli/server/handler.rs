@@ -457,6 +457,7 @@ impl Backend {
         Self {
             parser: Arc::new(OmenParser {
                 db: Arc::clone(&db),
+                sessions: Arc::clone(&sessions),
             }),
             db,
             metrics,
@@ -947,6 +948,7 @@ async fn split(text: &str) -> PgWireResult<Vec<statements::Statement>> {
 /// Parses statements for the extended protocol and describes them.
 pub struct OmenParser {
     db: Arc<Db>,
+    sessions: Arc<Sessions>,
 }
 
 #[async_trait]
@@ -955,7 +957,7 @@ impl QueryParser for OmenParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
@@ -968,6 +970,21 @@ impl QueryParser for OmenParser {
                 sqlstate::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement",
             ));
+        }
+        // In a failed block only what ends it may be parsed, as PostgreSQL's Parse refuses.
+        let failed = self
+            .sessions
+            .get(client.socket_addr())
+            .and_then(|session| session.block())
+            .is_some_and(|block| block.explicit && block.failed);
+        if failed
+            && let Some(statement) = parsed.first()
+            && !matches!(
+                commands::classify(&statement.ast, "").ok().flatten(),
+                Some(Local::Commit | Local::Rollback | Local::RollbackTo(_))
+            )
+        {
+            return Err(aborted());
         }
         match parsed.pop() {
             None => Ok(None),

@@ -278,6 +278,25 @@ fn a_failed_block_parses_only_what_ends_it() {
         client.execute(&rollback, &[]).await.unwrap();
         assert!(client.prepare("SELECT id FROM tx").await.is_ok());
     });
+    // A second Parse of a named statement: 42P05 (the first stays), as PostgreSQL.
+    let mut socket = raw_login(server.port).unwrap();
+    let mut bytes = Vec::new();
+    for sql in ["s1\0SELECT 1\0\0\0", "s1\0SELECT 2\0\0\0"] {
+        bytes.extend(message(b'P', sql.as_bytes()));
+        bytes.extend(message(b'S', &[]));
+    }
+    socket.write_all(&bytes).unwrap();
+    let mut kinds = Vec::new();
+    let mut errors = Vec::new();
+    while kinds.iter().filter(|&&k| k == b'Z').count() < 2 {
+        let (kind, body) = read_message(&mut socket).unwrap();
+        if kind == b'E' {
+            errors.push(String::from_utf8_lossy(&body).into_owned());
+        }
+        kinds.push(kind);
+    }
+    assert_eq!(kinds, b"1ZEZ", "{errors:?}");
+    assert!(errors[0].contains("42P05"), "{errors:?}");
 }
 
 #[test]

@@ -55,6 +55,13 @@ impl Objects {
                 let Some(name) = parse.name.as_ref().filter(|n| !n.is_empty()) else {
                     return Ok(());
                 };
+                // A named statement is replaced only after Close, as PostgreSQL's.
+                if store.get_statement(name).is_some() {
+                    return Err(sqlstate::error(
+                        "42P05",
+                        format!("prepared statement \"{name}\" already exists"),
+                    ));
+                }
                 let cost = parse
                     .query
                     .len()

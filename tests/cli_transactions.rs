@@ -620,6 +620,25 @@ fn block_states_answer_as_postgresql() {
         );
         // `options` come after the startup parameters, as PostgreSQL applies them.
         assert_eq!(value("application_name").await.as_deref(), Some("a b"));
+        // A setting a SET would refuse fails the connection (FATAL, with SET's SQLSTATE).
+        for (options, expected) in [
+            ("-c nosuch_setting=1", "42704"),
+            ("-c statement_timeout=soon", "22023"),
+            ("-c server_version=1", "55P02"),
+        ] {
+            let refused = tokio_postgres::Config::new()
+                .host("127.0.0.1")
+                .port(server.port)
+                .user("omendb")
+                .password(PASSWORD)
+                .dbname("omendb")
+                .options(options)
+                .connect(tokio_postgres::NoTls)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{options} was accepted"));
+            assert_eq!(code(&refused), expected, "{options}: {refused}");
+        }
     });
 }
 

@@ -236,6 +236,15 @@ impl StartupHandler for Startup {
             ));
         }
         let first = matches!(message, PgWireFrontendMessage::Startup(_));
+        // Settings the startup message asks for (`options=-c name=value`, ...) that a SET
+        // would refuse fail the connection, as PostgreSQL's FATAL does.
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            let scratch = super::session::Session::new(std::time::Duration::ZERO, Arc::default());
+            if let Err(PgWireError::UserError(info)) = scratch.apply_startup(&startup.parameters) {
+                tracing::warn!(%peer, "login refused: {}", info.message);
+                return Err(fatal(&info.code, info.message.clone()));
+            }
+        }
         if first && self.slots.available_permits() == 0 {
             self.metrics.connection_refused();
             return Err(fatal(
@@ -283,7 +292,10 @@ impl StartupHandler for Startup {
                     };
                     if let Some(session) = self.sessions.get(peer) {
                         session.logged_in(slot);
-                        session.apply_startup(client.metadata());
+                        // Checked at the startup message: nothing here is refused.
+                        if let Err(error) = session.apply_startup(client.metadata()) {
+                            tracing::debug!(?error, "startup setting refused");
+                        }
                     }
                 }
                 return Ok(());

@@ -400,7 +400,10 @@ impl Session {
     /// no answer's format (`application_name`, the timeouts, `default_transaction_read_only`;
     /// drivers also send `DateStyle`, `TimeZone` or `extra_float_digits`, which OmenDB's
     /// answers do not follow yet). One that is refused is left at its default.
-    pub fn apply_startup(&self, parameters: &HashMap<String, String>) {
+    pub fn apply_startup<'a>(
+        &self,
+        parameters: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> PgWireResult<()> {
         const FROM_STARTUP: &[&str] = &[
             "application_name",
             "statement_timeout",
@@ -408,9 +411,10 @@ impl Session {
             "default_transaction_read_only",
         ];
         // The named parameters first, then `options`, which PostgreSQL applies after them.
+        let parameters: Vec<(&String, &String)> = parameters.into_iter().collect();
         let mut settings: Vec<(String, String)> = parameters
             .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .map(|(name, value)| (name.to_ascii_lowercase(), (*value).clone()))
             .filter(|(name, _)| FROM_STARTUP.contains(&name.as_str()))
             .collect();
         if let Some((_, options)) = parameters
@@ -419,11 +423,11 @@ impl Session {
         {
             settings.extend(startup_options(options));
         }
+        // The first refused one fails the login (PostgreSQL answers it with FATAL).
         for (setting, value) in settings {
-            if let Err(error) = self.set(&setting, value) {
-                tracing::debug!(setting, ?error, "startup setting refused");
-            }
+            self.set(&setting, value)?;
         }
+        Ok(())
     }
 
     /// Notes whether the message about to be handled is followed by a Sync already received.

@@ -259,7 +259,7 @@ fn simple(socket: &mut std::net::TcpStream, sql: &str) -> (Vec<String>, Vec<Stri
 }
 
 #[test]
-fn a_failed_block_parses_only_what_ends_it() {
+fn parse_and_settings_in_blocks_answer_as_postgresql() {
     let dir = TempDir::new("transaction-parse");
     let server = Server::start(&dir.path().join("db"), &[]);
     runtime().block_on(async {
@@ -277,6 +277,48 @@ fn a_failed_block_parses_only_what_ends_it() {
         let rollback = client.prepare("ROLLBACK").await.unwrap();
         client.execute(&rollback, &[]).await.unwrap();
         assert!(client.prepare("SELECT id FROM tx").await.is_ok());
+
+        // ROLLBACK TO undoes the settings changed since its savepoint, as PostgreSQL.
+        let show = |name: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .simple_query(&format!("SHOW {name}"))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => {
+                            row.get(0).map(str::to_string)
+                        }
+                        _ => None,
+                    })
+                    .unwrap()
+            }
+        };
+        client
+            .batch_execute(
+                "BEGIN; SET application_name = 'outer'; SAVEPOINT s; \
+                 SET application_name = 'inner'; SET LOCAL statement_timeout = '5s'; \
+                 SET app.x = 'y'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(show("app.x").await, "y");
+        client.batch_execute("ROLLBACK TO s").await.unwrap();
+        assert_eq!(show("application_name").await, "outer");
+        assert_eq!(show("statement_timeout").await, "0");
+        client
+            .batch_execute("SAVEPOINT t; RESET ALL; RELEASE t; SAVEPOINT u")
+            .await
+            .unwrap();
+        assert_ne!(show("application_name").await, "outer");
+        client.batch_execute("ROLLBACK TO u; COMMIT").await.unwrap();
+        assert_ne!(
+            show("application_name").await,
+            "outer",
+            "RESET ALL was released"
+        );
     });
     // A second Parse of a named statement: 42P05 (the first stays), as PostgreSQL.
     let mut socket = raw_login(server.port).unwrap();

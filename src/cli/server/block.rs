@@ -182,16 +182,16 @@ impl Block {
         Ok(())
     }
 
-    /// `RELEASE name`: forgets it and the savepoints set after it.
-    pub fn release(&self, name: &str) -> PgWireResult<()> {
+    /// `RELEASE name`: forgets it and the savepoints set after it; returns its position.
+    pub fn release(&self, name: &str) -> PgWireResult<usize> {
         let (mut savepoints, at) = self.find_savepoint(name, "RELEASE SAVEPOINT")?;
         savepoints.truncate(at);
-        Ok(())
+        Ok(at)
     }
 
     /// `ROLLBACK TO name`: undoes the writes made since the savepoint, forgets the
-    /// savepoints set after it, and makes a failed block usable again.
-    pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
+    /// savepoints set after it, and makes a failed block usable again; returns its position.
+    pub fn rollback_to(&self, name: &str) -> PgWireResult<usize> {
         let (mut savepoints, at) = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
         let point = savepoints[at].1;
         savepoints.truncate(at + 1);
@@ -203,7 +203,8 @@ impl Block {
             // Past a spill of its writes the block can only be rolled back whole.
             state.failed = undone.is_err();
         }
-        undone.map_err(|error| super::sqlstate::from_db(&error))
+        undone.map_err(|error| super::sqlstate::from_db(&error))?;
+        Ok(at)
     }
 
     /// The savepoints, and where the latest named `name` is (for `command`, which only an

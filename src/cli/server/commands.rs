@@ -98,11 +98,17 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
     Ok(Some(match statement {
         SqlStatement::Set(set) => set_command(set)?,
         SqlStatement::ShowVariable { variable } => {
-            let name = variable
+            let words: Vec<String> = variable
                 .iter()
                 .map(|i| i.value.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
+                .collect();
+            // The parser drops the dot of `SHOW app.x`: words are a setting's parts unless
+            // they are one of PostgreSQL's few multi-word SHOW forms.
+            let spaced = words.join(" ");
+            let name = match spaced.as_str() {
+                "transaction isolation level" | "time zone" | "session authorization" => spaced,
+                _ => words.join("."),
+            };
             Local::Show((name != "all").then_some(name))
         }
         SqlStatement::Reset(reset) => Local::Reset(match &reset.reset {

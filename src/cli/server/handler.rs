@@ -751,15 +751,15 @@ impl Backend {
                 })
             }
             Local::Savepoint(name) => {
-                session.transaction_block.savepoint(name)?;
+                session.savepoint(name)?;
                 done("SAVEPOINT")
             }
             Local::Release(name) => {
-                session.transaction_block.release(&name)?;
+                session.release(&name)?;
                 done("RELEASE")
             }
             Local::RollbackTo(name) => {
-                session.transaction_block.rollback_to(&name)?;
+                session.rollback_to(&name)?;
                 // A portal opened since would read writes that are gone.
                 client.portal_store().clear_portals();
                 done("ROLLBACK")

@@ -62,6 +62,9 @@ const READ_ONLY: &[&str] = &[
     "transaction_isolation",
 ];
 
+/// Bytes of setting changes one block keeps for `ROLLBACK TO`.
+const MAX_SETTINGS_UNDO_BYTES: usize = 16 << 20;
+
 /// The settings before a block changed them, and the names it set with `SET LOCAL`.
 type SavedSettings = (BTreeMap<String, String>, BTreeSet<String>);
 
@@ -78,6 +81,12 @@ pub struct Session {
     /// The settings as they were before the open block first changed one, and the names it
     /// set with `SET LOCAL`: restored when it ends (all of them if it rolls back).
     block_settings: Mutex<Option<SavedSettings>>,
+    /// The open block's setting changes, to undo at `ROLLBACK TO`: each changed name with
+    /// its value before (`None`: unset), and their bytes together.
+    settings_undo: Mutex<(Vec<(String, Option<String>)>, usize)>,
+    /// For each savepoint of the open block, oldest first, the length of `settings_undo`
+    /// when it was set.
+    savepoint_undo: Mutex<Vec<usize>>,
     running: Mutex<Option<Interrupt>>,
     /// Each with the bytes of its text.
     prepared: Mutex<HashMap<String, (DfStatement, usize)>>,
@@ -108,6 +117,8 @@ impl Session {
             warnings: Mutex::new(Vec::new()),
             sync_next: AtomicBool::new(false),
             block_settings: Mutex::new(None),
+            settings_undo: Mutex::new((Vec::new(), 0)),
+            savepoint_undo: Mutex::new(Vec::new()),
             running: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             default_timeout,
@@ -324,15 +335,83 @@ impl Session {
             return self.set(name, value);
         }
         self.save_settings(local.then_some(name));
-        self.set(name, value)
+        self.undoable(|| self.set(name, value))
     }
 
     /// `RESET`, undone like a `SET` if the open block rolls back.
     pub fn reset_scoped(&self, name: Option<&str>) -> PgWireResult<()> {
-        if self.block().is_some() {
-            self.save_settings(None);
+        if self.block().is_none() {
+            return self.reset(name);
         }
-        self.reset(name)
+        self.save_settings(None);
+        self.undoable(|| self.reset(name))
+    }
+
+    /// Runs `change` of the settings in the open block, noting what it changed for
+    /// `ROLLBACK TO` (at most [`MAX_SETTINGS_UNDO_BYTES`] per block: beyond, `54000`).
+    fn undoable(&self, change: impl FnOnce() -> PgWireResult<()>) -> PgWireResult<()> {
+        let before = lock(&self.settings).clone();
+        change()?;
+        let settings = lock(&self.settings);
+        let mut undo = lock(&self.settings_undo);
+        let names = before.keys().chain(settings.keys());
+        let changed: BTreeSet<&String> = names
+            .filter(|name| before.get(*name) != settings.get(*name))
+            .collect();
+        for name in changed {
+            let previous = before.get(name).cloned();
+            undo.1 += name.len() + previous.as_ref().map_or(0, String::len);
+            undo.0.push((name.clone(), previous));
+        }
+        if undo.1 > MAX_SETTINGS_UNDO_BYTES {
+            return Err(sqlstate::error(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "too many setting changes in this transaction block: they keep more than \
+                     {} MiB for ROLLBACK TO; end the block",
+                    MAX_SETTINGS_UNDO_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `SAVEPOINT name`: also the point `ROLLBACK TO` takes the settings back to.
+    pub fn savepoint(&self, name: String) -> PgWireResult<()> {
+        self.transaction_block.savepoint(name)?;
+        let at = lock(&self.settings_undo).0.len();
+        lock(&self.savepoint_undo).push(at);
+        Ok(())
+    }
+
+    /// `RELEASE name`.
+    pub fn release(&self, name: &str) -> PgWireResult<()> {
+        let at = self.transaction_block.release(name)?;
+        lock(&self.savepoint_undo).truncate(at);
+        Ok(())
+    }
+
+    /// `ROLLBACK TO name`: the writes and the settings changed since are undone.
+    pub fn rollback_to(&self, name: &str) -> PgWireResult<()> {
+        let at = self.transaction_block.rollback_to(name)?;
+        let mut points = lock(&self.savepoint_undo);
+        let Some(&length) = points.get(at) else {
+            return Ok(());
+        };
+        points.truncate(at + 1);
+        let mut undo = lock(&self.settings_undo);
+        let mut settings = lock(&self.settings);
+        while undo.0.len() > length {
+            let Some((name, previous)) = undo.0.pop() else {
+                break;
+            };
+            undo.1 -= name.len() + previous.as_ref().map_or(0, String::len);
+            match previous {
+                Some(value) => settings.insert(name, value),
+                None => settings.remove(&name),
+            };
+        }
+        Ok(())
     }
 
     /// Keeps the settings as they were before the open block changed one.
@@ -348,6 +427,8 @@ impl Session {
     /// The open block ended: its `SET LOCAL`s are undone, and every change if it rolled
     /// back (`committed` false).
     fn restore_settings(&self, committed: bool) {
+        *lock(&self.settings_undo) = (Vec::new(), 0);
+        lock(&self.savepoint_undo).clear();
         let Some((saved, locals)) = lock(&self.block_settings).take() else {
             return;
         };

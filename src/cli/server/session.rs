@@ -62,6 +62,9 @@ const READ_ONLY: &[&str] = &[
     "transaction_isolation",
 ];
 
+/// A setting's name and its value before a change (`None`: unset).
+type SettingUndo = (String, Option<String>);
+
 /// Bytes of setting changes one block keeps for `ROLLBACK TO`.
 const MAX_SETTINGS_UNDO_BYTES: usize = 16 << 20;
 
@@ -83,7 +86,7 @@ pub struct Session {
     block_settings: Mutex<Option<SavedSettings>>,
     /// The open block's setting changes, to undo at `ROLLBACK TO`: each changed name with
     /// its value before (`None`: unset), and their bytes together.
-    settings_undo: Mutex<(Vec<(String, Option<String>)>, usize)>,
+    settings_undo: Mutex<(Vec<SettingUndo>, usize)>,
     /// For each savepoint of the open block, oldest first, the length of `settings_undo`
     /// when it was set.
     savepoint_undo: Mutex<Vec<usize>>,

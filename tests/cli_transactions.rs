@@ -24,6 +24,19 @@ async fn ids(client: &Client) -> Vec<i64> {
         .collect()
 }
 
+/// `SHOW name`'s value.
+async fn setting(client: &Client, name: &str) -> Option<String> {
+    client
+        .simple_query(&format!("SHOW {name}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+}
+
 fn psql(port: u16, sql: &str) -> (String, String) {
     let out = Command::new("psql")
         .args([
@@ -281,20 +294,7 @@ fn parse_and_settings_in_blocks_answer_as_postgresql() {
         // ROLLBACK TO undoes the settings changed since its savepoint, as PostgreSQL.
         let show = |name: &'static str| {
             let client = &client;
-            async move {
-                client
-                    .simple_query(&format!("SHOW {name}"))
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(row) => {
-                            row.get(0).map(str::to_string)
-                        }
-                        _ => None,
-                    })
-                    .unwrap()
-            }
+            async move { setting(client, name).await.unwrap() }
         };
         client
             .batch_execute(
@@ -637,22 +637,7 @@ fn block_states_answer_as_postgresql() {
             .await
             .unwrap();
         tokio::spawn(connection);
-        let value = |name: &'static str| {
-            let client = &client;
-            async move {
-                client
-                    .simple_query(&format!("SHOW {name}"))
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .find_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(row) => {
-                            row.get(0).map(str::to_string)
-                        }
-                        _ => None,
-                    })
-            }
-        };
+        let value = |name: &'static str| setting(&client, name);
         assert_eq!(value("statement_timeout").await.as_deref(), Some("123ms"));
         assert_eq!(
             value("idle_in_transaction_session_timeout")

@@ -34,12 +34,12 @@ use omen_replicator::change::Value;
 use omen_wal::Lsn;
 
 use crate::db::{Db, Op, Table, WriteBatch, check_row};
-use crate::error::{Error, LimitKind, Result};
+use crate::error::{Error, Result};
 use crate::interrupt::Interrupt;
 use crate::row::Row;
 use crate::sql::APPLYING;
 pub use crate::write_set::{Savepoint, WrittenRows};
-use crate::write_set::{TableRows, WriteSet};
+use crate::write_set::{TableRows, WriteSet, read_back};
 use crate::{QueryResult, QueryStream};
 use omen_sql::KeyLookup;
 
@@ -389,26 +389,10 @@ impl Transaction<'_> {
                 }
             }
             KeyLookup::Range(low, high) => {
+                let range = (*low, *high);
                 let limit = self.db.sql_memory_limit;
-                let mut bytes = 0usize;
-                for item in spill.merged(table, Some(&memory.rows)) {
-                    let (key, row) = item?;
-                    if (*low, *high).contains(&key) {
-                        bytes = bytes.saturating_add(
-                            row.as_ref().map_or(8, |r| {
-                                r.iter().map(crate::statement::value_bytes).sum::<usize>()
-                            }) + 32,
-                        );
-                        if bytes > limit {
-                            return Err(Error::Limit {
-                                kind: LimitKind::SpilledReadBytes,
-                                found: bytes,
-                                limit,
-                            });
-                        }
-                        rows.insert(key, row);
-                    }
-                }
+                let keep = |key: i64| range.contains(&key);
+                rows = read_back(spill, table, &memory.rows, keep, limit, &mut 0)?;
             }
         }
         Ok(Some(Arc::new(rows)))

@@ -105,6 +105,35 @@ fn row_bytes(row: Option<&Row>) -> usize {
     row.map_or(8, |row| row.iter().map(crate::statement::value_bytes).sum())
 }
 
+/// The rows of `table` in `spill` and `memory` (newest of each key) whose keys `keep`
+/// takes, counting their bytes into `bytes`: past `limit`, `54000`.
+pub(crate) fn read_back(
+    spill: &Spill,
+    table: &str,
+    memory: &TableRows,
+    keep: impl Fn(i64) -> bool,
+    limit: usize,
+    bytes: &mut usize,
+) -> Result<TableRows> {
+    let mut rows = TableRows::new();
+    for item in spill.merged(table, Some(memory)) {
+        let (key, row) = item?;
+        if !keep(key) {
+            continue;
+        }
+        *bytes = bytes.saturating_add(row_bytes(row.as_ref()) + 32);
+        if *bytes > limit {
+            return Err(Error::Limit {
+                kind: LimitKind::SpilledReadBytes,
+                found: *bytes,
+                limit,
+            });
+        }
+        rows.insert(key, row);
+    }
+    Ok(rows)
+}
+
 impl WriteSet {
     pub(crate) fn savepoint(&self) -> Savepoint {
         Savepoint {
@@ -196,22 +225,14 @@ impl WriteSet {
         for (name, t) in &self.tables {
             let rows = match &self.spill {
                 Some(_) if read.is_some_and(|read| !read.contains(name.as_ref())) => continue,
-                Some(spill) if spill.runs() > 0 => {
-                    let mut all = TableRows::new();
-                    for item in spill.merged(name, Some(&t.rows)) {
-                        let (key, row) = item?;
-                        bytes = bytes.saturating_add(row_bytes(row.as_ref()) + 32);
-                        if bytes > limit {
-                            return Err(Error::Limit {
-                                kind: LimitKind::SpilledReadBytes,
-                                found: bytes,
-                                limit,
-                            });
-                        }
-                        all.insert(key, row);
-                    }
-                    Arc::new(all)
-                }
+                Some(spill) if spill.runs() > 0 => Arc::new(read_back(
+                    spill,
+                    name,
+                    &t.rows,
+                    |_| true,
+                    limit,
+                    &mut bytes,
+                )?),
                 _ => Arc::clone(&t.rows),
             };
             if !rows.is_empty() {

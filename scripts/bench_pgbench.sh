@@ -22,32 +22,16 @@ CLIENTS=${CLIENTS:-4}
 SECONDS_EACH=${SECONDS_EACH:-20}
 ACCOUNTS=${ACCOUNTS:-100000}
 OUT=${OUT:-bench-report}
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-WORK=$(mktemp -d /tmp/omendb-pgbench.XXXXXX)
-chmod 755 "$WORK"
 OMEN_PORT=55441
 PG_PORT=55442
 mkdir -p "$OUT"
-
-as_postgres() {
-    if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
-}
-
-cleanup() {
-    [ -n "${OMEN_PID:-}" ] && kill "$OMEN_PID" 2>/dev/null || true
-    as_postgres "$PG_BIN/pg_ctl -D $WORK/pg -m fast stop" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/bench_common.sh"
 
 echo "starting omendb serve ($BIN) and PostgreSQL ($PG_BIN) in $WORK"
 OMENDB_PASSWORD=pw "$BIN" serve --dir "$WORK/omen" --listen "127.0.0.1:$OMEN_PORT" \
     >"$WORK/omen.log" 2>&1 &
 OMEN_PID=$!
-mkdir -p "$WORK/pg" "$WORK/pgrun"
-if [ "$(id -u)" -eq 0 ]; then chown postgres "$WORK/pg" "$WORK/pgrun"; fi
-as_postgres "$PG_BIN/initdb -D $WORK/pg -A trust -U omendb" >/dev/null
-as_postgres "$PG_BIN/pg_ctl -D $WORK/pg -o '-p $PG_PORT -k $WORK/pgrun' -l $WORK/pgrun/pg.log -w start" >/dev/null
+start_postgres "$PG_PORT"
 
 export PGPASSWORD=pw
 omen() { psql -X -q -h 127.0.0.1 -p $OMEN_PORT -U omendb -d omendb "$@"; }

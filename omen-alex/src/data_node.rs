@@ -2,9 +2,15 @@
 //!
 //! Invariants (checked by `check`):
 //! - `keys` is sorted non-decreasing over all slots, occupied or not;
-//! - an unoccupied slot (a gap) holds the key of the next occupied slot to its right, or
-//!   `K::MAX` when there is none — so the array stays sorted and the last slot holding a key
-//!   `k != K::MAX` is the occupied one;
+//! - the slot after an occupied slot holding `k != K::MAX` holds a key greater than `k`, so
+//!   the last slot holding a key `<= k` is the occupied one: a lookup is one search plus one
+//!   bitmap test;
+//! - every gap after the last occupied slot holds `K::MAX`, so an append finds the free tail
+//!   without scanning the bitmap;
+//! - other gaps hold any key that keeps the array sorted: a gap is written with the next
+//!   occupied key when a key lands to its right, and a remove leaves it (and its own slot)
+//!   stale, which keeps removes O(1) — rewriting the run of gaps on each remove made deleting
+//!   ascending keys quadratic in the node's size;
 //! - a value is initialised exactly in the slots whose bitmap bit is set; `num_keys` is the
 //!   number of set bits.
 #![expect(
@@ -259,18 +265,20 @@ impl<K: Key, V> DataNode<K, V> {
         if self.keys.is_empty() {
             return None;
         }
+        if key == K::MAX {
+            // Gaps at the end also hold K::MAX: the real one is the first occupied slot
+            // holding it.
+            if !self.contains_max {
+                return None;
+            }
+            let lower = exponential_search(&self.keys, start, |k| k < key);
+            let slot = self.bitmap.next_set(lower)?;
+            return (self.keys[slot] == key).then_some(slot);
+        }
         let upper = exponential_search(&self.keys, start, |k| k <= key);
         let slot = upper.checked_sub(1)?;
-        if self.keys[slot] != key {
-            return None;
-        }
-        if key != K::MAX {
-            return Some(slot);
-        }
-        // Gaps at the end also hold K::MAX: the real one is the first occupied slot holding it.
-        let lower = exponential_search(&self.keys, start, |k| k < key);
-        let slot = self.bitmap.next_set(lower)?;
-        (self.keys[slot] == key).then_some(slot)
+        // A gap may still hold a removed key.
+        (self.keys[slot] == key && self.bitmap.get(slot)).then_some(slot)
     }
 
     /// The value of `key`, if present.
@@ -409,25 +417,31 @@ impl<K: Key, V> DataNode<K, V> {
         for gap in lower..slot {
             self.keys[gap] = key;
         }
+        // Gaps to its right may still hold this key from an earlier remove: the slot after
+        // an occupied one must hold a greater key.
+        if end < capacity {
+            let next_key = self.keys[end];
+            for gap in slot + 1..end {
+                if self.keys[gap] != key {
+                    break;
+                }
+                self.keys[gap] = next_key;
+            }
+        }
         self.counters.inserts = self.counters.inserts.saturating_add(1);
         None
     }
 
-    /// The first occupied slot at or after a lower-bound position `lower`, found through the
-    /// gap invariant rather than by scanning the bitmap (a free tail can span thousands of
-    /// words): a gap holds the key of the next occupied slot, so that slot ends the run of
-    /// slots holding `keys[lower]`.
+    /// The first occupied slot at or after a lower-bound position `lower`. The free tail holds
+    /// `K::MAX`, so an append learns that nothing follows without scanning the bitmap (a free
+    /// tail can span thousands of words).
     #[inline]
     fn occupied_at_or_after(&self, lower: usize) -> Option<usize> {
         let key = *self.keys.get(lower)?;
-        if key != K::MAX {
-            return Some(exponential_search(&self.keys, lower, |k| k <= key) - 1);
+        if key == K::MAX && !self.contains_max {
+            return None;
         }
-        if self.contains_max {
-            self.bitmap.next_set(lower)
-        } else {
-            None
-        }
+        self.bitmap.next_set(lower)
     }
 
     /// Slots `make_room(lower)` would shift.
@@ -490,15 +504,22 @@ impl<K: Key, V> DataNode<K, V> {
         if key == K::MAX {
             self.contains_max = false;
         }
-        // The next slot holds the next occupied key: its own, or the copy a gap keeps.
-        let replacement = self.keys.get(slot + 1).copied().unwrap_or(K::MAX);
-        let mut gap = slot;
-        loop {
-            self.keys[gap] = replacement;
-            if gap == 0 || self.bitmap.get(gap - 1) {
-                break;
+        // The slot and the gaps before it keep the removed key (see the module doc), unless
+        // they now start the free tail, which must hold K::MAX.
+        let was_last = key == K::MAX
+            || self
+                .keys
+                .get(slot + 1)
+                .is_none_or(|&next| next == K::MAX && !self.contains_max);
+        if was_last {
+            let mut gap = slot;
+            loop {
+                self.keys[gap] = K::MAX;
+                if gap == 0 || self.bitmap.get(gap - 1) {
+                    break;
+                }
+                gap -= 1;
             }
-            gap -= 1;
         }
         Some(value)
     }
@@ -570,21 +591,30 @@ impl<K: Key, V> DataNode<K, V> {
             self.contains_max, holds_max,
             "data node {id}: contains_max flag is stale"
         );
-        let mut next_key = K::MAX;
-        for slot in (0..capacity).rev() {
-            if self.bitmap.get(slot) {
-                next_key = self.keys[slot];
-                assert_eq!(
-                    self.find(next_key),
-                    Some(slot),
-                    "data node {id}: key {next_key:?} not found by its model"
-                );
-            } else {
-                assert_eq!(
-                    self.keys[slot], next_key,
-                    "data node {id}: gap slot {slot} does not copy the next key"
+        let last = self.bitmap.prev_set(capacity);
+        let tail = last.map_or(0, |s| s + 1);
+        assert!(
+            self.keys[tail..].iter().all(|&k| k == K::MAX),
+            "data node {id}: a gap of the free tail after slot {tail} does not hold K::MAX"
+        );
+        let mut slot = 0;
+        while let Some(s) = self.bitmap.next_set(slot) {
+            let key = self.keys[s];
+            if key != K::MAX
+                && let Some(&next) = self.keys.get(s + 1)
+            {
+                assert!(
+                    next > key,
+                    "data node {id}: slot {} after occupied slot {s} holds {next:?}, not above {key:?}",
+                    s + 1
                 );
             }
+            assert_eq!(
+                self.find(key),
+                Some(s),
+                "data node {id}: key {key:?} not found by its model"
+            );
+            slot = s + 1;
         }
     }
 }
@@ -637,5 +667,61 @@ fn exponential_search<K: Copy>(keys: &[K], start: usize, before: impl Fn(K) -> b
             high = low;
             step *= 2;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(keys: &[u64]) -> DataNode<u64, u64> {
+        let config = AlexConfig::default();
+        let mut values = keys.iter().copied();
+        DataNode::build(keys, &mut values, 64, Spread::Whole, &config)
+    }
+
+    #[test]
+    fn a_key_inserted_left_of_its_stale_copies_raises_them() {
+        let keys: Vec<u64> = (0..16).map(|i| i * 10).collect();
+        let mut node = node(&keys);
+        let slot = node.find(80).expect("built with 80");
+        assert!(
+            slot > 0 && !node.bitmap.get(slot - 1),
+            "a gap run before 80"
+        );
+        assert_eq!(node.remove(80), Some(80));
+        node.check(0);
+        assert_eq!(
+            node.key_at(slot),
+            80,
+            "the removed key stays as a stale copy"
+        );
+        // A model that now predicts one slot further left (as after shifts or a retrain).
+        node.model.intercept -= 1.0;
+        assert_eq!(node.insert(80, 8, &AlexConfig::default()), None);
+        assert_eq!(node.get(80), Some(&8));
+        assert_eq!(node.find(80), Some(slot - 1));
+        node.check(0);
+    }
+
+    #[test]
+    fn removing_ascending_keys_leaves_gaps_stale_and_the_tail_max() {
+        let keys: Vec<u64> = (0..40).collect();
+        let mut node = node(&keys);
+        for key in 0..20 {
+            assert_eq!(node.remove(key), Some(key));
+            assert_eq!(node.get(key), None);
+            node.check(0);
+        }
+        for key in (20..40).rev() {
+            assert_eq!(node.remove(key), Some(key));
+            node.check(0);
+        }
+        assert!((0..node.capacity()).all(|s| node.key_at(s) == u64::MAX));
+        for key in [5, 3, 30, 4] {
+            assert_eq!(node.insert(key, key, &AlexConfig::default()), None);
+            node.check(0);
+        }
+        assert_eq!(node.get(4), Some(&4));
     }
 }

@@ -1,6 +1,6 @@
 //! Model-based property tests: random sequences of insert/remove/get/range/bulk_load run
 //! against `AlexMap` and `std::collections::BTreeMap`, on sequential, reverse, uniform,
-//! lognormal, clustered and extreme keys; every result must agree, and the tree must pass
+//! lognormal, clustered, extreme and churning keys; every result must agree, and the tree must pass
 //! `check_invariants()` after each sequence. Each distribution runs with the default
 //! configuration and with a tiny one (small nodes, fanout 4) that forces expansions, sideways
 //! and downward splits within a few hundred operations.
@@ -19,6 +19,8 @@ enum Dist {
     Lognormal,
     Clustered,
     Extreme,
+    /// Few distinct keys, inserted and removed again and again.
+    Churn,
 }
 
 /// Turns random bits into a key of the distribution; `step` is the operation's index.
@@ -38,6 +40,7 @@ fn key_of(dist: Dist, raw: u64, step: usize) -> i64 {
             let cluster = (raw % 6) as i64;
             cluster * (1 << 58) - (1 << 60) + ((raw >> 8) % 2_000) as i64
         }
+        Dist::Churn => (raw % 512) as i64 * 3,
         Dist::Extreme => match raw % 6 {
             0 => i64::MIN + (raw >> 8) as i64 % 50,
             1 => i64::MAX - (raw >> 8) as i64 % 50,
@@ -58,6 +61,11 @@ enum Op {
     Range(u64, u64, u8),
     BulkLoad(u64, u16),
     FirstLast,
+    /// Remove up to `len` consecutive keys from an existing one, ascending or descending:
+    /// the pattern of `DELETE ... WHERE id BETWEEN a AND b`.
+    RemoveRun(u64, u16, bool),
+    /// Insert again a key removed earlier (a gap may still hold it).
+    Reinsert(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +76,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u64>(), any::<u64>(), 0u8..4).prop_map(|(a, b, kind)| Op::Range(a, b, kind)),
         1 => Just(Op::FirstLast),
         1 => (any::<u64>(), 0u16..600).prop_map(|(seed, n)| Op::BulkLoad(seed, n)),
+        1 => (any::<u64>(), 0u16..300, any::<bool>())
+            .prop_map(|(raw, n, descending)| Op::RemoveRun(raw, n, descending)),
+        2 => any::<u64>().prop_map(Op::Reinsert),
     ]
 }
 
@@ -91,6 +102,7 @@ fn existing_or_new(model: &BTreeMap<i64, u64>, dist: Dist, raw: u64, step: usize
 fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut map: AlexMap<i64, u64> = AlexMap::with_config(config).expect("valid config");
     let mut model = BTreeMap::new();
+    let mut removed: Vec<i64> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         match *op {
             Op::Insert(raw) => {
@@ -105,6 +117,37 @@ fn run(dist: Dist, config: AlexConfig, ops: &[Op]) -> Result<(), TestCaseError> 
             Op::Remove(raw) => {
                 let key = existing_or_new(&model, dist, raw, step);
                 prop_assert_eq!(map.remove(key), model.remove(&key), "remove {}", key);
+                removed.push(key);
+            }
+            Op::RemoveRun(raw, len, descending) => {
+                if model.is_empty() {
+                    continue;
+                }
+                let first = *model.keys().nth(raw as usize % model.len()).unwrap_or(&0);
+                let mut run: Vec<i64> = model
+                    .range(first..)
+                    .map(|(k, _)| *k)
+                    .take(len.into())
+                    .collect();
+                if descending {
+                    run.reverse();
+                }
+                for key in run {
+                    prop_assert_eq!(map.remove(key), model.remove(&key), "remove {}", key);
+                    removed.push(key);
+                }
+            }
+            Op::Reinsert(raw) => {
+                let Some(&key) = removed.get(raw as usize % removed.len().max(1)) else {
+                    continue;
+                };
+                prop_assert_eq!(
+                    map.insert(key, raw),
+                    model.insert(key, raw),
+                    "reinsert {}",
+                    key
+                );
+                prop_assert_eq!(map.get(key), Some(&raw), "get after reinsert {}", key);
             }
             Op::Get(raw) => {
                 let key = existing_or_new(&model, dist, raw, step);
@@ -203,4 +246,5 @@ distribution_tests! {
     agrees_with_btreemap_on_lognormal_keys: Dist::Lognormal,
     agrees_with_btreemap_on_clustered_keys: Dist::Clustered,
     agrees_with_btreemap_on_extreme_keys: Dist::Extreme,
+    agrees_with_btreemap_on_churning_keys: Dist::Churn,
 }

@@ -41,7 +41,7 @@ mod storage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ReplicatorError, Result};
-pub use priority::in_background;
+pub use priority::{in_background, lower_current_thread};
 pub use repair::RepairReport;
 pub use replicator::{ReplicatorOptions, ReplicatorStats, TableSnapshot, WalReplicator};
 pub use storage::without_hidden_columns;

@@ -137,6 +137,12 @@ pub fn in_background<T>(work: impl FnOnce() -> T) -> T {
     work()
 }
 
+/// Moves the calling thread to the lowest CPU and I/O priority for good: for the threads of
+/// a pool that runs only bulk work (a runtime's `on_thread_start`).
+pub fn lower_current_thread() {
+    set_thread(0, true);
+}
+
 /// The calling thread's kernel id.
 #[cfg(target_os = "linux")]
 #[expect(unsafe_code, reason = "gettid is a C function")]

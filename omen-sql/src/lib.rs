@@ -65,8 +65,9 @@ pub trait OmenTable: Send + Sync + Debug {
     fn lookup(&self, lookup: &KeyLookup) -> Result<Option<RecordBatch>, TableError>;
 
     /// The table's Parquet files and unflushed rows at the snapshot, for a scan that
-    /// resolves versions itself.
-    fn snapshot_source(&self) -> Result<SnapshotSource, TableError>;
+    /// resolves versions itself and keeps only the rows of `lookup` (if given): rows outside
+    /// it may be left out.
+    fn snapshot_source(&self, lookup: Option<&KeyLookup>) -> Result<SnapshotSource, TableError>;
 }
 
 /// Which path served a table scan.
@@ -239,6 +240,18 @@ enum KeyFilter {
 
 fn key_filter(expr: &Expr, key: &str) -> Option<KeyFilter> {
     match expr {
+        // DataFusion rewrites a short `IN` list into `=` joined by `OR`.
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => match (key_filter(left, key)?, key_filter(right, key)?) {
+            (KeyFilter::Points(mut a), KeyFilter::Points(b)) => {
+                a.extend(b);
+                Some(KeyFilter::Points(a))
+            }
+            _ => None,
+        },
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (value, op) = if is_key(left, key) {
                 (literal(right)?, *op)
@@ -404,7 +417,10 @@ impl TableProvider for OmenTableProvider {
                 batch
             }
             _ => {
-                let source = self.table.snapshot_source().map_err(external)?;
+                let source = self
+                    .table
+                    .snapshot_source(lookup.as_ref())
+                    .map_err(external)?;
                 let config = state.config();
                 let scan = OmenScanExec::try_new(
                     source,
@@ -440,6 +456,13 @@ mod tests {
     fn key_filters_combine_into_lookups() {
         let points = key_lookup(&[col("id").eq(lit(5i64))], "id");
         assert_eq!(points, Some(KeyLookup::Points(vec![5])));
+        let either = col("id").eq(lit(7i64)).or(col("id").eq(lit(2i64)));
+        assert_eq!(
+            key_lookup(&[either], "id"),
+            Some(KeyLookup::Points(vec![2, 7]))
+        );
+        let not_only_keys = col("id").eq(lit(7i64)).or(col("v").eq(lit(2i64)));
+        assert_eq!(key_lookup(&[not_only_keys], "id"), None);
         let in_list = key_lookup(
             &[
                 col("id").in_list(vec![lit(3i64), lit(1i64), lit(9i64)], false),

@@ -233,6 +233,10 @@ pub struct Db {
     /// LSN of the last batch applied to the tables, or `sql::APPLYING` during an apply.
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) runtime: tokio::runtime::Runtime,
+    /// The runtime of bulk statements (`crate::bulk`): its threads run at `SCHED_IDLE`, so
+    /// the plan of a statement larger than one log record takes only the CPU that shorter
+    /// statements leave (their plans run on `runtime`).
+    pub(crate) bulk_runtime: tokio::runtime::Runtime,
     pub(crate) sql_limits: crate::SqlLimits,
     pub(crate) sql_memory_limit: usize,
     /// The largest write one log record holds (`WalOptions::max_record_size`).
@@ -306,6 +310,16 @@ impl Db {
                 op: "start the SQL runtime",
                 source: e,
             })?;
+        let bulk_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.sql_threads.max(1))
+            .thread_name("omendb-bulk")
+            .thread_stack_size(SQL_THREAD_STACK)
+            .on_thread_start(omen_replicator::lower_current_thread)
+            .build()
+            .map_err(|e| Error::Io {
+                op: "start the SQL runtime of bulk statements",
+                source: e,
+            })?;
         Ok(Self {
             applied: Arc::new(AtomicU64::new(applied_at_open)),
             dir,
@@ -316,6 +330,7 @@ impl Db {
             writer: Mutex::new(()),
             throttle_timeout: options.throttle_timeout,
             runtime,
+            bulk_runtime,
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
             max_write_bytes: options.wal.max_record_size as usize,

@@ -39,6 +39,7 @@
 
 mod bounded;
 mod bounded_aggregate;
+mod bulk;
 mod checked;
 mod db;
 mod error;

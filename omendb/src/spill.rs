@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,12 +46,22 @@ struct RunTable {
     filter: Bloom,
 }
 
+/// One run: its tables' rows.
+type Run = BTreeMap<Arc<str>, RunTable>;
+
 /// The runs of one write set.
 #[derive(Debug)]
 pub(crate) struct Spill {
-    file: File,
     len: u64,
-    runs: Vec<BTreeMap<Arc<str>, RunTable>>,
+    view: SpillView,
+}
+
+/// The runs of a write set at one moment, readable while the write set goes on (a running
+/// statement reads its transaction's writes as they were when it began).
+#[derive(Clone, Debug)]
+pub(crate) struct SpillView {
+    file: Arc<File>,
+    runs: Vec<Arc<Run>>,
 }
 
 fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -63,15 +74,37 @@ impl Spill {
         std::fs::create_dir_all(dir).map_err(io("create the directory for spilled writes"))?;
         let file = tempfile::tempfile_in(dir).map_err(io("create a file for spilled writes"))?;
         Ok(Self {
-            file,
             len: 0,
-            runs: Vec::new(),
+            view: SpillView {
+                file: Arc::new(file),
+                runs: Vec::new(),
+            },
         })
     }
 
     /// Runs written so far.
     pub(crate) fn runs(&self) -> usize {
-        self.runs.len()
+        self.view.runs.len()
+    }
+
+    /// The runs as they are now.
+    pub(crate) fn view(&self) -> SpillView {
+        self.view.clone()
+    }
+
+    /// [`SpillView::get`] of the runs as they are now.
+    pub(crate) fn get(&self, table: &str, key: i64) -> Result<Option<Option<Row>>> {
+        self.view.get(table, key)
+    }
+
+    /// [`SpillView::merged`] of the runs as they are now.
+    pub(crate) fn merged<'a>(
+        &'a self,
+        table: &str,
+        memory: Option<&'a TableRows>,
+    ) -> MergedRows<'a> {
+        self.view
+            .merged(table, memory, (Bound::Unbounded, Bound::Unbounded))
     }
 
     /// Writes `tables` (name, key column, rows) as a new run, newer than every run before.
@@ -116,7 +149,8 @@ impl Spill {
                 });
                 offset += bytes.len() as u64;
                 if out.len() >= 1 << 20 {
-                    self.file
+                    self.view
+                        .file
                         .write_all_at(&out, written)
                         .map_err(io("write spilled writes"))?;
                     written += out.len() as u64;
@@ -125,14 +159,17 @@ impl Spill {
             }
             run.insert(Arc::clone(name), table);
         }
-        self.file
+        self.view
+            .file
             .write_all_at(&out, written)
             .map_err(io("write spilled writes"))?;
         self.len = offset;
-        self.runs.push(run);
+        self.view.runs.push(Arc::new(run));
         Ok(())
     }
+}
 
+impl SpillView {
     /// The newest spilled version of `key` of `table`: `None` if no run holds it,
     /// `Some(None)` if it was deleted.
     pub(crate) fn get(&self, table: &str, key: i64) -> Result<Option<Option<Row>>> {
@@ -161,12 +198,13 @@ impl Spill {
         decode_block(&bytes, key_index)
     }
 
-    /// The rows of `table`, by key, newest version of each, with `memory` (the write set's
-    /// rows not spilled) newer than every run.
+    /// The rows of `table` with keys in `range`, by key, newest version of each, with
+    /// `memory` (the write set's rows not spilled) newer than every run.
     pub(crate) fn merged<'a>(
         &'a self,
         table: &str,
         memory: Option<&'a TableRows>,
+        range: (Bound<i64>, Bound<i64>),
     ) -> MergedRows<'a> {
         let mut sources: Vec<Source<'a>> = self
             .runs
@@ -175,14 +213,15 @@ impl Spill {
             .map(|t| Source::Run {
                 spill: self,
                 table: t,
-                block: 0,
+                // The first block that may hold a key of the range.
+                block: t.blocks.partition_point(|b| below(b.last, range.0)),
                 rows: Vec::new().into_iter().peekable(),
             })
             .collect();
         if let Some(memory) = memory {
-            sources.push(Source::Memory(memory.iter().peekable()));
+            sources.push(Source::Memory(memory.range(range).peekable()));
         }
-        MergedRows { sources }
+        MergedRows { sources, range }
     }
 }
 
@@ -220,12 +259,12 @@ fn decode_block(bytes: &[u8], key_index: usize) -> Result<Vec<(i64, Option<Row>)
 /// One ordered source of a merge.
 enum Source<'a> {
     Run {
-        spill: &'a Spill,
+        spill: &'a SpillView,
         table: &'a RunTable,
         block: usize,
         rows: std::iter::Peekable<std::vec::IntoIter<(i64, Option<Row>)>>,
     },
-    Memory(std::iter::Peekable<std::collections::btree_map::Iter<'a, i64, Option<Row>>>),
+    Memory(std::iter::Peekable<std::collections::btree_map::Range<'a, i64, Option<Row>>>),
 }
 
 impl Source<'_> {
@@ -266,28 +305,48 @@ impl Source<'_> {
 pub(crate) struct MergedRows<'a> {
     /// Oldest first.
     sources: Vec<Source<'a>>,
+    range: (Bound<i64>, Bound<i64>),
+}
+
+/// Whether `key` lies below the range starting at `start`.
+fn below(key: i64, start: Bound<i64>) -> bool {
+    match start {
+        Bound::Included(low) => key < low,
+        Bound::Excluded(low) => key <= low,
+        Bound::Unbounded => false,
+    }
 }
 
 impl Iterator for MergedRows<'_> {
     type Item = Result<(i64, Option<Row>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut min: Option<i64> = None;
-        for source in &mut self.sources {
-            match source.head() {
-                Ok(Some(key)) => min = Some(min.map_or(key, |m| m.min(key))),
-                Ok(None) => {}
-                Err(e) => return Some(Err(e)),
+        loop {
+            let mut min: Option<i64> = None;
+            for source in &mut self.sources {
+                match source.head() {
+                    Ok(Some(key)) => min = Some(min.map_or(key, |m| m.min(key))),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                }
             }
-        }
-        let key = min?;
-        let mut newest = None;
-        for source in &mut self.sources {
-            if matches!(source.head(), Ok(Some(k)) if k == key) {
-                newest = source.take();
+            let key = min?;
+            let mut newest = None;
+            for source in &mut self.sources {
+                if matches!(source.head(), Ok(Some(k)) if k == key) {
+                    newest = source.take();
+                }
             }
+            // A run's first block may start below the range.
+            if below(key, self.range.0) {
+                continue;
+            }
+            if !self.range.contains(&key) {
+                self.sources.clear();
+                return None;
+            }
+            return newest.map(|row| Ok((key, row)));
         }
-        newest.map(|row| Ok((key, row)))
     }
 }
 

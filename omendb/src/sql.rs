@@ -16,7 +16,7 @@ use omen_replicator::WalReplicator;
 use omen_replicator::change::{OP_DELETE, OP_UPSERT};
 use std::collections::BTreeMap;
 
-use crate::write_set::{TableRows, WrittenRows};
+use crate::write_set::{WrittenRows, WrittenTable};
 use omen_replicator::change::{DataType, TableSchema, Value};
 use omen_sql::{KeyLookup, OmenTable, SnapshotFile, SnapshotSource, TableError};
 use omen_wal::Lsn;
@@ -100,7 +100,7 @@ pub(crate) struct SnapshotTable {
     /// Refuse a snapshot that compaction may have thinned (see [`SnapshotMoved`]).
     pub(crate) strict: bool,
     /// A transaction's writes to the table, read over its committed rows.
-    pub(crate) written: Option<Arc<TableRows>>,
+    pub(crate) written: Option<WrittenTable>,
     /// In a transaction: what tells whether the index still holds its snapshot's rows.
     pub(crate) conflicts: Option<Arc<crate::transaction::Conflicts>>,
 }
@@ -146,12 +146,12 @@ impl OmenTable for SnapshotTable {
             return Ok(None);
         };
         if let Some(written) = &self.written {
-            rows = over_written(&self.table.schema, rows, written, lookup);
+            rows = over_written(&self.table.schema, rows, written, lookup)?;
         }
         Ok(Some(rows_to_batch(&self.table.schema, &rows)?))
     }
 
-    fn snapshot_source(&self) -> Result<SnapshotSource, TableError> {
+    fn snapshot_source(&self, lookup: Option<&KeyLookup>) -> Result<SnapshotSource, TableError> {
         let mut source = match self.replicator.snapshot(&self.name, Lsn(self.lsn)) {
             Ok(snapshot) => {
                 if self.strict
@@ -185,6 +185,7 @@ impl OmenTable for SnapshotTable {
                 &source.stored_schema,
                 source.lsn,
                 written,
+                lookup,
             )?);
         }
         Ok(source)
@@ -231,9 +232,9 @@ pub(crate) fn row_key(schema: &TableSchema, row: &Row) -> i64 {
 pub(crate) fn over_written(
     schema: &TableSchema,
     rows: Vec<Row>,
-    written: &TableRows,
+    written: &WrittenTable,
     lookup: &KeyLookup,
-) -> Vec<Row> {
+) -> Result<Vec<Row>> {
     let mut merged: BTreeMap<i64, Row> =
         rows.into_iter().map(|r| (row_key(schema, &r), r)).collect();
     let mut put = |key: i64, row: &Option<Row>| match row {
@@ -247,18 +248,18 @@ pub(crate) fn over_written(
     match lookup {
         KeyLookup::Points(keys) => {
             for key in keys {
-                if let Some(row) = written.get(key) {
-                    put(*key, row);
+                if let Some(row) = written.get(*key)? {
+                    put(*key, &row);
                 }
             }
         }
         KeyLookup::Range(low, high) => {
-            for (key, row) in written.range((*low, *high)) {
+            for (key, row) in written.range((*low, *high))?.iter() {
                 put(*key, row);
             }
         }
     }
-    merged.into_values().collect()
+    Ok(merged.into_values().collect())
 }
 
 /// A transaction's `written` rows in the stored form of a snapshot's delta, at the snapshot's
@@ -268,8 +269,24 @@ fn written_batch(
     schema: &TableSchema,
     stored_schema: &SchemaRef,
     lsn: u64,
-    written: &TableRows,
+    written: &WrittenTable,
+    lookup: Option<&KeyLookup>,
 ) -> Result<RecordBatch, TableError> {
+    // Only the rows the scan keeps: a key read in a transaction that spilled reads a block
+    // a key, not every row it wrote.
+    let written = match lookup {
+        Some(KeyLookup::Points(keys)) => {
+            let mut rows = crate::write_set::TableRows::new();
+            for &key in keys {
+                if let Some(row) = written.get(key)? {
+                    rows.insert(key, row);
+                }
+            }
+            Arc::new(rows)
+        }
+        Some(KeyLookup::Range(low, high)) => written.range((*low, *high))?,
+        None => written.range((Bound::Unbounded, Bound::Unbounded))?,
+    };
     let mut ops = Vec::with_capacity(written.len());
     let rows: Vec<Row> = written
         .iter()
@@ -401,7 +418,7 @@ impl Iterator for QueryStream<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let stream = self.stream.as_mut()?;
-        let (runtime, interrupt) = (&self.db.runtime, &self.interrupt);
+        let (runtime, interrupt) = (self.db.sql_runtime(), &self.interrupt);
         // The plan's last operators run on this thread.
         let next = crate::limits::with_plan_stack(|| {
             runtime.block_on(
@@ -561,7 +578,7 @@ impl Db {
             lsn,
             routes,
         } = session;
-        let mut batches = self.runtime.block_on(interrupt.run(async {
+        let mut batches = self.sql_runtime().block_on(interrupt.run(async {
             let frame = context.execute_logical_plan(plan).await?;
             frame.collect().await
         }))?;
@@ -680,7 +697,7 @@ impl Db {
     pub fn describe_planned(&self, statement: DfStatement) -> Result<SqlDescription> {
         crate::limits::with_plan_stack(|| {
             let session = self.sql_session()?;
-            let plan = self.runtime.block_on(session.plan(statement))?;
+            let plan = self.sql_runtime().block_on(session.plan(statement))?;
             let parameters = plan.get_parameter_types()?;
             Ok(SqlDescription {
                 parameters,
@@ -707,7 +724,7 @@ impl Db {
         statement: DfStatement,
         interrupt: &Interrupt,
     ) -> Result<QueryStream<'_>> {
-        let stream = self.runtime.block_on(interrupt.run(async {
+        let stream = self.sql_runtime().block_on(interrupt.run(async {
             let plan = session.plan(statement).await?;
             if matches!(
                 plan,

@@ -148,9 +148,10 @@ impl Db {
         // In a transaction: its snapshot and its writes so far.
         let view = match &writes {
             Some(w) => {
-                // Spilled rows are read back only for the tables the statement reads.
-                let read = w.spilled().then(|| read_tables(&statement)).flatten();
-                Some(w.written(self.sql_memory_limit, read.as_ref())?)
+                // Only the tables the statement reads: their spilled rows are read back, and
+                // a write to a table the view holds goes aside until the statement ends.
+                let read = (!w.is_empty()).then(|| read_tables(&statement)).flatten();
+                Some(w.written(self.sql_memory_limit, read.as_ref()))
             }
             None => None,
         };
@@ -184,7 +185,7 @@ impl Db {
                 let session = self.sql_session_in(view.as_ref())?;
                 let lsn = session.lsn;
                 let plan = self
-                    .runtime
+                    .sql_runtime()
                     .block_on(interrupt.run(session.plan(statement)))?;
                 let LogicalPlan::Dml(dml) = plan else {
                     return Err(unsupported("this write statement"));
@@ -266,7 +267,7 @@ impl Db {
         self.retry_moved(written.is_none(), || {
             let session = self.sql_session_in(written)?;
             let plan = self
-                .runtime
+                .sql_runtime()
                 .block_on(interrupt.run(session.plan(statement.clone())))?;
             match plan {
                 LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Copy(_) => Err(
@@ -337,7 +338,7 @@ impl Db {
         let session = self.sql_session()?;
         // Not `SqlSession::plan`: the table a DDL statement names need not exist.
         let plan = self
-            .runtime
+            .sql_runtime()
             .block_on(session.context.state().statement_to_plan(statement))?;
         let LogicalPlan::Ddl(ddl) = plan else {
             return Err(unsupported("this statement"));
@@ -390,7 +391,9 @@ impl Db {
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_default_features()
             .build();
-        let plan = self.runtime.block_on(state.statement_to_plan(statement))?;
+        let plan = self
+            .sql_runtime()
+            .block_on(state.statement_to_plan(statement))?;
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => create
                 .input
@@ -403,19 +406,42 @@ impl Db {
         }
     }
 
-    /// A write statement larger than one log record, on its own: run as a transaction
-    /// (holding `writer`, the writer lock an `UPDATE` or `DELETE` took before its read).
+    /// A write statement larger than one log record, on its own: run as a transaction, whose
+    /// writes spill and commit as a group. Other writers go on while it is built: an `UPDATE`
+    /// or `DELETE` gives up the writer lock it took before its read (`writer`), and its
+    /// commit checks that no other commit wrote its rows since its snapshot. If one did, it
+    /// runs once more holding the lock from its read to its commit, as a small one does.
     fn run_large(
         &self,
         statement: DfStatement,
         interrupt: &Interrupt,
         writer: Option<std::sync::MutexGuard<'_, ()>>,
     ) -> Result<QueryResult> {
+        let locked = writer.is_some();
+        drop(writer);
+        let optimistic = self.run_as_transaction(statement.clone(), interrupt, None);
+        match optimistic {
+            Err(Error::SerializationFailure(_)) if locked => {
+                let writer = self.lock_writer();
+                self.run_as_transaction(statement, interrupt, Some(&writer))
+            }
+            done => done,
+        }
+    }
+
+    /// Runs `statement` in a transaction of its own and commits it (holding `writer`, if
+    /// given, from the start).
+    fn run_as_transaction(
+        &self,
+        statement: DfStatement,
+        interrupt: &Interrupt,
+        writer: Option<&std::sync::MutexGuard<'_, ()>>,
+    ) -> Result<QueryResult> {
         let mut transaction = self.begin();
         // Bulk work takes the CPU shorter statements leave; its commit, which other writers
         // wait for, runs at normal priority.
-        let result = omen_replicator::in_background(|| transaction.run(statement, interrupt))?;
-        match &writer {
+        let result = self.in_bulk(|| transaction.run(statement, interrupt))?;
+        match writer {
             Some(writer) => transaction.commit_locked(writer)?,
             None => transaction.commit()?,
         };
@@ -447,14 +473,14 @@ impl Db {
         // The rows are streamed, so a write too large for one log record is refused once
         // its values alone exceed the record, not after all of it is built.
         let context = session.context;
-        let mut rows = self.runtime.block_on(interrupt.run(async {
+        let mut rows = self.sql_runtime().block_on(interrupt.run(async {
             let frame = context.execute_logical_plan(input).await?;
             Ok::<_, Error>(frame.execute_stream().await?)
         }))?;
         let mut count = 0u64;
         let mut bytes = 0usize;
         loop {
-            let next = self.runtime.block_on(interrupt.run(async {
+            let next = self.sql_runtime().block_on(interrupt.run(async {
                 Ok::<_, Error>(futures::StreamExt::next(&mut rows).await.transpose()?)
             }))?;
             let Some(part) = next else { break };

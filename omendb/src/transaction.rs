@@ -39,7 +39,7 @@ use crate::interrupt::Interrupt;
 use crate::row::Row;
 use crate::sql::APPLYING;
 pub use crate::write_set::{Savepoint, WrittenRows};
-use crate::write_set::{TableRows, WriteSet, read_back};
+use crate::write_set::{WriteSet, WrittenTable};
 use crate::{QueryResult, QueryStream};
 use omen_sql::KeyLookup;
 
@@ -365,37 +365,15 @@ impl Transaction<'_> {
             Some(rows) => rows,
             None => self.versions_at(table, &t, lookup, snapshot)?,
         };
-        Ok(match self.writes_of(table, lookup)? {
-            Some(written) => crate::sql::over_written(&t.schema, committed, &written, lookup),
+        Ok(match self.writes_of(table) {
+            Some(written) => crate::sql::over_written(&t.schema, committed, &written, lookup)?,
             None => committed,
         })
     }
 
-    /// This transaction's writes to `table` that `lookup` reads, if it wrote to it.
-    fn writes_of(&self, table: &str, lookup: &KeyLookup) -> Result<Option<Arc<TableRows>>> {
-        let Some(memory) = self.writes.tables.get(table) else {
-            return Ok(None);
-        };
-        let Some(spill) = self.writes.spill.as_ref().filter(|s| s.runs() > 0) else {
-            return Ok(Some(Arc::clone(&memory.rows)));
-        };
-        let mut rows = TableRows::new();
-        match lookup {
-            KeyLookup::Points(keys) => {
-                for &key in keys {
-                    if let Some(row) = self.writes.get(table, key)? {
-                        rows.insert(key, row);
-                    }
-                }
-            }
-            KeyLookup::Range(low, high) => {
-                let range = (*low, *high);
-                let limit = self.db.sql_memory_limit;
-                let keep = |key: i64| range.contains(&key);
-                rows = read_back(spill, table, &memory.rows, keep, limit, &mut 0)?;
-            }
-        }
-        Ok(Some(Arc::new(rows)))
+    /// This transaction's writes to `table`, if it wrote to it.
+    fn writes_of(&self, table: &str) -> Option<WrittenTable> {
+        self.writes.written_table(table, self.db.sql_memory_limit)
     }
 
     /// The committed rows matching `lookup` at `snapshot`, from the replicator's versions
@@ -514,6 +492,7 @@ impl Transaction<'_> {
             // Past a spill the write set can only be rolled back whole: it says so then.
             let _ = self.writes.rollback_to(savepoint);
         }
+        self.writes.settle();
         applied
     }
 
@@ -571,13 +550,14 @@ impl Transaction<'_> {
             // Past a spill the write set can only be rolled back whole: it says so then.
             let _ = self.writes.rollback_to(savepoint);
         }
+        self.writes.settle();
         result
     }
 
     /// What the transaction has written, for a query streamed outside it
     /// ([`Db::sql_stream_parsed_in`]).
     pub fn written(&self) -> Result<WrittenRows> {
-        let mut written = self.writes.written(self.db.sql_memory_limit, None)?;
+        let mut written = self.writes.written(self.db.sql_memory_limit, None);
         written.snapshot = self.start();
         Ok(written)
     }
@@ -616,6 +596,10 @@ impl Transaction<'_> {
         };
         self.writes.check_usable()?;
         self.check_age()?;
+        assert!(
+            self.writes.is_settled(),
+            "a write set committed mid-statement"
+        );
         let spilled = self.writes.spilled();
         {
             let catalog = db.catalog();

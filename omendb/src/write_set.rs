@@ -7,19 +7,24 @@
 //!   there first, then at the runs newest first;
 //! - `bytes` counts the memory part's values and undo entries and stays within the budget
 //!   after each write (a write past it spills everything first);
+//! - a write goes to a table's `pending` rows only while a read still shares its `rows` (a
+//!   statement writing what it reads): copying `rows` then would cost every statement of a
+//!   large transaction the size of all its writes. `settle` moves them into `rows` once the
+//!   statement ended; `pending` is empty between statements;
 //! - a savepoint taken before a spill cannot be rolled back to exactly (the undo entries
 //!   that would restore it were spilled with the rows): trying marks the write set
 //!   `broken`, and a broken write set refuses every write and its commit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::db::Table;
 use crate::error::{Error, LimitKind, Result};
 use crate::row::Row;
-use crate::spill::Spill;
 pub(crate) use crate::spill::TableRows;
+use crate::spill::{Spill, SpillView};
 
 /// A point in a transaction to roll back to ([`crate::Transaction::savepoint`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,12 +34,12 @@ pub struct Savepoint {
     total: u64,
 }
 
-/// What a transaction wrote, as its reads see it: each table's written rows at one moment,
-/// shared (a later write copies them rather than change what a running read sees).
+/// What a transaction wrote, as its reads see them: each table's written rows at one moment
+/// (a later write does not change what a running read sees).
 #[derive(Clone, Debug, Default)]
 pub struct WrittenRows {
     pub(crate) snapshot: u64,
-    pub(crate) tables: HashMap<String, Arc<TableRows>>,
+    pub(crate) tables: HashMap<String, WrittenTable>,
 }
 
 impl WrittenRows {
@@ -44,14 +49,88 @@ impl WrittenRows {
     }
 
     /// The rows written to `table`, if any.
-    pub(crate) fn table(&self, table: &str) -> Option<&Arc<TableRows>> {
+    pub(crate) fn table(&self, table: &str) -> Option<&WrittenTable> {
         self.tables.get(table)
     }
 
     /// Whether nothing was written.
     pub(crate) fn is_empty(&self) -> bool {
-        self.tables.values().all(|rows| rows.is_empty())
+        self.tables.values().all(WrittenTable::is_empty)
     }
+}
+
+/// A transaction's writes to one table as a read sees them: the rows in memory over the
+/// runs spilled to disk. The runs are read lazily: a key costs one block read, and only a
+/// range read brings rows back into memory, within a limit.
+#[derive(Clone, Debug)]
+pub(crate) struct WrittenTable {
+    name: Arc<str>,
+    memory: Arc<TableRows>,
+    spill: Option<SpillView>,
+    /// Bytes a read may bring back into memory from the runs (`54000` past it).
+    limit: usize,
+}
+
+impl WrittenTable {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.memory.is_empty() && self.spill.is_none()
+    }
+
+    /// The entry for `key`: `None` if it was not written, `Some(None)` if it was deleted.
+    pub(crate) fn get(&self, key: i64) -> Result<Option<Option<Row>>> {
+        if let Some(row) = self.memory.get(&key) {
+            return Ok(Some(row.clone()));
+        }
+        match &self.spill {
+            Some(spill) => spill.get(&self.name, key),
+            None => Ok(None),
+        }
+    }
+
+    /// The entries with keys in `range`, by key.
+    pub(crate) fn range(&self, range: (Bound<i64>, Bound<i64>)) -> Result<Arc<TableRows>> {
+        match &self.spill {
+            None if range == (Bound::Unbounded, Bound::Unbounded) => Ok(Arc::clone(&self.memory)),
+            None => Ok(Arc::new(
+                self.memory
+                    .range(range)
+                    .map(|(k, row)| (*k, row.clone()))
+                    .collect(),
+            )),
+            Some(spill) => {
+                let mut rows = TableRows::new();
+                let mut bytes = 0usize;
+                for item in spill.merged(&self.name, Some(&self.memory), range) {
+                    let (key, row) = item?;
+                    bytes = bytes.saturating_add(read_back_bytes(row.as_ref()));
+                    if bytes > self.limit {
+                        return Err(Error::Limit {
+                            kind: LimitKind::SpilledReadBytes,
+                            found: bytes,
+                            limit: self.limit,
+                        });
+                    }
+                    rows.insert(key, row);
+                }
+                Ok(Arc::new(rows))
+            }
+        }
+    }
+}
+
+/// The memory a row read back from a run takes while a query reads it: its map entry and its
+/// values, twice (the map, and the rows a record batch is built from), and its values once
+/// more in the batch.
+fn read_back_bytes(row: Option<&Row>) -> usize {
+    let values = row.map_or(0, |row| {
+        row.iter()
+            .map(|v| match v {
+                crate::Value::Utf8(text) => std::mem::size_of::<crate::Value>() + text.len(),
+                _ => std::mem::size_of::<crate::Value>(),
+            })
+            .sum()
+    });
+    2 * (64 + values) + row_bytes(row)
 }
 
 /// One table's part of a write set.
@@ -59,8 +138,31 @@ impl WrittenRows {
 pub(crate) struct TableWrites {
     /// The table as it was at the first write: a commit fails if it changed since.
     pub(crate) table: Arc<Table>,
-    /// The rows not spilled.
+    /// The rows not spilled (but for `pending`).
     pub(crate) rows: Arc<TableRows>,
+    /// Rows written while a read shared `rows`, newer than them.
+    pending: TableRows,
+}
+
+impl TableWrites {
+    /// The entry for `key`, newest first.
+    fn get(&self, key: i64) -> Option<&Option<Row>> {
+        self.pending.get(&key).or_else(|| self.rows.get(&key))
+    }
+
+    /// The rows not spilled, as a read sees them.
+    pub(crate) fn rows(&self) -> Arc<TableRows> {
+        if self.pending.is_empty() {
+            return Arc::clone(&self.rows);
+        }
+        let mut rows = TableRows::clone(&self.rows);
+        rows.extend(self.pending.iter().map(|(k, row)| (*k, row.clone())));
+        Arc::new(rows)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.pending.is_empty()
+    }
 }
 
 /// Undoes one write: the table's entry for `key` as it was before.
@@ -105,35 +207,6 @@ fn row_bytes(row: Option<&Row>) -> usize {
     row.map_or(8, |row| row.iter().map(crate::statement::value_bytes).sum())
 }
 
-/// The rows of `table` in `spill` and `memory` (newest of each key) whose keys `keep`
-/// takes, counting their bytes into `bytes`: past `limit`, `54000`.
-pub(crate) fn read_back(
-    spill: &Spill,
-    table: &str,
-    memory: &TableRows,
-    keep: impl Fn(i64) -> bool,
-    limit: usize,
-    bytes: &mut usize,
-) -> Result<TableRows> {
-    let mut rows = TableRows::new();
-    for item in spill.merged(table, Some(memory)) {
-        let (key, row) = item?;
-        if !keep(key) {
-            continue;
-        }
-        *bytes = bytes.saturating_add(row_bytes(row.as_ref()) + 32);
-        if *bytes > limit {
-            return Err(Error::Limit {
-                kind: LimitKind::SpilledReadBytes,
-                found: *bytes,
-                limit,
-            });
-        }
-        rows.insert(key, row);
-    }
-    Ok(rows)
-}
-
 impl WriteSet {
     pub(crate) fn savepoint(&self) -> Savepoint {
         Savepoint {
@@ -143,9 +216,26 @@ impl WriteSet {
         }
     }
 
+    /// Moves the rows written while a read shared a table's rows into them (after the read
+    /// ended, so nothing is copied).
+    pub(crate) fn settle(&mut self) {
+        for t in self.tables.values_mut() {
+            if !t.pending.is_empty() {
+                let pending = std::mem::take(&mut t.pending);
+                Arc::make_mut(&mut t.rows).extend(pending);
+            }
+        }
+    }
+
+    /// Whether no write waits in a `pending` map (true between statements).
+    pub(crate) fn is_settled(&self) -> bool {
+        self.tables.values().all(|t| t.pending.is_empty())
+    }
+
     /// Undoes the writes since `savepoint`. Fails, and leaves the write set good for a
     /// rollback only, if it spilled since.
     pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
+        self.settle();
         if self.spill.as_ref().map_or(0, Spill::runs) > savepoint.runs {
             self.broken = true;
             return Err(self.broken_error());
@@ -184,7 +274,7 @@ impl WriteSet {
     /// What the transaction wrote for `key` of `table`: `None` if nothing, `Some(None)` if it
     /// deleted the row.
     pub(crate) fn get(&self, table: &str, key: i64) -> Result<Option<Option<Row>>> {
-        if let Some(row) = self.tables.get(table).and_then(|t| t.rows.get(&key)) {
+        if let Some(row) = self.tables.get(table).and_then(|t| t.get(key)) {
             return Ok(Some(row.clone()));
         }
         match &self.spill {
@@ -196,14 +286,14 @@ impl WriteSet {
     /// Whether `key` of `table` exists as the transaction wrote it: `None` if it did not
     /// write it.
     pub(crate) fn exists(&self, table: &str, key: i64) -> Result<Option<bool>> {
-        if let Some(row) = self.tables.get(table).and_then(|t| t.rows.get(&key)) {
+        if let Some(row) = self.tables.get(table).and_then(|t| t.get(key)) {
             return Ok(Some(row.is_some()));
         }
         Ok(self.get(table, key)?.map(|row| row.is_some()))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.tables.values().all(|t| t.rows.is_empty())
+        self.tables.values().all(TableWrites::is_empty)
             && self.spill.as_ref().is_none_or(|s| s.runs() == 0)
     }
 
@@ -212,37 +302,35 @@ impl WriteSet {
         self.spill.as_ref().is_some_and(|s| s.runs() > 0)
     }
 
-    /// The writes as reads see them. Spilled rows are read back into memory, of the tables
-    /// in `read` only (all if `None`), at most `limit` bytes of them (a query in a transaction
-    /// that wrote more fails with `54000`).
-    pub(crate) fn written(
-        &self,
-        limit: usize,
-        read: Option<&HashSet<String>>,
-    ) -> Result<WrittenRows> {
-        let mut tables = HashMap::new();
-        let mut bytes = 0usize;
-        for (name, t) in &self.tables {
-            let rows = match &self.spill {
-                Some(_) if read.is_some_and(|read| !read.contains(name.as_ref())) => continue,
-                Some(spill) if spill.runs() > 0 => Arc::new(read_back(
-                    spill,
-                    name,
-                    &t.rows,
-                    |_| true,
-                    limit,
-                    &mut bytes,
-                )?),
-                _ => Arc::clone(&t.rows),
-            };
-            if !rows.is_empty() {
-                tables.insert(name.to_string(), rows);
-            }
-        }
-        Ok(WrittenRows {
+    /// The writes to the tables in `read` (all if `None`) as reads see them; a range read
+    /// brings at most `limit` bytes of spilled rows back into memory (`54000` past it).
+    pub(crate) fn written(&self, limit: usize, read: Option<&HashSet<String>>) -> WrittenRows {
+        let tables = self
+            .tables
+            .keys()
+            .filter(|name| read.is_none_or(|read| read.contains(name.as_ref())))
+            .filter_map(|name| Some((name.to_string(), self.written_table(name, limit)?)))
+            .collect();
+        WrittenRows {
             snapshot: self.snapshot,
             tables,
-        })
+        }
+    }
+
+    /// The writes to `table` as reads see them, if any (see [`WriteSet::written`]).
+    pub(crate) fn written_table(&self, table: &str, limit: usize) -> Option<WrittenTable> {
+        let (name, t) = self.tables.get_key_value(table)?;
+        let written = WrittenTable {
+            name: Arc::clone(name),
+            memory: t.rows(),
+            spill: self
+                .spill
+                .as_ref()
+                .filter(|s| s.runs() > 0)
+                .map(Spill::view),
+            limit,
+        };
+        (!written.is_empty()).then_some(written)
     }
 
     /// Writes `row` (or a delete) for `key` of `table`, within `limits`.
@@ -263,12 +351,13 @@ impl WriteSet {
                 .or_insert_with(|| TableWrites {
                     table: Arc::clone(table),
                     rows: Arc::default(),
+                    pending: TableRows::new(),
                 }),
         };
         if !Arc::ptr_eq(&entry.table, table) {
             return Err(crate::transaction::schema_changed(name));
         }
-        let previous = entry.rows.get(&key).cloned();
+        let previous = entry.get(key).cloned();
         let written = row_bytes(row.as_ref());
         let bytes = written + previous.as_ref().map_or(0, |p| row_bytes(p.as_ref()));
         let total = self.total.saturating_add(written as u64);
@@ -279,7 +368,10 @@ impl WriteSet {
                 limit: usize::try_from(limits.total).unwrap_or(usize::MAX),
             });
         }
-        Arc::make_mut(&mut entry.rows).insert(key, row);
+        match Arc::get_mut(&mut entry.rows) {
+            Some(rows) => rows.insert(key, row),
+            None => entry.pending.insert(key, row),
+        };
         let table_name = match self.tables.get_key_value(name) {
             Some((name, _)) => Arc::clone(name),
             None => Arc::from(name),
@@ -300,6 +392,7 @@ impl WriteSet {
 
     /// Moves the memory part to a new run on disk.
     fn spill_all(&mut self, limits: &WriteLimits) -> Result<()> {
+        self.settle();
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill::new(&limits.dir)?),

@@ -247,13 +247,18 @@ fn one_session_cannot_hoard_statements_portals_or_settings() {
     assert!(clean, "{stderr}");
 }
 
+/// Issue 30's bulk write: `INSERT ... SELECT` of 10M rows commits whole, in memory bounded by
+/// what the index holds once it committed (the write set spills; nothing holds it all besides
+/// the index), while another writer commits beside it and never sees part of it. The writer's
+/// latency is a benchmark figure (`scripts/bench_bulk_insert.sh`), not asserted here.
 #[test]
 fn a_write_larger_than_memory_commits_whole_while_other_writers_keep_going() {
+    const ROWS: u64 = 10_000_000;
     let dir = TempDir::new("hostile-bulk");
     // A small write-set budget, so that the bulk write spills many times.
     let config = config(&dir, "[server]\ntransaction_memory_mb = 8\n");
     let server = Server::start_with_config(&dir.path().join("db"), &config, &[]);
-    runtime().block_on(async {
+    let settled = runtime().block_on(async {
         let client = connect(server.port).await;
         client
             .batch_execute(
@@ -262,14 +267,14 @@ fn a_write_larger_than_memory_commits_whole_while_other_writers_keep_going() {
             )
             .await
             .unwrap();
-        // 1.5M rows of ~120 bytes: 180 MB of values, 11 records of 16 MiB, 22 spills.
+        // 10M rows of ~30 bytes of values: 300 MB, about 20 records of 16 MiB, many spills.
         let bulk = tokio::spawn(async move {
             let started = Instant::now();
             client
-                .batch_execute(
-                    "INSERT INTO big SELECT value, value + 0, repeat('x', 100) \
-                     FROM generate_series(1, 1500000)",
-                )
+                .batch_execute(&format!(
+                    "INSERT INTO big SELECT value, value + 0, repeat('x', 10) \
+                     FROM generate_series(1, {ROWS})"
+                ))
                 .await
                 .unwrap();
             (client, started.elapsed())
@@ -288,7 +293,7 @@ fn a_write_larger_than_memory_commits_whole_while_other_writers_keep_going() {
             latencies.push(started.elapsed());
             let seen = scalar(&other, "SELECT count(*) FROM big").await.unwrap();
             assert!(
-                seen == "0" || seen == "1500000",
+                seen == "0" || seen == ROWS.to_string(),
                 "saw {seen} rows of the bulk write"
             );
         }
@@ -296,7 +301,7 @@ fn a_write_larger_than_memory_commits_whole_while_other_writers_keep_going() {
         latencies.sort();
         let median = latencies[latencies.len() / 2];
         eprintln!(
-            "1.5M-row INSERT ... SELECT took {took:?}; {} one-row INSERTs beside it, median \
+            "{ROWS}-row INSERT ... SELECT took {took:?}; {} one-row INSERTs beside it, median \
              {median:?}, max {:?}",
             latencies.len(),
             latencies.last().unwrap()
@@ -304,16 +309,26 @@ fn a_write_larger_than_memory_commits_whole_while_other_writers_keep_going() {
         assert!(latencies.len() > 10, "the other writer was held back");
         assert!(median < Duration::from_millis(200), "median {median:?}");
         let count = scalar(&client, "SELECT count(*) FROM big").await;
-        assert_eq!(count.as_deref(), Some("1500000"));
+        assert_eq!(count.as_deref(), Some(ROWS.to_string().as_str()));
         let sums = scalar(&client, "SELECT sum(v) - sum(id) + sum(length(s)) FROM big").await;
-        assert_eq!(sums.as_deref(), Some("150000000"));
+        assert_eq!(sums.as_deref(), Some((ROWS * 10).to_string().as_str()));
         responsive(server.port).await;
+        server.rss()
     });
     let peak = server.peak_rss();
-    eprintln!("peak RSS after the bulk write: {} MiB", peak >> 20);
-    // The index holds the rows (about 200 bytes each here); the write set is not held
-    // besides them.
-    assert!(peak < 900 << 20, "peak RSS {} MiB", peak >> 20);
+    eprintln!(
+        "RSS holding the committed rows: {} MiB; peak during the bulk write: {} MiB",
+        settled >> 20,
+        peak >> 20
+    );
+    // The bound (docs/sql.md): the index holds the committed rows; beyond that, the write
+    // set's memory budget, the log records of the commit and DataFusion's batches.
+    assert!(
+        peak < settled + (768 << 20),
+        "peak RSS {} MiB, {} MiB once committed",
+        peak >> 20,
+        settled >> 20
+    );
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }

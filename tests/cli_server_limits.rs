@@ -34,6 +34,17 @@ fn running_statements(metrics_port: u16) -> u64 {
         .unwrap()
 }
 
+/// The server runtime's threads (workers and blocking threads) of process `pid`.
+fn server_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "omendb-serve")
+        })
+        .count()
+}
+
 /// Waits (bounded) until no statement runs in the server.
 fn wait_idle(metrics_port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -590,6 +601,30 @@ fn a_client_that_stops_reading_stops_its_query_and_the_server_stays_small() {
         "RSS grew by {} MiB",
         (later - idle) >> 20
     );
+    // More readers that stop: each holds its buffered batches, but no thread while it waits
+    // (the server's blocking threads idle out after tokio's 10 s keep-alive).
+    let stalled: Vec<_> = (0..12)
+        .map(|_| {
+            let mut socket = cli_support::raw_login(server.port).unwrap();
+            socket
+                .write_all(&cli_support::message(b'Q', query.as_bytes()))
+                .unwrap();
+            socket
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(14));
+    assert_eq!(
+        running_statements(metrics),
+        13,
+        "the queries still wait to send"
+    );
+    let threads = server_threads(server.pid());
+    eprintln!("server threads with 13 readers that stopped: {threads}");
+    assert!(
+        threads < 8,
+        "{threads} server threads: stopped readers hold threads"
+    );
+    drop(stalled);
     // The rows that were sent are real rows; then the client goes away and the query ends.
     let (kind, _) = cli_support::read_message(&mut socket).unwrap();
     assert_eq!(kind, b'T', "a row description first");

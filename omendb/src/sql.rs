@@ -370,7 +370,9 @@ pub(crate) fn snapshot_source(snapshot: TableSnapshot) -> SnapshotSource {
 /// The batches of a query as they are computed ([`Db::sql_stream`]); dropping it cancels the
 /// query.
 pub struct QueryStream<'a> {
-    db: &'a Db,
+    /// The runtime the plan runs on (the database's; see [`QueryStream::detach`]).
+    runtime: tokio::runtime::Handle,
+    _db: std::marker::PhantomData<&'a Db>,
     /// `None` once the stream ended or failed.
     stream: Option<datafusion::execution::SendableRecordBatchStream>,
     interrupt: Interrupt,
@@ -390,12 +392,27 @@ impl<'a> QueryStream<'a> {
             routes.push(route);
         }
         QueryStream {
-            db,
+            runtime: db.sql_runtime().handle().clone(),
+            _db: std::marker::PhantomData,
             stream: Some(Box::pin(
                 datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches),
             )),
             interrupt: interrupt.clone(),
             routes,
+        }
+    }
+
+    /// The same stream, no longer tied to a borrow of the database: for a caller that moves
+    /// it between threads (a server computes each batch on a blocking thread and waits for
+    /// its client without one). The database must stay open while it is read: after it
+    /// closed, reading fails.
+    pub fn detach(self) -> QueryStream<'static> {
+        QueryStream {
+            runtime: self.runtime,
+            _db: std::marker::PhantomData,
+            stream: self.stream,
+            interrupt: self.interrupt,
+            routes: self.routes,
         }
     }
 
@@ -418,7 +435,7 @@ impl Iterator for QueryStream<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let stream = self.stream.as_mut()?;
-        let (runtime, interrupt) = (self.db.sql_runtime(), &self.interrupt);
+        let (runtime, interrupt) = (&self.runtime, &self.interrupt);
         // The plan's last operators run on this thread.
         let next = crate::limits::with_plan_stack(|| {
             runtime.block_on(
@@ -527,7 +544,7 @@ impl Db {
     ) -> Result<SqlSession> {
         let routes = RouteLog::default();
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
-        let threads = self.runtime.metrics().num_workers().max(1);
+        let threads = self.sql_runtime().metrics().num_workers().max(1);
         let config = SessionConfig::new().with_target_partitions(threads);
         // Each query gets its own pool: sorts and aggregations spill to disk beyond it,
         // other operators fail with ResourcesExhausted rather than grow without bound.
@@ -741,7 +758,8 @@ impl Db {
             Ok(frame.execute_stream().await?)
         }))?;
         Ok(QueryStream {
-            db: self,
+            runtime: self.sql_runtime().handle().clone(),
+            _db: std::marker::PhantomData,
             stream: Some(stream),
             interrupt: interrupt.clone(),
             routes: session.routes,

@@ -128,6 +128,38 @@ async fn execute(
 /// How many computed batches wait for a client that reads slowly (each up to 8192 rows).
 const STREAM_BUFFER: usize = 2;
 
+/// Computes a query's batches one at a time on a blocking thread and hands them to `batches`,
+/// waiting for room without a thread: a client that stops reading holds no thread, only its
+/// buffered batches, until its statement's timeout, a cancel request or a disconnect ends
+/// the query (dropping the stream). `db` stays open while the stream is read.
+async fn pump(
+    db: Arc<Db>,
+    mut stream: omendb::QueryStream<'static>,
+    batches: tokio::sync::mpsc::Sender<Result<RecordBatch, omendb::Error>>,
+    signal: omendb::Interrupt,
+) {
+    loop {
+        let computed = tokio::task::spawn_blocking(move || {
+            let next = stream.next();
+            (stream, next)
+        })
+        .await;
+        let Ok((rest, Some(batch))) = computed else {
+            break;
+        };
+        stream = rest;
+        let sent = tokio::select! {
+            biased;
+            _ = signal.given() => false,
+            sent = batches.send(batch) => sent.is_ok(),
+        };
+        if !sent {
+            break;
+        }
+    }
+    drop(db);
+}
+
 /// Runs a query and streams its rows to the client as they are computed, with backpressure:
 /// a client that stops reading stops the query (its thread waits for room), and one that
 /// goes away or cancels ends it. The statement timeout covers the whole stream.
@@ -169,22 +201,8 @@ async fn stream_query(
                 {
                     return;
                 }
-                let runtime = tokio::runtime::Handle::current();
-                for batch in stream {
-                    // Waiting for a client that does not read ends with the statement's
-                    // timeout, a cancel request or a disconnect.
-                    let sent = runtime.block_on(async {
-                        tokio::select! {
-                            biased;
-                            _ = signal.given() => false,
-                            sent = batch_tx.send(batch) => sent.is_ok(),
-                        }
-                    });
-                    if !sent {
-                        // Dropping the stream ends the query.
-                        return;
-                    }
-                }
+                let stream = stream.detach();
+                tokio::runtime::Handle::current().spawn(pump(database, stream, batch_tx, signal));
             }
         }
     });

@@ -519,6 +519,47 @@ fn rows_patterns_and_lists_as_postgresql() {
     assert!(clean, "{stderr}");
 }
 
+/// `generate_series` with bound parameters (typed, as PostgreSQL needs them: it cannot
+/// choose among its overloads for `generate_series($1, $2)`), and `pg_typeof`.
+#[test]
+fn table_functions_take_parameters_and_pg_typeof_names_types() {
+    let dir = TempDir::new("pg-series");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let row = client
+            .query_one(
+                "SELECT count(*), sum(g) FROM generate_series($1::bigint, $2::bigint) AS s(g)",
+                &[&3i64, &7i64],
+            )
+            .await
+            .unwrap();
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (5, 25));
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM generate_series($1::int, $2::int, $3::int)",
+                &[&1i32, &10i32, &3i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 4);
+        let (_, values) = first_row(
+            &client,
+            "SELECT pg_typeof(1::bigint), pg_typeof(1.5::float8), pg_typeof('a'::text), \
+             pg_typeof(true), pg_typeof(date '2024-01-01'), pg_typeof(ARRAY[1, 2])",
+        )
+        .await;
+        let expected = ["bigint", "double precision", "text", "boolean", "date"];
+        assert_eq!(&values[..5], expected.map(|t| Some(t.to_string())));
+        assert!(
+            values[5].as_deref().is_some_and(|t| t.ends_with("[]")),
+            "{values:?}"
+        );
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 /// A prepared statement whose columns change type (the table was recreated) is refused as
 /// PostgreSQL refuses it (0A000), not answered with its values cast to the old types (text
 /// read as NULL, a double sent as text).

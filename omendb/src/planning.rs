@@ -12,20 +12,26 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::Result;
+use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::registry::FunctionRegistry;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::optimizer::analyzer::Analyzer;
 use datafusion::optimizer::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::Expr;
 use datafusion::prelude::SessionConfig;
 
 /// Fails planning once the statement's signal was given; changes nothing otherwise.
@@ -125,6 +131,70 @@ impl OptimizerRule for Folding {
     }
 }
 
+/// A table function called with its arguments folded to literals, integers as `BIGINT`:
+/// DataFusion's `generate_series` and `range` take literals only, and a statement's bound
+/// parameters (`generate_series($1, $2)`) reach them as casts of literals.
+#[derive(Debug)]
+struct FoldedArguments(Arc<dyn TableFunctionImpl>);
+
+impl TableFunctionImpl for FoldedArguments {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                FOLDING.with(|f| f.set(self.0));
+            }
+        }
+        let _reset = Reset(FOLDING.with(|f| f.replace(true)));
+        let simplifier = ExprSimplifier::new(SimplifyContext::default());
+        // Described before its parameters are bound, a statement plans with a value of each
+        // parameter's type in its place: its columns are the same.
+        let fold = |expr: &Expr| -> Result<Expr> {
+            let mut unbound = false;
+            let expr = expr
+                .clone()
+                .transform(|e| match e {
+                    Expr::Placeholder(_) => {
+                        unbound = true;
+                        Ok(Transformed::yes(Expr::Literal(ScalarValue::Null, None)))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })?
+                .data;
+            Ok(match simplifier.simplify(expr)? {
+                Expr::Literal(value, metadata) if unbound && value.is_null() => {
+                    Expr::Literal(stand_in(&value.data_type()), metadata)
+                }
+                folded => folded,
+            })
+        };
+        let folded = args
+            .exprs()
+            .iter()
+            .map(|expr| match fold(expr)? {
+                Expr::Literal(value, metadata) if value.data_type().is_integer() => {
+                    Ok(Expr::Literal(value.cast_to(&DataType::Int64)?, metadata))
+                }
+                folded => Ok(folded),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.0
+            .call_with_args(TableFunctionArgs::new(&folded, args.session()))
+    }
+}
+
+/// A value of `data_type` standing in for an unbound parameter: one (a series' step must
+/// not be zero), a day for an interval, zero where there is no one.
+fn stand_in(data_type: &DataType) -> ScalarValue {
+    match data_type {
+        DataType::Interval(_) => ScalarValue::new_interval_mdn(0, 1, 0),
+        DataType::Null => ScalarValue::Int64(Some(1)),
+        other => ScalarValue::new_one(other)
+            .or_else(|_| ScalarValue::new_zero(other))
+            .unwrap_or(ScalarValue::Int64(Some(1))),
+    }
+}
+
 /// `rules` with a check before the first and after each.
 fn interleaved<R: ?Sized>(rules: Vec<Arc<R>>, check: &Arc<R>) -> Vec<Arc<R>> {
     let mut checked = Vec::with_capacity(rules.len() * 2 + 1);
@@ -174,6 +244,16 @@ pub(crate) fn session_state(
         .with_optimizer_rules(interleaved(optimizer, &optimizer_check))
         .with_physical_optimizer_rules(physical)
         .build();
+    // Table functions fold their arguments: a bound parameter arrives as a cast literal.
+    let table_functions: Vec<(String, Arc<dyn TableFunctionImpl>)> = state
+        .table_functions()
+        .iter()
+        .map(|(name, f)| (name.clone(), Arc::clone(f.function())))
+        .collect();
+    for (name, function) in table_functions {
+        state.register_udtf(&name, Arc::new(FoldedArguments(function)));
+    }
+    let _ = state.register_udf(Arc::new(crate::text_function::pg_typeof()));
     // PostgreSQL's name for `signum`.
     if let Some(signum) = state.scalar_functions().get("signum").cloned() {
         let sign = signum.as_ref().clone().with_aliases(["sign"]);

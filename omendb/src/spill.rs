@@ -16,7 +16,7 @@ use std::fs::File;
 use std::ops::{Bound, RangeBounds};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use omen_replicator::change::{self, ChangeEncoder, Entry, RowChange, Value};
 
@@ -62,7 +62,13 @@ pub(crate) struct Spill {
 pub(crate) struct SpillView {
     file: Arc<File>,
     runs: Vec<Arc<Run>>,
+    /// The block read last (by offset), decoded: key reads in key order (an `INSERT` checking
+    /// each of its keys against the runs) read each block once, not once a key.
+    last_block: Arc<Mutex<Option<(u64, DecodedBlock)>>>,
 }
+
+/// A block's rows, by key.
+type DecodedBlock = Arc<Vec<(i64, Option<Row>)>>;
 
 fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { op, source }
@@ -78,6 +84,7 @@ impl Spill {
             view: SpillView {
                 file: Arc::new(file),
                 runs: Vec::new(),
+                last_block: Arc::default(),
             },
         })
     }
@@ -182,12 +189,28 @@ impl SpillView {
             let Some(block) = t.blocks.get(at).filter(|b| b.first <= key) else {
                 continue;
             };
-            let rows = self.read_block(block, t.key_index)?;
+            let rows = self.cached_block(block, t.key_index)?;
             if let Ok(i) = rows.binary_search_by_key(&key, |(k, _)| *k) {
                 return Ok(Some(rows[i].1.clone()));
             }
         }
         Ok(None)
+    }
+
+    /// [`SpillView::read_block`], of the last block read again without reading it.
+    fn cached_block(&self, block: &Block, key_index: usize) -> Result<DecodedBlock> {
+        let mut last = self
+            .last_block
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((offset, rows)) = last.as_ref()
+            && *offset == block.offset
+        {
+            return Ok(Arc::clone(rows));
+        }
+        let rows = Arc::new(self.read_block(block, key_index)?);
+        *last = Some((block.offset, Arc::clone(&rows)));
+        Ok(rows)
     }
 
     fn read_block(&self, block: &Block, key_index: usize) -> Result<Vec<(i64, Option<Row>)>> {

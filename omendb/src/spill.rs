@@ -94,6 +94,12 @@ impl Spill {
         self.view.runs.len()
     }
 
+    /// Drops the runs after the first `keep` (a rollback to a savepoint). Their file space
+    /// is not reused; reads of a view taken before still see them.
+    pub(crate) fn truncate(&mut self, keep: usize) {
+        self.view.runs.truncate(keep);
+    }
+
     /// The runs as they are now.
     pub(crate) fn view(&self) -> SpillView {
         self.view.clone()

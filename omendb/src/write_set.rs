@@ -11,9 +11,13 @@
 //!   statement writing what it reads): copying `rows` then would cost every statement of a
 //!   large transaction the size of all its writes. `settle` moves them into `rows` once the
 //!   statement ended; `pending` is empty between statements;
-//! - a savepoint taken before a spill cannot be rolled back to exactly (the undo entries
-//!   that would restore it were spilled with the rows): trying marks the write set
-//!   `broken`, and a broken write set refuses every write and its commit.
+//! - a savepoint taken before a spill can be rolled back to only if it was the latest one
+//!   taken when the first spill after it came: that spill first writes the rows as they were
+//!   at the savepoint as a run of their own (`split`), and the rollback drops the runs after
+//!   it. For any other (the undo entries that would restore it were spilled with the rows)
+//!   trying marks the write set `broken`, and a broken write set refuses every write and its
+//!   commit. Each statement takes a savepoint, so a statement that fails after it spilled,
+//!   and a `SAVEPOINT` right before it, roll back exactly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
@@ -201,6 +205,11 @@ pub(crate) struct WriteSet {
     pub(crate) spill: Option<Spill>,
     /// A rollback to a savepoint could not be made: only a rollback of all remains.
     broken: bool,
+    /// The latest savepoint taken (undo length, runs).
+    latest: std::cell::Cell<Option<(usize, usize)>>,
+    /// The savepoint (undo length, runs) a spill wrote the state of, and the runs that hold
+    /// that state.
+    split: Option<((usize, usize), usize)>,
 }
 
 /// The bytes a row takes in a log record at least (as a statement's write counts them).
@@ -210,9 +219,11 @@ fn row_bytes(row: Option<&Row>) -> usize {
 
 impl WriteSet {
     pub(crate) fn savepoint(&self) -> Savepoint {
+        let runs = self.spill.as_ref().map_or(0, Spill::runs);
+        self.latest.set(Some((self.undo.len(), runs)));
         Savepoint {
             undo: self.undo.len(),
-            runs: self.spill.as_ref().map_or(0, Spill::runs),
+            runs,
             total: self.total,
         }
     }
@@ -238,8 +249,23 @@ impl WriteSet {
     pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
         self.settle();
         if self.spill.as_ref().map_or(0, Spill::runs) > savepoint.runs {
-            self.broken = true;
-            return Err(self.broken_error());
+            let (Some(spill), Some((at, keep))) = (self.spill.as_mut(), self.split) else {
+                self.broken = true;
+                return Err(self.broken_error());
+            };
+            if at != (savepoint.undo, savepoint.runs) {
+                self.broken = true;
+                return Err(self.broken_error());
+            }
+            // The runs up to the split hold the state at the savepoint.
+            spill.truncate(keep);
+            for t in self.tables.values_mut() {
+                t.rows = Arc::default();
+            }
+            self.undo.clear();
+            self.bytes = 0;
+            self.total = savepoint.total;
+            return Ok(());
         }
         while self.undo.len() > savepoint.undo {
             let Some(undo) = self.undo.pop() else { break };
@@ -391,13 +417,45 @@ impl WriteSet {
         Ok(())
     }
 
+    /// The memory part as it was when the undo log was `undo` long: by table, its key column
+    /// and rows.
+    fn state_at(&self, undo: usize) -> BTreeMap<Arc<str>, (usize, TableRows)> {
+        let mut state: BTreeMap<Arc<str>, (usize, TableRows)> = self
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                (
+                    Arc::clone(name),
+                    (t.table.schema.key, TableRows::clone(&t.rows)),
+                )
+            })
+            .collect();
+        for entry in self.undo.get(undo..).unwrap_or_default().iter().rev() {
+            if let Some((_, rows)) = state.get_mut(&entry.table) {
+                match &entry.previous {
+                    Some(previous) => rows.insert(entry.key, previous.clone()),
+                    None => rows.remove(&entry.key),
+                };
+            }
+        }
+        state
+    }
+
     /// Moves the memory part to a new run on disk.
     fn spill_all(&mut self, limits: &WriteLimits) -> Result<()> {
         self.settle();
+        let runs = self.spill.as_ref().map_or(0, Spill::runs);
+        // The latest savepoint, if no spill came since: its state first, as a run of its own.
+        let at = self.latest.get().filter(|&(_, r)| r == runs);
+        let before = at.map(|(undo, _)| self.state_at(undo));
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill::new(&limits.dir)?),
         };
+        if let (Some(at), Some(before)) = (at, before) {
+            spill.write_run(before.iter().map(|(name, (key, rows))| (name, *key, rows)))?;
+            self.split = Some((at, spill.runs()));
+        }
         spill.write_run(
             self.tables
                 .iter()

@@ -397,3 +397,52 @@ fn a_large_update_built_beside_small_ones_loses_none_of_them() {
     let expected = 3 * 2000 + 1000 * updates;
     assert_eq!(one(&db, "SELECT sum(v) FROM t"), expected.to_string());
 }
+
+/// A statement that fails after its writes spilled rolls back exactly and the transaction
+/// goes on, and so does a rollback to a savepoint taken right before it (the first spill
+/// after the latest savepoint writes the rows as they were there as a run of its own).
+#[test]
+fn a_statement_failing_after_it_spilled_and_its_savepoint_roll_back_exactly() {
+    let dir = TempDir::new("large-tx-split");
+    let db = open(&dir);
+    db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+        .expect("create");
+    let mut tx = db.begin();
+    tx.sql("INSERT INTO t SELECT value, repeat('a', 40) FROM generate_series(0, 999) AS s(value)")
+        .expect("spills");
+    // Fails at its last row, long after it spilled: a duplicate of key 5.
+    let failed = tx.sql(
+        "INSERT INTO t SELECT value, repeat('b', 40) FROM generate_series(1000, 2999) AS s(value) \
+         UNION ALL SELECT 5, 'dup'",
+    );
+    assert!(
+        matches!(failed, Err(Error::DuplicateKey { key: 5, .. })),
+        "{failed:?}"
+    );
+    assert_eq!(
+        one_in(&mut tx, "SELECT count(*), max(id) FROM t"),
+        "1000 999"
+    );
+    let before = tx.savepoint();
+    tx.sql("UPDATE t SET v = 'u' WHERE id < 900")
+        .expect("spills again");
+    tx.rollback_to(before)
+        .expect("the savepoint right before it");
+    assert_eq!(
+        one_in(&mut tx, "SELECT count(*), sum(length(v)) FROM t"),
+        "1000 40000"
+    );
+    tx.upsert("t", row(1000, "last")).expect("usable");
+    tx.commit().expect("commit");
+    assert_eq!(
+        one(&db, "SELECT count(*), sum(length(v)) FROM t"),
+        "1001 40004"
+    );
+}
+
+fn one_in(tx: &mut omendb::Transaction<'_>, sql: &str) -> String {
+    match tx.sql(sql) {
+        Ok(result) => rows_text(&result.batches)[0].join(" "),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}

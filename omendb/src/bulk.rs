@@ -14,14 +14,7 @@ impl Db {
     /// Runs `work` as bulk work: on this thread at `SCHED_IDLE`, and the SQL it runs on the
     /// bulk runtime, whose threads are idle too.
     pub(crate) fn in_bulk<T>(&self, work: impl FnOnce() -> T) -> T {
-        struct Reset(bool);
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                IN_BULK.set(self.0);
-            }
-        }
-        let _reset = Reset(IN_BULK.replace(true));
-        omen_replicator::in_background(work)
+        crate::planning::with_flag(&IN_BULK, || omen_replicator::in_background(work))
     }
 
     /// The runtime SQL runs on from this thread: the bulk one inside [`Db::in_bulk`].

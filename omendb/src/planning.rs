@@ -90,6 +90,21 @@ thread_local! {
     static FOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Runs `work` with the thread-local `flag` set, restoring it on return, error or panic.
+pub(crate) fn with_flag<T>(
+    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    work: impl FnOnce() -> T,
+) -> T {
+    struct Reset(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            self.0.set(self.1);
+        }
+    }
+    let _reset = Reset(flag, flag.replace(true));
+    work()
+}
+
 /// Whether this thread is folding constants: a function that would build a large value
 /// fails then, and DataFusion keeps the call for execution, where the statement's timeout,
 /// cancel and memory checks apply (a 1 GB `repeat` folded at plan time ran 7 s past a
@@ -120,14 +135,7 @@ impl OptimizerRule for Folding {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        struct Reset(bool);
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                FOLDING.with(|f| f.set(self.0));
-            }
-        }
-        let _reset = Reset(FOLDING.with(|f| f.replace(true)));
-        self.0.rewrite(plan, config)
+        with_flag(&FOLDING, || self.0.rewrite(plan, config))
     }
 }
 
@@ -139,13 +147,12 @@ struct FoldedArguments(Arc<dyn TableFunctionImpl>);
 
 impl TableFunctionImpl for FoldedArguments {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        struct Reset(bool);
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                FOLDING.with(|f| f.set(self.0));
-            }
-        }
-        let _reset = Reset(FOLDING.with(|f| f.replace(true)));
+        with_flag(&FOLDING, || self.call_folded(&args))
+    }
+}
+
+impl FoldedArguments {
+    fn call_folded(&self, args: &TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let simplifier = ExprSimplifier::new(SimplifyContext::default());
         // Described before its parameters are bound, a statement plans with a value of each
         // parameter's type in its place: its columns are the same.

@@ -245,19 +245,8 @@ pub(crate) fn over_written(
             merged.remove(&key);
         }
     };
-    match lookup {
-        KeyLookup::Points(keys) => {
-            for key in keys {
-                if let Some(row) = written.get(*key)? {
-                    put(*key, &row);
-                }
-            }
-        }
-        KeyLookup::Range(low, high) => {
-            for (key, row) in written.range((*low, *high))?.iter() {
-                put(*key, row);
-            }
-        }
+    for (key, row) in written.rows_of(Some(lookup))?.iter() {
+        put(*key, row);
     }
     Ok(merged.into_values().collect())
 }
@@ -274,19 +263,7 @@ fn written_batch(
 ) -> Result<RecordBatch, TableError> {
     // Only the rows the scan keeps: a key read in a transaction that spilled reads a block
     // a key, not every row it wrote.
-    let written = match lookup {
-        Some(KeyLookup::Points(keys)) => {
-            let mut rows = crate::write_set::TableRows::new();
-            for &key in keys {
-                if let Some(row) = written.get(key)? {
-                    rows.insert(key, row);
-                }
-            }
-            Arc::new(rows)
-        }
-        Some(KeyLookup::Range(low, high)) => written.range((*low, *high))?,
-        None => written.range((Bound::Unbounded, Bound::Unbounded))?,
-    };
+    let written = written.rows_of(lookup)?;
     let mut ops = Vec::with_capacity(written.len());
     let rows: Vec<Row> = written
         .iter()

@@ -489,7 +489,8 @@ impl Transaction<'_> {
         let savepoint = self.writes.savepoint();
         let applied = apply_batch(&self.db, &mut self.writes, batch);
         if applied.is_err() {
-            // Past a spill the write set can only be rolled back whole: it says so then.
+            // Past a spill not split at this savepoint, the write set can only be rolled back
+            // whole: it says so then.
             let _ = self.writes.rollback_to(savepoint);
         }
         self.writes.settle();
@@ -547,7 +548,8 @@ impl Transaction<'_> {
         let db: &Db = &self.db;
         let result = db.run_statement(statement, interrupt, Some(&mut self.writes));
         if result.is_err() {
-            // Past a spill the write set can only be rolled back whole: it says so then.
+            // Past a spill not split at this savepoint, the write set can only be rolled back
+            // whole: it says so then.
             let _ = self.writes.rollback_to(savepoint);
         }
         self.writes.settle();

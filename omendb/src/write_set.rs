@@ -91,6 +91,23 @@ impl WrittenTable {
         }
     }
 
+    /// The entries `lookup` reads (all without one), by key.
+    pub(crate) fn rows_of(&self, lookup: Option<&omen_sql::KeyLookup>) -> Result<Arc<TableRows>> {
+        match lookup {
+            Some(omen_sql::KeyLookup::Points(keys)) => {
+                let mut rows = TableRows::new();
+                for &key in keys {
+                    if let Some(row) = self.get(key)? {
+                        rows.insert(key, row);
+                    }
+                }
+                Ok(Arc::new(rows))
+            }
+            Some(omen_sql::KeyLookup::Range(low, high)) => self.range((*low, *high)),
+            None => self.range((Bound::Unbounded, Bound::Unbounded)),
+        }
+    }
+
     /// The entries with keys in `range`, by key.
     pub(crate) fn range(&self, range: (Bound<i64>, Bound<i64>)) -> Result<Arc<TableRows>> {
         match &self.spill {
@@ -249,14 +266,13 @@ impl WriteSet {
     pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
         self.settle();
         if self.spill.as_ref().map_or(0, Spill::runs) > savepoint.runs {
-            let (Some(spill), Some((at, keep))) = (self.spill.as_mut(), self.split) else {
+            let split = self
+                .split
+                .filter(|&(at, _)| at == (savepoint.undo, savepoint.runs));
+            let (Some(spill), Some((_, keep))) = (self.spill.as_mut(), split) else {
                 self.broken = true;
                 return Err(self.broken_error());
             };
-            if at != (savepoint.undo, savepoint.runs) {
-                self.broken = true;
-                return Err(self.broken_error());
-            }
             // The runs up to the split hold the state at the savepoint.
             spill.truncate(keep);
             for t in self.tables.values_mut() {
@@ -446,6 +462,7 @@ impl WriteSet {
         self.settle();
         let runs = self.spill.as_ref().map_or(0, Spill::runs);
         // The latest savepoint, if no spill came since: its state first, as a run of its own.
+        // (A spill follows a write, so something was always written since it.)
         let at = self.latest.get().filter(|&(_, r)| r == runs);
         let before = at.map(|(undo, _)| self.state_at(undo));
         let spill = match &mut self.spill {

@@ -161,8 +161,9 @@ async fn pump(
 }
 
 /// Runs a query and streams its rows to the client as they are computed, with backpressure:
-/// a client that stops reading stops the query (its thread waits for room), and one that
-/// goes away or cancels ends it. The statement timeout covers the whole stream.
+/// a client that stops reading stops the query (which waits for room without a thread, see
+/// [`pump`]), and one that goes away or cancels ends it. The statement timeout covers the
+/// whole stream.
 async fn stream_query(
     db: &Arc<Db>,
     metrics: &Arc<Metrics>,

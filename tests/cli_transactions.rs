@@ -549,13 +549,38 @@ fn block_states_answer_as_postgresql() {
     assert_eq!(tags[tags.len() - 3..], ["SELECT 1", "SELECT 1", "COMMIT"]);
 
     // Autocommit statements over the extended protocol (Parse, Bind, Execute, Sync) never
-    // fail with 40001, however they contend: each runs on its own, as a simple Query's.
+    // fail with 40001, however they contend: each runs on its own, as a simple Query's. One
+    // client sends each Sync 30 ms after its Execute (a slow or loaded client), or splits the
+    // Sync itself across two writes: the server learns from the whole next message, not from
+    // a timer or a part of it, that the statement is the last.
+    q(
+        &mut raw,
+        "CREATE TABLE counter (id BIGINT PRIMARY KEY, v BIGINT); INSERT INTO counter VALUES (1, 0)",
+    );
+    let port = server.port;
+    let late_sync = std::thread::spawn(move || {
+        let mut socket = raw_login(port).unwrap();
+        for round in 0..20 {
+            let mut bytes = message(b'P', b"\0UPDATE counter SET v = v + 1 WHERE id = 1\0\0\0");
+            bytes.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+            bytes.extend(message(b'E', b"\0\0\0\0\0"));
+            let sync = message(b'S', &[]);
+            let split = if round % 2 == 0 { 0 } else { 3 };
+            bytes.extend(&sync[..split]);
+            socket.write_all(&bytes).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            socket.write_all(&sync[split..]).unwrap();
+            loop {
+                let (kind, body) = read_message(&mut socket).unwrap();
+                assert_ne!(kind, b'E', "{}", String::from_utf8_lossy(&body));
+                if kind == b'Z' {
+                    break;
+                }
+            }
+        }
+    });
     runtime().block_on(async {
         let setup = connect(server.port).await;
-        setup
-            .batch_execute("CREATE TABLE counter (id BIGINT PRIMARY KEY, v BIGINT); INSERT INTO counter VALUES (1, 0)")
-            .await
-            .unwrap();
         let workers: Vec<_> = (0..3)
             .map(|_| {
                 let port = server.port;
@@ -573,11 +598,12 @@ fn block_states_answer_as_postgresql() {
         for worker in workers {
             worker.await.unwrap();
         }
+        late_sync.join().unwrap();
         let v = setup
             .query_one("SELECT v FROM counter WHERE id = 1", &[])
             .await
             .unwrap();
-        assert_eq!(v.get::<_, i64>(0), 300);
+        assert_eq!(v.get::<_, i64>(0), 320);
     });
 
     // The third attack: Execute's max_rows at the extremes (2^31 - 1 aborted the process on an

@@ -60,9 +60,8 @@ pub async fn decline_encryption(socket: &mut TcpStream) -> io::Result<Option<[u8
     Ok(None)
 }
 
-/// How long an Execute with nothing after it waits for the next message, to learn whether it
-/// is the last of its pipeline (see `serve`).
-const SYNC_GRACE: std::time::Duration = std::time::Duration::from_millis(10);
+/// A Sync message, whole.
+const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
 /// The most rows one Execute returns before its portal suspends (see `serve`).
 const MAX_ROWS_PER_EXECUTE: i32 = 1 << 16;
@@ -133,21 +132,29 @@ pub async fn serve<H: PgWireServerHandlers>(
         }
         // Whether a Sync follows this message: an Execute that is the last of its pipeline runs
         // as a statement of its own (see `handler.rs`). Drivers send the Sync with it; when
-        // nothing follows yet (the rest of a write split across packets), wait a moment for
-        // the next message rather than guess.
+        // less than a whole message header follows yet (the rest of a pipeline split across
+        // packets or reads, or a loaded client), read the next message before running it
+        // rather than guess: a wrong guess runs an autocommit write as an implicit block,
+        // which may fail with 40001. As in PostgreSQL, nothing of the Execute reaches the
+        // client before a Flush or Sync anyway. Inside a block, the wait is bounded by the
+        // idle limit.
         let sync_follows = if matches!(message, PgWireFrontendMessage::Execute(_))
-            && socket.read_buffer().is_empty()
+            && socket.read_buffer().len() < SYNC.len()
         {
-            match tokio::time::timeout(SYNC_GRACE, socket.next()).await {
-                Ok(next) => {
+            let next = match idle_limit() {
+                Some(limit) => tokio::time::timeout(limit, socket.next()).await.ok(),
+                None => Some(socket.next().await),
+            };
+            match next {
+                Some(next) => {
                     let sync = matches!(next, Some(Ok(PgWireFrontendMessage::Sync(_))));
                     ahead = Some(next);
                     sync
                 }
-                Err(_) => false,
+                None => false,
             }
         } else {
-            socket.read_buffer().starts_with(&[b'S', 0, 0, 0, 4])
+            socket.read_buffer().starts_with(&SYNC)
         };
         sync_next(sync_follows);
         // The client is leaving: close now (asyncpg waits for the server to hang up).

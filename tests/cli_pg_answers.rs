@@ -443,7 +443,8 @@ fn rows_patterns_and_lists_as_postgresql() {
              timestamp '2024-01-02 00:00:00' - timestamp '2023-01-02 01:00:00', \
              interval '1 year 2 months 3 days', interval '-1 day', \
              (SELECT count(*) FROM ts WHERE at = '1999-01-08 04:05:06-08'), \
-             '2024-01-02 10:30'::timestamp",
+             '2024-01-02 10:30'::timestamp, date '2024-02-29' + interval '90 minutes', \
+             extract(second from timestamp '2024-01-01 00:00:59.999999')",
         )
         .await;
         assert_eq!(
@@ -456,6 +457,8 @@ fn rows_patterns_and_lists_as_postgresql() {
                 Some("-1 days"),
                 Some("1"),
                 Some("2024-01-02 10:30:00"),
+                Some("2024-02-29 01:30:00"),
+                Some("59.999999"),
             ]
             .map(|v| v.map(str::to_string))
         );

@@ -574,8 +574,31 @@ fn corpus() -> Vec<String> {
         for field in ["year", "month", "day", "dow", "doy"] {
             out.push(format!("SELECT extract({field} from {d})"));
         }
+        // date ± interval is a timestamp.
+        for interval in [
+            "INTERVAL '90 minutes'",
+            "INTERVAL '1 day'",
+            "INTERVAL '-1 month'",
+        ] {
+            out.push(format!("SELECT {d} + {interval}"));
+            out.push(format!("SELECT {d} - {interval}"));
+            out.push(format!("SELECT {interval} + {d}"));
+        }
         for expr in list("CAST({d} AS TEXT); {d} < 1; {d} + 1.5; coalesce(NULL, {d})") {
             out.push(format!("SELECT {}", expr.replace("{d}", d)));
+        }
+    }
+
+    // Fields of times with a fraction: EXTRACT is NUMERIC, date_part DOUBLE PRECISION.
+    for t in [
+        "TIMESTAMP '2024-02-29 23:59:59.999999'",
+        "TIMESTAMP '1969-12-31 00:00:01.5'",
+        "TIME '12:34:56.25'",
+        "INTERVAL '61.5 seconds'",
+    ] {
+        for field in ["second", "milliseconds", "minute"] {
+            out.push(format!("SELECT extract({field} from {t})"));
+            out.push(format!("SELECT date_part('{field}', {t})"));
         }
     }
 

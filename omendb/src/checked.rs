@@ -228,7 +228,7 @@ impl AnalyzerRule for CheckedArithmetic {
                             _ => Expr::Cast(Cast::new_from_field(text, field)),
                         }));
                     }
-                    // A float or timestamp cast to text prints as PostgreSQL prints it.
+                    // A float, timestamp or date cast to text prints as PostgreSQL prints it.
                     if let Expr::Cast(Cast { expr: inner, field }) = &expr
                         && matches!(
                             field.data_type(),
@@ -240,6 +240,7 @@ impl AnalyzerRule for CheckedArithmetic {
                                 DataType::Float64
                                     | DataType::Float32
                                     | DataType::Timestamp(_, None)
+                                    | DataType::Date32
                             )
                         })
                     {
@@ -350,7 +351,7 @@ fn is_string(data_type: &DataType) -> bool {
 }
 
 /// The schema a node's expressions are evaluated against: its inputs' columns together.
-fn input_schema(plan: &LogicalPlan) -> Result<DFSchema> {
+pub(crate) fn input_schema(plan: &LogicalPlan) -> Result<DFSchema> {
     let mut schema = DFSchema::empty();
     for input in plan.inputs() {
         schema.merge(input.schema());

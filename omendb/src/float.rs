@@ -300,11 +300,33 @@ pub fn pg_float_text<T: std::fmt::Display + std::fmt::LowerExp>(value: f64, show
 /// chrono's range.
 pub fn pg_timestamp_text(micros: i64) -> Option<String> {
     let at = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
-    let text = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-    Some(text.trim_end_matches('0').trim_end_matches('.').to_string())
+    let time = at.format("%H:%M:%S%.6f").to_string();
+    let time = time.trim_end_matches('0').trim_end_matches('.');
+    let (date, era) = pg_date_parts(at.date());
+    Some(format!("{date} {time}{era}"))
 }
 
-/// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL` or `TIMESTAMP`, printed as PostgreSQL prints it
+/// A date as PostgreSQL prints it: `2024-02-29`, `10000-01-01`, `0044-03-15 BC` (chrono
+/// prints `+10000-01-01` and `-0043-03-15`: its year 0 is 1 BC).
+pub fn pg_date_text(date: chrono::NaiveDate) -> String {
+    let (date, era) = pg_date_parts(date);
+    format!("{date}{era}")
+}
+
+/// The date without its era, and the era's suffix (`" BC"` or nothing).
+fn pg_date_parts(date: chrono::NaiveDate) -> (String, &'static str) {
+    use chrono::Datelike;
+    let (year, era) = match date.year() {
+        year if year <= 0 => (1 - i64::from(year), " BC"),
+        year => (i64::from(year), ""),
+    };
+    (
+        format!("{year:04}-{:02}-{:02}", date.month(), date.day()),
+        era,
+    )
+}
+
+/// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL`, `TIMESTAMP` or `DATE`, printed as PostgreSQL prints it
 /// ([`pg_float_text`], [`pg_timestamp_text`]), where Arrow prints `inf`, `-0.0`, `1000.0`
 /// and `2024-01-02T03:04:05`.
 pub(crate) fn pg_text_udf() -> ScalarUDF {
@@ -322,6 +344,12 @@ fn pg_texts(array: &ArrayRef) -> Result<arrow::array::StringArray> {
                 .map(|v| v.and_then(pg_timestamp_text))
                 .collect()
         }
+        DataType::Date32 => array
+            .as_primitive::<arrow::datatypes::Date32Type>()
+            .iter()
+            .map(|v| v.and_then(arrow::temporal_conversions::date32_to_datetime))
+            .map(|v| v.map(|at| pg_date_text(at.date())))
+            .collect(),
         DataType::Float32 => array
             .as_primitive::<arrow::datatypes::Float32Type>()
             .iter()

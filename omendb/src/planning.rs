@@ -224,6 +224,7 @@ pub(crate) fn session_state(
     let mut analyzer = Analyzer::new().rules;
     // First: literals typed as PostgreSQL's before type coercion reads them.
     analyzer.insert(0, Arc::new(crate::integer_literals::IntegerLiterals));
+    analyzer.insert(1, Arc::new(crate::datetime_types::DatetimeTypes));
     // The rule also bounds the functions that build large values (crate::bounded).
     analyzer.push(Arc::new(crate::checked::CheckedArithmetic { value_limit }));
     let analyzer_check: Arc<dyn AnalyzerRule + Send + Sync> = check.clone();

@@ -336,3 +336,41 @@ fn insert_select_of_repeated_values_and_function_aliases_work() {
         "7"
     );
 }
+
+#[test]
+fn a_date_plus_an_interval_is_a_timestamp_and_writes_cast_it_to_the_column() {
+    let dir = TempDir::new("sql-date-interval");
+    let db = open(&dir);
+    run(
+        &db,
+        "CREATE TABLE ev (id BIGINT PRIMARY KEY, d DATE, at TIMESTAMP)",
+    );
+    run(
+        &db,
+        "INSERT INTO ev VALUES (1, DATE '2024-02-29' + INTERVAL '90 minutes', \
+         DATE '2024-02-29' + INTERVAL '90 minutes')",
+    );
+    run(
+        &db,
+        "INSERT INTO ev SELECT 2, d - INTERVAL '1 hour', d - INTERVAL '1 hour' FROM ev \
+         WHERE id = 1",
+    );
+    run(
+        &db,
+        "UPDATE ev SET at = d + INTERVAL '1 second' WHERE id = 1",
+    );
+    assert_eq!(
+        run(&db, "SELECT id, d, at FROM ev ORDER BY id"),
+        [
+            ["1", "2024-02-29", "2024-02-29T00:00:01"],
+            ["2", "2024-02-28", "2024-02-28T23:00:00"],
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "SELECT d + INTERVAL '90 minutes', extract(second FROM at) FROM ev WHERE id = 1"
+        ),
+        [["2024-02-29T01:30:00", "1.000000"]]
+    );
+}

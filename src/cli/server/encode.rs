@@ -94,7 +94,7 @@ enum Column {
     Float4(Float32Array, bool),
     Float8(Float64Array, bool),
     Timestamp(TimestampMicrosecondArray, bool),
-    Date(Date32Array),
+    Date(Date32Array, bool),
     Text(Vec<Option<String>>),
 }
 
@@ -136,7 +136,7 @@ impl Column {
                 cast_to(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
                 text,
             ),
-            Type::DATE => Column::Date(cast_to(array, &DataType::Date32)?),
+            Type::DATE => Column::Date(cast_to(array, &DataType::Date32)?, text),
             _ if matches!(
                 array.data_type(),
                 DataType::Duration(_) | DataType::Interval(_)
@@ -194,16 +194,21 @@ impl Column {
                     encoder.encode_field(&value.map(|(_, at)| at))
                 }
             }
-            Column::Date(a) => encoder.encode_field(
-                &get(a, row, |a| a.value(row))
+            Column::Date(a, text) => {
+                let value = get(a, row, |a| a.value(row))
                     .map(|days| {
                         // Arrow counts days from 1970-01-01, chrono from 0001-01-01 (day 1).
                         days.checked_add(719_163)
                             .and_then(NaiveDate::from_num_days_from_ce_opt)
                             .ok_or_else(|| out_of_range("date", i64::from(days)))
                     })
-                    .transpose()?,
-            ),
+                    .transpose()?;
+                if *text {
+                    encoder.encode_field(&value.map(omendb::pg_date_text))
+                } else {
+                    encoder.encode_field(&value)
+                }
+            }
             Column::Text(text) => encoder.encode_field(&text.get(row).cloned().flatten()),
         }
     }

@@ -808,3 +808,77 @@ fn transfers_over_the_wire_keep_the_total_in_every_snapshot() {
         assert_eq!(total, TOTAL, "after a restart");
     });
 }
+
+/// `ROLLBACK TO` any savepoint of a block whose writes spilled to disk, older ones too, as
+/// PostgreSQL allows; `RELEASE` keeps the writes.
+#[test]
+fn rollback_to_any_savepoint_works_after_the_block_spilled() {
+    let dir = TempDir::new("transaction-savepoints-spilled");
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(&config, "[server]\ntransaction_memory_mb = 1\n").unwrap();
+    let server = Server::start_with_config(&dir.path().join("db"), &config, &[]);
+    let mut raw = raw_login(server.port).unwrap();
+    let q = |raw: &mut std::net::TcpStream, sql: &str| {
+        let (codes, tags, status) = simple(raw, sql);
+        assert!(codes.is_empty(), "{sql}: {codes:?}");
+        (tags, status)
+    };
+    let count = |raw: &mut std::net::TcpStream| {
+        let (tags, _) = q(raw, "SELECT count(*) FROM big");
+        tags
+    };
+    q(&mut raw, "CREATE TABLE big (id BIGINT PRIMARY KEY, v TEXT)");
+    q(&mut raw, "BEGIN; INSERT INTO big VALUES (-1, 'first')");
+    q(&mut raw, "SAVEPOINT a");
+    // 3 MB: spills three times past the 1 MiB budget.
+    q(
+        &mut raw,
+        "INSERT INTO big SELECT value, repeat('x', 100) FROM generate_series(1, 30000) AS s(value)",
+    );
+    q(&mut raw, "SAVEPOINT b; SAVEPOINT c");
+    q(&mut raw, "UPDATE big SET v = 'y' WHERE id <= 20000");
+    q(&mut raw, "RELEASE c; ROLLBACK TO b");
+    let sum = |raw: &mut std::net::TcpStream| {
+        let mut body = b"SELECT count(*), sum(length(v)) FROM big".to_vec();
+        body.push(0);
+        raw.write_all(&message(b'Q', &body)).unwrap();
+        let mut row = Vec::new();
+        loop {
+            let (kind, body) = read_message(raw).unwrap();
+            if kind == b'D' {
+                // Two text columns: a 4-byte length, then the text.
+                let mut at = 2;
+                while at + 4 <= body.len() {
+                    let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+                    row.push(String::from_utf8_lossy(&body[at + 4..at + 4 + len]).into_owned());
+                    at += 4 + len;
+                }
+            }
+            if kind == b'Z' {
+                return row;
+            }
+        }
+    };
+    assert_eq!(
+        sum(&mut raw),
+        ["30001", "3000005"],
+        "back at b: the insert, not the update"
+    );
+    q(&mut raw, "DELETE FROM big WHERE id > 0");
+    q(&mut raw, "ROLLBACK TO a");
+    let (_, status) = q(&mut raw, "SELECT 1");
+    assert_eq!(status, b'T', "the block goes on");
+    assert_eq!(sum(&mut raw), ["1", "5"], "back at a: the first row alone");
+    // Again, after the rollback: the savepoint stays.
+    q(
+        &mut raw,
+        "INSERT INTO big SELECT value, repeat('z', 100) FROM generate_series(1, 30000) AS s(value)",
+    );
+    q(
+        &mut raw,
+        "ROLLBACK TO a; INSERT INTO big VALUES (7, 'seven'); COMMIT",
+    );
+    let mut other = raw_login(server.port).unwrap();
+    assert_eq!(count(&mut other), ["SELECT 1"]);
+    assert_eq!(sum(&mut other), ["2", "10"], "the first row and the last");
+}

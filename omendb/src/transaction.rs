@@ -488,12 +488,7 @@ impl Transaction<'_> {
         self.check_age()?;
         let savepoint = self.writes.savepoint();
         let applied = apply_batch(&self.db, &mut self.writes, batch);
-        if applied.is_err() {
-            // Past a spill not split at this savepoint, the write set can only be rolled back
-            // whole: it says so then.
-            let _ = self.writes.rollback_to(savepoint);
-        }
-        self.writes.settle();
+        self.end_statement(savepoint, applied.is_ok());
         applied
     }
 
@@ -547,13 +542,21 @@ impl Transaction<'_> {
         let savepoint = self.writes.savepoint();
         let db: &Db = &self.db;
         let result = db.run_statement(statement, interrupt, Some(&mut self.writes));
-        if result.is_err() {
-            // Past a spill not split at this savepoint, the write set can only be rolled back
-            // whole: it says so then.
+        self.end_statement(savepoint, result.is_ok());
+        result
+    }
+
+    /// Ends a statement begun at `savepoint`: rolled back to it unless it `succeeded`, and
+    /// the savepoint released.
+    fn end_statement(&mut self, savepoint: Savepoint, succeeded: bool) {
+        if !succeeded {
+            // A live savepoint can always be rolled back to; should it fail (a spill's I/O
+            // error), the write set is broken and says so to every later write and the
+            // commit.
             let _ = self.writes.rollback_to(savepoint);
         }
+        self.writes.release(savepoint);
         self.writes.settle();
-        result
     }
 
     /// What the transaction has written, for a query streamed outside it
@@ -574,12 +577,20 @@ impl Transaction<'_> {
         self.writes.savepoint()
     }
 
-    /// Undoes the writes made since `savepoint` (a savepoint taken later is invalid after it).
+    /// Undoes the writes made since `savepoint`, which stays valid; savepoints taken after
+    /// it are released.
     ///
-    /// Fails if the writes spilled to disk since `savepoint` (past
+    /// Fails for a savepoint already released, if the writes spilled to disk since (past
     /// `DbOptions::transaction_memory`): then only [`Transaction::rollback`] remains.
     pub fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
         self.writes.rollback_to(savepoint)
+    }
+
+    /// Forgets `savepoint` (as SQL's `RELEASE SAVEPOINT`): the writes made since stay, and
+    /// a spill no longer keeps the rows as they were there. A transaction that takes many
+    /// savepoints should release those it no longer needs.
+    pub fn release(&mut self, savepoint: Savepoint) {
+        self.writes.release(savepoint);
     }
 
     /// Commits the writes atomically and durably (per the WAL's sync mode); returns the LSN

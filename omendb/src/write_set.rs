@@ -11,13 +11,17 @@
 //!   statement writing what it reads): copying `rows` then would cost every statement of a
 //!   large transaction the size of all its writes. `settle` moves them into `rows` once the
 //!   statement ended; `pending` is empty between statements;
-//! - a savepoint taken before a spill can be rolled back to only if it was the latest one
-//!   taken when the first spill after it came: that spill first writes the rows as they were
-//!   at the savepoint as a run of their own (`split`), and the rollback drops the runs after
-//!   it. For any other (the undo entries that would restore it were spilled with the rows)
-//!   trying marks the write set `broken`, and a broken write set refuses every write and its
-//!   commit. Each statement takes a savepoint, so a statement that fails after it spilled,
-//!   and a `SAVEPOINT` right before it, roll back exactly.
+//! - every live savepoint (taken and not yet released) can be rolled back to, spilled or not.
+//!   The first spill after a savepoint writes the memory part as runs that end at each live
+//!   savepoint taken since the previous spill: the rows written up to the first one, as
+//!   they were there; then those written from it up to the next, as they were there; and so
+//!   on, the last run ending now. A rollback to one of them drops the runs after its own
+//!   (`splits` says how many runs to keep). These runs hold each written row once per
+//!   savepoint interval it was written in, so a spill writes at most the bytes the memory
+//!   part and its undo log counted, however many savepoints there are. A rollback to a
+//!   released savepoint past a spill fails and marks the write set `broken`: a broken write
+//!   set refuses every write and its commit. Each statement takes a savepoint and releases
+//!   it when it ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
@@ -222,11 +226,11 @@ pub(crate) struct WriteSet {
     pub(crate) spill: Option<Spill>,
     /// A rollback to a savepoint could not be made: only a rollback of all remains.
     broken: bool,
-    /// The latest savepoint taken (undo length, runs).
-    latest: std::cell::Cell<Option<(usize, usize)>>,
-    /// The savepoint (undo length, runs) a spill wrote the state of, and the runs that hold
-    /// that state.
-    split: Option<((usize, usize), usize)>,
+    /// The live savepoints, by (runs, undo length), with how many were taken there.
+    live: std::cell::RefCell<BTreeMap<(usize, usize), usize>>,
+    /// For each savepoint (runs, undo length) a spill came after, the runs that hold the
+    /// writes as they were there.
+    splits: BTreeMap<(usize, usize), usize>,
 }
 
 /// The bytes a row takes in a log record at least (as a statement's write counts them).
@@ -235,13 +239,31 @@ fn row_bytes(row: Option<&Row>) -> usize {
 }
 
 impl WriteSet {
+    /// A point to roll back to, live until [`WriteSet::release`]d.
     pub(crate) fn savepoint(&self) -> Savepoint {
         let runs = self.spill.as_ref().map_or(0, Spill::runs);
-        self.latest.set(Some((self.undo.len(), runs)));
+        *self
+            .live
+            .borrow_mut()
+            .entry((runs, self.undo.len()))
+            .or_default() += 1;
         Savepoint {
             undo: self.undo.len(),
             runs,
             total: self.total,
+        }
+    }
+
+    /// Forgets `savepoint`: a later spill keeps no runs for it.
+    pub(crate) fn release(&mut self, savepoint: Savepoint) {
+        let at = (savepoint.runs, savepoint.undo);
+        let mut live = self.live.borrow_mut();
+        if let Some(count) = live.get_mut(&at) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&at);
+                self.splits.remove(&at);
+            }
         }
     }
 
@@ -261,15 +283,21 @@ impl WriteSet {
         self.tables.values().all(|t| t.pending.is_empty())
     }
 
-    /// Undoes the writes since `savepoint`. Fails, and leaves the write set good for a
-    /// rollback only, if it spilled since.
+    /// Undoes the writes since `savepoint` (savepoints taken after it are released). Fails,
+    /// and leaves the write set good for a rollback only, if it spilled since and the
+    /// savepoint was released.
     pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
         self.settle();
+        let at = (savepoint.runs, savepoint.undo);
+        let later = (Bound::Excluded(at), Bound::Unbounded);
+        let forgotten: Vec<_> = self.live.borrow().range(later).map(|(k, _)| *k).collect();
+        for key in forgotten {
+            self.live.borrow_mut().remove(&key);
+            self.splits.remove(&key);
+        }
         if self.spill.as_ref().map_or(0, Spill::runs) > savepoint.runs {
-            let split = self
-                .split
-                .filter(|&(at, _)| at == (savepoint.undo, savepoint.runs));
-            let (Some(spill), Some((_, keep))) = (self.spill.as_mut(), split) else {
+            let keep = self.splits.get(&at).copied();
+            let (Some(spill), Some(keep)) = (self.spill.as_mut(), keep) else {
                 self.broken = true;
                 return Err(self.broken_error());
             };
@@ -300,8 +328,8 @@ impl WriteSet {
 
     fn broken_error(&self) -> Error {
         Error::Unsupported(
-            "a rollback to a savepoint taken before the transaction's writes spilled to disk \
-             (past DbOptions::transaction_memory): roll back the whole transaction"
+            "a rollback to a savepoint released before the transaction's writes spilled to \
+             disk (past DbOptions::transaction_memory): roll back the whole transaction"
                 .into(),
         )
     }
@@ -433,51 +461,83 @@ impl WriteSet {
         Ok(())
     }
 
-    /// The memory part as it was when the undo log was `undo` long: by table, its key column
-    /// and rows.
-    fn state_at(&self, undo: usize) -> BTreeMap<Arc<str>, (usize, TableRows)> {
-        let mut state: BTreeMap<Arc<str>, (usize, TableRows)> = self
-            .tables
-            .iter()
-            .map(|(name, t)| {
-                (
-                    Arc::clone(name),
-                    (t.table.schema.key, TableRows::clone(&t.rows)),
-                )
-            })
-            .collect();
-        for entry in self.undo.get(undo..).unwrap_or_default().iter().rev() {
-            if let Some((_, rows)) = state.get_mut(&entry.table) {
-                match &entry.previous {
-                    Some(previous) => rows.insert(entry.key, previous.clone()),
-                    None => rows.remove(&entry.key),
+    /// The rows written before each of `ends` (undo lengths, ascending) and since the one
+    /// before it, by table, as they were at that end.
+    fn intervals(&self, ends: &[usize]) -> Vec<BTreeMap<Arc<str>, TableRows>> {
+        // Walking the undo log back from now, `reverted` holds for each key written since
+        // the position reached its value there (`None`: not in the memory part then).
+        let mut reverted: HashMap<(&Arc<str>, i64), Option<&Option<Row>>> = HashMap::new();
+        let mut parts = vec![BTreeMap::new(); ends.len()];
+        let mut position = self.undo.len();
+        for (j, &end) in ends.iter().enumerate().rev() {
+            for entry in self.undo[end..position].iter().rev() {
+                reverted.insert((&entry.table, entry.key), entry.previous.as_ref());
+            }
+            position = end;
+            let start = if j == 0 { 0 } else { ends[j - 1] };
+            for entry in &self.undo[start..end] {
+                let value = match reverted.get(&(&entry.table, entry.key)) {
+                    Some(value) => *value,
+                    None => self.tables.get(&entry.table).and_then(|t| t.get(entry.key)),
                 };
+                if let Some(value) = value {
+                    let part: &mut TableRows =
+                        parts[j].entry(Arc::clone(&entry.table)).or_default();
+                    part.insert(entry.key, value.clone());
+                }
             }
         }
-        state
+        parts
     }
 
-    /// Moves the memory part to a new run on disk.
+    /// Moves the memory part to runs on disk: one ending at each live savepoint taken since
+    /// the last spill, then one for the rest (see the module docs).
     fn spill_all(&mut self, limits: &WriteLimits) -> Result<()> {
         self.settle();
         let runs = self.spill.as_ref().map_or(0, Spill::runs);
-        // The latest savepoint, if no spill came since: its state first, as a run of its own.
-        // (A spill follows a write, so something was always written since it.)
-        let at = self.latest.get().filter(|&(_, r)| r == runs);
-        let before = at.map(|(undo, _)| self.state_at(undo));
+        let ends: Vec<usize> = self
+            .live
+            .borrow()
+            .range((runs, 0)..=(runs, self.undo.len()))
+            .map(|(&(_, undo), _)| undo)
+            .collect();
+        let parts = self.intervals(&ends);
+        let keys: HashMap<Arc<str>, usize> = self
+            .tables
+            .iter()
+            .map(|(name, t)| (Arc::clone(name), t.table.schema.key))
+            .collect();
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill::new(&limits.dir)?),
         };
-        if let (Some(at), Some(before)) = (at, before) {
-            spill.write_run(before.iter().map(|(name, (key, rows))| (name, *key, rows)))?;
-            self.split = Some((at, spill.runs()));
+        for (&end, part) in ends.iter().zip(&parts) {
+            if !part.is_empty() {
+                spill.write_run(part.iter().map(|(name, rows)| (name, keys[name], rows)))?;
+            }
+            self.splits.insert((runs, end), spill.runs());
         }
-        spill.write_run(
-            self.tables
-                .iter()
-                .map(|(name, t)| (name, t.table.schema.key, t.rows.as_ref())),
-        )?;
+        drop(parts);
+        match ends.last() {
+            // No savepoint to end at: the memory part as it is.
+            None => spill.write_run(
+                self.tables
+                    .iter()
+                    .map(|(name, t)| (name, t.table.schema.key, t.rows.as_ref())),
+            )?,
+            Some(&last) => {
+                let mut rest: BTreeMap<Arc<str>, TableRows> = BTreeMap::new();
+                for entry in &self.undo[last..] {
+                    if let Some(value) =
+                        self.tables.get(&entry.table).and_then(|t| t.get(entry.key))
+                    {
+                        let rows = rest.entry(Arc::clone(&entry.table)).or_default();
+                        rows.insert(entry.key, value.clone());
+                    }
+                }
+                spill.write_run(rest.iter().map(|(name, rows)| (name, keys[name], rows)))?;
+            }
+        }
         for t in self.tables.values_mut() {
             t.rows = Arc::default();
         }

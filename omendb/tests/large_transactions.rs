@@ -207,7 +207,7 @@ fn a_conflict_found_while_the_group_is_written_applies_nothing() {
 }
 
 #[test]
-fn a_savepoint_before_a_spill_cannot_be_rolled_back_to_and_the_commit_is_refused() {
+fn a_savepoint_before_a_spill_is_rolled_back_to_and_a_released_one_breaks_the_transaction() {
     let dir = TempDir::new("large-tx-savepoint");
     let db = open(&dir);
     db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
@@ -215,19 +215,108 @@ fn a_savepoint_before_a_spill_cannot_be_rolled_back_to_and_the_commit_is_refused
     let mut tx = db.begin();
     tx.upsert("t", row(1, "one")).expect("upsert");
     let before = tx.savepoint();
+    tx.upsert("t", row(1, "uno")).expect("upsert");
+    let middle = tx.savepoint();
     for key in 2..1000 {
         tx.upsert("t", row(key, &"b".repeat(40))).expect("upsert");
     }
     let after = tx.savepoint();
     tx.upsert("t", row(2, "two")).expect("upsert");
     tx.rollback_to(after).expect("a savepoint after the spill");
-    assert!(tx.rollback_to(before).is_err());
+    tx.rollback_to(middle)
+        .expect("an older one, before the spill");
+    assert_eq!(tx.scan("t", ..).expect("scan").len(), 1);
+    assert!(tx.get("t", 2).expect("get").is_none());
+    tx.rollback_to(before).expect("the oldest");
+    let text = |tx: &omendb::Transaction<'_>| match tx.get("t", 1).expect("get") {
+        Some(r) => r[1].clone(),
+        None => panic!("row 1 is gone"),
+    };
+    assert_eq!(text(&tx), Value::Utf8("one".into()));
+    // Released, then spilled past: only a rollback of the whole remains.
+    let released = tx.savepoint();
+    tx.release(released);
+    for key in 2..1000 {
+        tx.upsert("t", row(key, &"c".repeat(40))).expect("upsert");
+    }
+    assert!(tx.rollback_to(released).is_err());
     assert!(
         tx.upsert("t", row(3, "x")).is_err(),
         "broken: no more writes"
     );
     assert!(tx.commit().is_err(), "broken: no commit");
     assert_eq!(db.len("t").expect("len"), 0);
+}
+
+/// Savepoints taken, rolled back to and released at random while the writes spill many times,
+/// checked against a model that keeps the rows as they were at each savepoint.
+#[test]
+fn savepoints_roll_back_exactly_across_spills_as_a_model() {
+    let dir = TempDir::new("large-tx-savepoint-model");
+    let db = open(&dir);
+    db.sql("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+        .expect("create");
+    let mut committed = BTreeMap::new();
+    for seed in 0..6u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut tx = db.begin();
+        let mut model = committed.clone();
+        // The live savepoints, oldest first, each with the model as it was there.
+        let mut stack: Vec<(omendb::Savepoint, BTreeMap<i64, String>)> = Vec::new();
+        for step in 0..3000 {
+            match rng.random_range(0..100) {
+                0..60 => {
+                    let key = rng.random_range(0..400);
+                    let text = format!("{seed}-{step}-{}", "x".repeat(rng.random_range(0..60)));
+                    tx.upsert("t", row(key, &text)).expect("upsert");
+                    model.insert(key, text);
+                }
+                60..75 => {
+                    let key = rng.random_range(0..400);
+                    tx.delete("t", key).expect("delete");
+                    model.remove(&key);
+                }
+                75..87 => stack.push((tx.savepoint(), model.clone())),
+                87..89 if !stack.is_empty() => {
+                    let at = rng.random_range(0..stack.len());
+                    stack.truncate(at + 1);
+                    tx.rollback_to(stack[at].0)
+                        .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+                    model = stack[at].1.clone();
+                }
+                89..100 if !stack.is_empty() => {
+                    let at = rng.random_range(0..stack.len());
+                    for (point, _) in stack.split_off(at) {
+                        tx.release(point);
+                    }
+                }
+                _ => {}
+            }
+            if step % 500 == 499 {
+                let scanned: BTreeMap<i64, String> = tx
+                    .scan("t", ..)
+                    .expect("scan")
+                    .iter()
+                    .map(|r| match r.as_ref() {
+                        [Value::Int64(k), Value::Utf8(v)] => (*k, v.clone()),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                assert_eq!(scanned, model, "seed {seed} step {step}");
+            }
+        }
+        for key in 0..400 {
+            let found = tx.get("t", key).expect("get").map(|r| r[1].clone());
+            assert_eq!(
+                found,
+                model.get(&key).map(|v| Value::Utf8(v.clone())),
+                "seed {seed} key {key}"
+            );
+        }
+        tx.commit().expect("commit");
+        committed = model;
+    }
+    check_everywhere(&db, &committed);
 }
 
 #[test]

@@ -185,7 +185,12 @@ impl Block {
     /// `RELEASE name`: forgets it and the savepoints set after it; returns its position.
     pub fn release(&self, name: &str) -> PgWireResult<usize> {
         let (mut savepoints, at) = self.find_savepoint(name, "RELEASE SAVEPOINT")?;
-        savepoints.truncate(at);
+        let released = savepoints.split_off(at);
+        if let Some(transaction) = lock(&self.transaction).as_mut() {
+            for (_, point) in released {
+                transaction.release(point);
+            }
+        }
         Ok(at)
     }
 
@@ -194,6 +199,7 @@ impl Block {
     pub fn rollback_to(&self, name: &str) -> PgWireResult<usize> {
         let (mut savepoints, at) = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
         let point = savepoints[at].1;
+        // The savepoints after it go (the write set forgets them with the rollback).
         savepoints.truncate(at + 1);
         let undone = match lock(&self.transaction).as_mut() {
             Some(transaction) => transaction.rollback_to(point),

@@ -682,6 +682,37 @@ fn a_stopped_statement_stops_working_and_deep_nesting_is_refused_before_parsing(
         let error = client.simple_query(&nested).await.unwrap_err();
         assert_eq!(code(&error), "54001", "{error}");
         assert!(started.elapsed() < Duration::from_secs(2));
+        // Every construct the parser follows, nested past what it can: 20,000 INTERVALs
+        // overflowed its stack and killed the server; 300 ARRAY[ hung it (a network thread
+        // spun, SIGTERM was ignored). Refused from the tokens, whatever the prefix.
+        let deep = |prefix: &str, n: usize, operand: &str, suffix: &str| {
+            format!("SELECT {}{operand}{}", prefix.repeat(n), suffix.repeat(n))
+        };
+        for sql in [
+            deep("INTERVAL ", 20_000, "'1 day'", ""),
+            deep("DATE ", 20_000, "'2024-01-01'", ""),
+            deep("|/ ", 20_000, "4", ""),
+            deep("PRIOR ", 20_000, "1", ""),
+            deep("NOT ", 20_000, "true", ""),
+            deep("ARRAY[", 300, "1", "]"),
+            deep("[", 300, "1", "]"),
+            format!(
+                "SELECT 1 WHERE {}'1 day' IS NULL",
+                "INTERVAL ".repeat(20_000)
+            ),
+        ] {
+            let started = Instant::now();
+            let error = client.simple_query(&sql).await.unwrap_err();
+            assert_eq!(code(&error), "54001", "{}: {error}", &sql[..40]);
+            assert!(started.elapsed() < Duration::from_secs(2), "{}", &sql[..40]);
+        }
+        // A long statement of ordinary runs still parses.
+        let long = format!(
+            "SELECT {} AS n",
+            vec!["CASE WHEN NOT (1 = 2) AND NOT - 1 > 0 THEN 1 ELSE 2 END"; 300].join(" + ")
+        );
+        let (_, values) = first_row(&client, &long).await;
+        assert_eq!(values, [Some("300".to_string())]);
     });
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");

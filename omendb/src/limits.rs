@@ -29,6 +29,7 @@ use datafusion::sql::sqlparser::ast::{
     Distinct, GroupByExpr, OrderByKind, SetOperator, SetQuantifier, WindowType,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, LimitKind, Result};
@@ -70,6 +71,13 @@ const MAX_PARSER_RECURSION: usize = 256;
 /// parsed: the parser backtracks through nested calls and casts in time that grows
 /// exponentially with their depth (300 nested `CAST(` of a column, 4.8 KB, never finished).
 pub const MAX_PARENTHESIS_DEPTH: usize = 100;
+
+/// The longest run of prefixes (keywords, operators and opening brackets with no name,
+/// literal or closing bracket between them) in a statement's text, checked on its tokens
+/// before it is parsed: the parser follows some prefixes (`INTERVAL`, `DATE`, `|/`, `PRIOR`)
+/// without counting them, so 14,000 `INTERVAL`s overflowed its stack, and it backtracks
+/// through `ARRAY[` past 256 levels for ever. SQL a person writes has runs of a dozen.
+pub const MAX_PREFIX_RUN: usize = 64;
 
 /// Stack kept free before parsing; grown when less is left.
 const RED_ZONE: usize = 1 << 20;
@@ -124,7 +132,7 @@ pub fn parse_sql(text: &str, limits: &SqlLimits) -> Result<VecDeque<DfStatement>
             limit: limits.max_statement_bytes,
         });
     }
-    check_parentheses(text)?;
+    check_nesting(text)?;
     let stack = RED_ZONE + text.len().saturating_mul(STACK_PER_BYTE);
     stacker::maybe_grow(stack, stack, || {
         let statements = DFParserBuilder::new(text)
@@ -222,24 +230,32 @@ fn at_most(
 
 /// Refuses text whose parentheses nest deeper than [`MAX_PARENTHESIS_DEPTH`] (tokenizing
 /// is linear; text that does not tokenize is left to the parser's own error).
-fn check_parentheses(text: &str) -> Result<()> {
-    // Fewer opening parentheses than the limit cannot nest past it: most statements are
-    // not tokenized twice.
-    if text.bytes().filter(|&b| b == b'(').count() <= MAX_PARENTHESIS_DEPTH {
+fn check_nesting(text: &str) -> Result<()> {
+    // Texts that cannot nest past the limits are not tokenized twice (point queries).
+    let brackets = text.bytes().filter(|&b| b == b'(' || b == b'[').count();
+    if brackets <= MAX_PARENTHESIS_DEPTH && text.len() <= MAX_PREFIX_RUN {
         return Ok(());
     }
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize() else {
         return Ok(());
     };
     let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut run, mut longest) = (0usize, 0usize);
     for token in &tokens {
         match token {
-            Token::LParen => {
+            Token::Whitespace(_) => continue,
+            Token::LParen | Token::LBracket => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            Token::RParen => depth = depth.saturating_sub(1),
+            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
             _ => {}
+        }
+        if ends_prefix_run(token) {
+            run = 0;
+        } else {
+            run += 1;
+            longest = longest.max(run);
         }
     }
     if deepest > MAX_PARENTHESIS_DEPTH {
@@ -249,7 +265,27 @@ fn check_parentheses(text: &str) -> Result<()> {
             limit: MAX_PARENTHESIS_DEPTH,
         });
     }
+    if longest > MAX_PREFIX_RUN {
+        return Err(Error::Limit {
+            kind: LimitKind::ExpressionDepth,
+            found: longest,
+            limit: MAX_PREFIX_RUN,
+        });
+    }
     Ok(())
+}
+
+/// Whether `token` is an operand or ends one (a name, a literal, a closing bracket, a
+/// comma), so that it ends a run of prefixes: keywords, operators and opening brackets.
+fn ends_prefix_run(token: &Token) -> bool {
+    match token {
+        Token::Word(word) => word.keyword == Keyword::NoKeyword || word.quote_style.is_some(),
+        Token::LParen | Token::LBracket => false,
+        Token::RParen | Token::RBracket | Token::Comma | Token::SemiColon => true,
+        Token::Number(..) | Token::SingleQuotedString(_) | Token::Placeholder(_) => true,
+        // Other literals print with a letter, a digit or a quote; operators are punctuation.
+        other => !other.to_string().chars().all(|c| c.is_ascii_punctuation()),
+    }
 }
 
 /// Significant digits a DOUBLE holds exactly.

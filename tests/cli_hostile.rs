@@ -87,6 +87,13 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
             "SELECT length(regexp_replace(repeat('x', 2000000), 'x', 'yyyyyyyyyy', 'g'))",
             "SELECT length(translate(repeat('a', 6000000), 'a', 'b'))",
             "SELECT cardinality(range(1, 9000000000000))",
+            // Found by an outside attack: five nested encodes built 4.6 GB; a batch of them
+            // past 2 GiB in all panicked in Arrow and the client got a short answer.
+            "SELECT length(encode(encode(CAST(repeat('x', 3000000) AS BYTEA), 'hex')::bytea, 'hex'))",
+            "SELECT length(concat_ws(repeat('-', 2000000), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, \
+             13, 14, 15, 16, 17))",
+            "SELECT length(encode(CAST(repeat('x', 100000 + value % 2) AS BYTEA), 'hex')) \
+             FROM generate_series(1, 1000)",
             // Per row (not folded to one constant): 1000 rows of 100 kB in one batch.
             "SELECT length(repeat('x', 100000) || CAST(value AS TEXT)) \
              FROM generate_series(1, 1000)",
@@ -103,7 +110,9 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
                 "SELECT repeat('ab', 3), lpad('x', 3, '-'), 'a' || 'b', \
                  'a' || CAST(NULL AS TEXT), replace('aXa', 'a', 'bb'), concat('a', NULL, 'c'), \
                  overlay('abc' placing 'X' from 2 for 1), translate('abc', 'b', 'y'), \
-                 regexp_replace('aXa', 'a', 'bb', 'g')",
+                 regexp_replace('aXa', 'a', 'bb', 'g'), \
+                 length(encode(CAST(repeat('x', 3000000) AS BYTEA), 'hex')), \
+                 concat_ws('-', 'a', NULL, 'b')",
                 &[],
             )
             .await
@@ -117,6 +126,8 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
         assert_eq!(row.get::<_, &str>(6), "aXc");
         assert_eq!(row.get::<_, &str>(7), "ayc");
         assert_eq!(row.get::<_, &str>(8), "bbXbb");
+        assert_eq!(row.get::<_, i32>(9), 6_000_000);
+        assert_eq!(row.get::<_, &str>(10), "a-b");
         responsive(server.port).await;
     });
     let peak = server.peak_rss();

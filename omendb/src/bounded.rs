@@ -59,6 +59,10 @@ enum Growth {
     /// `regexp_replace(s, pattern, replacement [, flags])`: each of up to `len(s) + 1`
     /// matches may become `replacement` (back-references are not counted).
     Regex,
+    /// `encode(data, format)`: each byte becomes up to 4 (`escape`; `hex` 2, `base64` 4/3).
+    Encode,
+    /// `concat_ws(separator, a, b, ...)`: the arguments and a separator between each two.
+    ConcatWs,
 }
 
 /// A function whose results are checked against a size limit before it runs.
@@ -79,6 +83,8 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         "concat" | "overlay" => Growth::Sum,
         "translate" => Growth::Translate,
         "regexp_replace" => Growth::Regex,
+        "encode" => Growth::Encode,
+        "concat_ws" => Growth::ConcatWs,
         "array_repeat" => Growth::ArrayRepeat,
         "range" | "generate_series" => Growth::Range,
         _ => return None,
@@ -245,7 +251,14 @@ fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
             }
         }
         Growth::Sum => (0..columns.len()).map(bytes).sum(),
-        Growth::Translate => bytes(0).saturating_mul(4),
+        Growth::Translate | Growth::Encode => bytes(0).saturating_mul(4),
+        Growth::ConcatWs => {
+            let separators = (columns.len().saturating_sub(2)) as u128;
+            (1..columns.len())
+                .map(bytes)
+                .sum::<u128>()
+                .saturating_add(bytes(0).saturating_mul(separators))
+        }
         Growth::Regex => bytes(0).saturating_add((bytes(0) + 1).saturating_mul(bytes(2))),
         Growth::ArrayRepeat => count(1).saturating_mul(bytes(0).max(16)),
         Growth::Range => {

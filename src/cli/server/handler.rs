@@ -144,8 +144,20 @@ async fn pump(
             (stream, next)
         })
         .await;
-        let Ok((rest, Some(batch))) = computed else {
-            break;
+        let (rest, batch) = match computed {
+            Ok((rest, Some(batch))) => (rest, batch),
+            Ok((_, None)) => break,
+            // A bug while computing a batch (the panic hook logged it): the client is told,
+            // never left with the rows before it as if they were the whole answer.
+            Err(_) => {
+                let bug = datafusion::error::DataFusionError::Internal(
+                    "the query failed on a bug (the server's log has it); its result is \
+                     incomplete"
+                        .into(),
+                );
+                let _ = batches.send(Err(omendb::Error::Sql(bug))).await;
+                break;
+            }
         };
         stream = rest;
         let sent = tokio::select! {

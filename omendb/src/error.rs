@@ -257,6 +257,10 @@ pub enum LimitKind {
     SortKeys,
     /// More items in one `IN (...)` list than [`crate::limits::MAX_IN_LIST`].
     InList,
+    /// `WITH` queries that build on each other deeper than [`crate::limits::MAX_CTE_DEPTH`],
+    /// or that expand, each reference planned in full, to more than
+    /// [`crate::limits::MAX_CTE_EXPANSION`] queries.
+    CteDepth,
     /// A transaction's writes would take more than `DbOptions::max_transaction_bytes`.
     TransactionBytes,
     /// A query in a transaction would read back more of the transaction's spilled writes
@@ -299,6 +303,12 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         LimitKind::SortKeys => format!(
             "statement too complex: {found} keys in one ORDER BY, GROUP BY, PARTITION BY or \
              DISTINCT ON; at most {limit}"
+        ),
+        LimitKind::CteDepth => format!(
+            "statement too complex: its WITH queries build on each other more than {limit} \
+             deep or expand to more than {} queries (found {found}); store intermediate \
+             results in a table, or split the statement",
+            crate::limits::MAX_CTE_EXPANSION
         ),
         LimitKind::InList => format!(
             "statement too complex: {found} items in one IN list, at most {limit}; put the \

@@ -66,7 +66,8 @@ pub fn code(error: &omendb::Error) -> &'static str {
                 LimitKind::ExpressionDepth
                 | LimitKind::SubqueryDepth
                 | LimitKind::SortKeys
-                | LimitKind::InList,
+                | LimitKind::InList
+                | LimitKind::CteDepth,
             ..
         } => STATEMENT_TOO_COMPLEX,
         Error::Limit {

@@ -112,7 +112,7 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
                  overlay('abc' placing 'X' from 2 for 1), translate('abc', 'b', 'y'), \
                  regexp_replace('aXa', 'a', 'bb', 'g'), \
                  length(encode(CAST(repeat('x', 3000000) AS BYTEA), 'hex')), \
-                 concat_ws('-', 'a', NULL, 'b')",
+                 concat_ws('-', 'a', NULL, 'b'), levenshtein('kitten', 'sitting')",
                 &[],
             )
             .await
@@ -128,6 +128,7 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
         assert_eq!(row.get::<_, &str>(8), "bbXbb");
         assert_eq!(row.get::<_, i32>(9), 6_000_000);
         assert_eq!(row.get::<_, &str>(10), "a-b");
+        assert_eq!(row.get::<_, i32>(11), 3);
         responsive(server.port).await;
     });
     let peak = server.peak_rss();

@@ -485,6 +485,15 @@ fn rows_patterns_and_lists_as_postgresql() {
             ("SELECT '99999999999'::int", "22003"),
             ("SELECT substr('abc', 2, -1)", "22011"),
             ("SELECT split_part('a,b', ',', 0)", "22023"),
+            // Quadratic work in one call that no timeout stops: PostgreSQL's 255 characters.
+            (
+                "SELECT levenshtein(repeat('a', 200000), repeat('b', 200000))",
+                "22023",
+            ),
+            (
+                "SELECT levenshtein(s, repeat('b', 256)) FROM ts WHERE id = 10 OR s IS NULL",
+                "22023",
+            ),
             (
                 "INSERT INTO ts (id) VALUES (1) ON CONFLICT DO NOTHING",
                 "0A000",

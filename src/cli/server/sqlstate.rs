@@ -150,7 +150,8 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             "22011"
         }
         DataFusionError::Execution(message)
-            if message.starts_with("field position must not be zero") =>
+            if message.starts_with("field position must not be zero")
+                || message.starts_with("levenshtein argument exceeds") =>
         {
             "22023"
         }

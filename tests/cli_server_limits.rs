@@ -568,6 +568,52 @@ fn a_query_beyond_its_memory_spills_or_fails_and_the_server_stays_small() {
     assert!(clean, "{stderr}");
 }
 
+/// Every query's memory counts against one pool of the server too, suspended portals'
+/// included: sessions together cannot hold operator memory past it, however many queries
+/// they run or suspend.
+#[test]
+fn suspended_portals_hold_memory_within_the_servers_total() {
+    let dir = TempDir::new("limits-total-memory");
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(
+        &config,
+        "[server]\nquery_memory_mb = 64\ntotal_query_memory_mb = 96\n",
+    )
+    .unwrap();
+    let server = Server::start_with_config(dir.path(), &config, &[]);
+    runtime().block_on(async {
+        let mut holder = connect(server.port).await;
+        let other = connect(server.port).await;
+        // A hash join whose build side fits one query's pool.
+        let join = "SELECT count(*) FROM generate_series(1, 3000000) a(v) \
+                    JOIN generate_series(1, 3000000) b(w) ON v = w";
+        assert_eq!(scalar(&other, join).await.as_deref(), Some("3000000"));
+        // The same join's hash table, kept in memory by a suspended portal.
+        let block = holder.transaction().await.unwrap();
+        let joined = block
+            .prepare(
+                "SELECT v FROM generate_series(1, 3000000) a(v) \
+                 JOIN generate_series(1, 3000000) b(w) ON v = w",
+            )
+            .await
+            .unwrap();
+        let portal = block.bind(&joined, &[]).await.unwrap();
+        let first = block.query_portal(&portal, 1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let error = other.simple_query(join).await.unwrap_err();
+        assert_eq!(
+            code(&error),
+            "53200",
+            "the portal holds the memory: {error}"
+        );
+        drop(portal);
+        block.rollback().await.unwrap();
+        assert_eq!(scalar(&other, join).await.as_deref(), Some("3000000"));
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 #[test]
 fn a_client_that_stops_reading_stops_its_query_and_the_server_stays_small() {
     let dir = TempDir::new("limits-slow-reader");

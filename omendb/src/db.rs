@@ -55,6 +55,9 @@ pub struct DbOptions {
     /// bytes. Sorts and aggregations spill to disk beyond it; others fail with a clear error.
     /// Default: 2 GiB.
     pub sql_memory_limit: usize,
+    /// Memory all SQL queries together may use for their operators, in bytes, suspended
+    /// ones included (see `sql_memory_limit`). Default: 4 GiB.
+    pub sql_total_memory: usize,
     /// Whether key reads (`SELECT cols FROM t WHERE id = 5`, `IN (...)`, short ranges) are
     /// answered from the learned index without DataFusion (see `omen-router`). Default: on;
     /// off, every query is planned by DataFusion (for comparisons).
@@ -82,6 +85,7 @@ impl Default for DbOptions {
             sql_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             sql_limits: crate::SqlLimits::default(),
             sql_memory_limit: 2 << 30,
+            sql_total_memory: 4 << 30,
             sql_fast_path: true,
             max_transaction_age: Duration::from_secs(3600),
             transaction_memory: 64 << 20,
@@ -239,6 +243,8 @@ pub struct Db {
     pub(crate) bulk_runtime: tokio::runtime::Runtime,
     pub(crate) sql_limits: crate::SqlLimits,
     pub(crate) sql_memory_limit: usize,
+    /// The pool every query's pool takes its memory from (`DbOptions::sql_total_memory`).
+    pub(crate) sql_memory: Arc<datafusion::execution::memory_pool::GreedyMemoryPool>,
     /// The largest write one log record holds (`WalOptions::max_record_size`).
     pub(crate) max_write_bytes: usize,
     /// The router of SQL statements; `None`: everything goes to DataFusion.
@@ -333,6 +339,9 @@ impl Db {
             bulk_runtime,
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
+            sql_memory: Arc::new(datafusion::execution::memory_pool::GreedyMemoryPool::new(
+                options.sql_total_memory,
+            )),
             max_write_bytes: options.wal.max_record_size as usize,
             router: options.sql_fast_path.then(omen_router::RuleRouter::default),
             conflicts: Arc::new(crate::transaction::Conflicts::new(

@@ -53,6 +53,7 @@ mod key_read;
 mod limits;
 mod names;
 mod planning;
+mod query_memory;
 mod rounding;
 mod row;
 mod spill;

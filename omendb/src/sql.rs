@@ -523,10 +523,12 @@ impl Db {
         // As many partitions as the runtime has workers (DbOptions::sql_threads).
         let threads = self.sql_runtime().metrics().num_workers().max(1);
         let config = SessionConfig::new().with_target_partitions(threads);
-        // Each query gets its own pool: sorts and aggregations spill to disk beyond it,
-        // other operators fail with ResourcesExhausted rather than grow without bound.
+        // Each query gets its own pool within the database's: sorts and aggregations spill
+        // to disk beyond it, other operators fail with ResourcesExhausted rather than grow
+        // without bound.
+        let pool = crate::query_memory::QueryPool::new(self.sql_memory_limit, &self.sql_memory);
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.sql_memory_limit, 1.0)
+            .with_memory_pool(Arc::new(pool))
             .build_arc()?;
         let value_limit = self.sql_limits.max_value_bytes;
         let context = SessionContext::new_with_state(crate::planning::session_state(

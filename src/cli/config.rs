@@ -13,6 +13,7 @@
 //! metrics_listen = "127.0.0.1:9187"   # Prometheus `GET /metrics` (off when absent)
 //! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
 //! query_memory_mb = 2048             # memory of one query's sorts, aggregations and joins
+//! total_query_memory_mb = 4096       # the same for all queries together, suspended ones too
 //! max_value_mb = 1024                # the largest value a function or `||` may build
 //! transaction_memory_mb = 64         # a transaction's writes in memory; beyond, they spill
 //! max_transaction_mb = 65536         # the most one transaction or statement may write
@@ -72,6 +73,9 @@ pub struct ServerConfig {
     /// Memory each query's operators may use, in MiB (default 2048); sorts and aggregations
     /// spill to disk beyond it, other operators fail with `53200`.
     pub query_memory_mb: Option<usize>,
+    /// Memory all queries' operators together may use, in MiB (default 4096), those of
+    /// suspended portals included; past it as past `query_memory_mb`.
+    pub total_query_memory_mb: Option<usize>,
     /// The largest value (string, binary, list) a function or `||` may build, in MiB
     /// (default 1024, as PostgreSQL); larger ones are refused with `54000` before they are
     /// built.

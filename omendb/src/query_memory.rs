@@ -95,8 +95,8 @@ mod tests {
         let shared = Arc::new(GreedyMemoryPool::new(100));
         let first: Arc<dyn MemoryPool> = Arc::new(QueryPool::new(60, &shared));
         let second: Arc<dyn MemoryPool> = Arc::new(QueryPool::new(60, &shared));
-        let mut a = MemoryConsumer::new("a").register(&first);
-        let mut b = MemoryConsumer::new("b").register(&second);
+        let a = MemoryConsumer::new("a").register(&first);
+        let b = MemoryConsumer::new("b").register(&second);
         assert!(a.try_grow(61).is_err(), "past its own limit");
         a.try_grow(60).expect("within both");
         assert!(b.try_grow(41).is_err(), "past what all queries have left");

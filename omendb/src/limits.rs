@@ -243,9 +243,11 @@ fn at_most(
 /// Refuses text whose parentheses nest deeper than [`MAX_PARENTHESIS_DEPTH`] (tokenizing
 /// is linear; text that does not tokenize is left to the parser's own error).
 fn check_nesting(text: &str) -> Result<()> {
-    // Texts that cannot nest past the limits are not tokenized twice (point queries).
+    // Texts that cannot nest past the limits are not tokenized twice (point queries). A
+    // run in a text of 256 bytes or less is too short to harm the parser (its own limit is
+    // 256 levels), so runs are checked in longer texts only.
     let brackets = text.bytes().filter(|&b| b == b'(' || b == b'[').count();
-    if brackets <= MAX_PARENTHESIS_DEPTH && text.len() <= MAX_PREFIX_RUN {
+    if brackets <= MAX_PARENTHESIS_DEPTH && text.len() <= MAX_PARSER_RECURSION {
         return Ok(());
     }
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize() else {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
@@ -32,13 +32,7 @@ impl AnalyzerRule for DatetimeTypes {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        // A recursive CTE's work table has the types its terms were planned with.
-        let mut recursive = false;
-        plan.apply_with_subqueries(|node| {
-            recursive |= matches!(node, LogicalPlan::RecursiveQuery(_));
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        if recursive {
+        if crate::integer_literals::has_recursive_query(&plan)? {
             return Ok(plan);
         }
         // A write's input keeps the types its casts to the table's columns were planned for:

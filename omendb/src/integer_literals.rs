@@ -27,16 +27,7 @@ impl AnalyzerRule for IntegerLiterals {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         // A recursive CTE's work table has the types its planned terms had: left alone.
-        let mut recursive = false;
-        plan.apply_with_subqueries(|node| {
-            recursive = matches!(node, LogicalPlan::RecursiveQuery(_));
-            Ok(if recursive {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        })?;
-        if recursive {
+        if has_recursive_query(&plan)? {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|plan| {
@@ -68,4 +59,19 @@ impl AnalyzerRule for IntegerLiterals {
         })
         .map(|t| t.data)
     }
+}
+
+/// Whether `plan` holds a recursive CTE, whose work table keeps the types its terms were
+/// planned with (so rules that retype expressions leave such a plan alone).
+pub(crate) fn has_recursive_query(plan: &LogicalPlan) -> Result<bool> {
+    let mut recursive = false;
+    plan.apply_with_subqueries(|node| {
+        recursive = matches!(node, LogicalPlan::RecursiveQuery(_));
+        Ok(if recursive {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(recursive)
 }

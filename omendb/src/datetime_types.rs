@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
 };
@@ -32,7 +31,7 @@ impl AnalyzerRule for DatetimeTypes {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        if crate::integer_literals::has_recursive_query(&plan)? {
+        if crate::planning::has_recursive_query(&plan)? {
             return Ok(plan);
         }
         // A write's input keeps the types its casts to the table's columns were planned for:
@@ -66,24 +65,36 @@ impl AnalyzerRule for DatetimeTypes {
 /// The plan with its date and time expressions rewritten (see the module docs).
 fn retype(plan: LogicalPlan) -> Result<LogicalPlan> {
     plan.transform_up_with_subqueries(|plan| {
-        // Their types are fixed when they are planned.
-        if matches!(plan, LogicalPlan::Values(_)) {
+        // Values' types are fixed when they are planned. A node without a candidate is left
+        // as it is before its input schema is built: most of every plan.
+        if matches!(plan, LogicalPlan::Values(_)) || !has_candidate(&plan)? {
             return Ok(Transformed::no(plan));
         }
         let schema = crate::checked::input_schema(&plan)?;
-        let names = NamePreserver::new(&plan);
-        let rewritten = plan.map_expressions(|expr| {
-            let saved = names.save(&expr);
-            let rewritten = expr.transform_up(|expr| rewrite(expr, &schema))?;
-            Ok(rewritten.update_data(|expr| saved.restore(expr)))
-        })?;
-        if rewritten.transformed {
-            rewritten.map_data(|plan| plan.recompute_schema())
-        } else {
-            Ok(rewritten)
-        }
+        crate::planning::retype_expressions(plan, |expr| rewrite(expr, &schema))
     })
     .map(|t| t.data)
+}
+
+/// Whether an expression of `node` is one [`rewrite`] may change: a sum or difference, or a
+/// `date_part`.
+fn has_candidate(node: &LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    node.apply_expressions(|expr| {
+        found = expr.exists(|e| {
+            Ok(match e {
+                Expr::BinaryExpr(b) => matches!(b.op, Operator::Plus | Operator::Minus),
+                Expr::ScalarFunction(call) => call.func.name() == "date_part",
+                _ => false,
+            })
+        })?;
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

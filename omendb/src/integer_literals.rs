@@ -11,8 +11,7 @@
 use datafusion::common::Result;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::common::tree_node::Transformed;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -27,51 +26,26 @@ impl AnalyzerRule for IntegerLiterals {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         // A recursive CTE's work table has the types its planned terms had: left alone.
-        if has_recursive_query(&plan)? {
+        if crate::planning::has_recursive_query(&plan)? {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|plan| {
             if matches!(plan, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
                 return Ok(Transformed::no(plan));
             }
-            let names = NamePreserver::new(&plan);
-            let rewritten = plan.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let narrowed = expr.transform_up(|expr| match expr {
-                    Expr::Literal(ScalarValue::Int64(Some(v)), metadata)
-                        if i32::try_from(v).is_ok() =>
-                    {
-                        let v = i32::try_from(v).unwrap_or_default();
-                        Ok(Transformed::yes(Expr::Literal(
-                            ScalarValue::Int32(Some(v)),
-                            metadata,
-                        )))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })?;
-                Ok(narrowed.update_data(|expr| saved.restore(expr)))
-            })?;
-            if rewritten.transformed {
-                rewritten.map_data(|plan| plan.recompute_schema())
-            } else {
-                Ok(rewritten)
-            }
+            crate::planning::retype_expressions(plan, |expr| match expr {
+                Expr::Literal(ScalarValue::Int64(Some(v)), metadata)
+                    if i32::try_from(v).is_ok() =>
+                {
+                    let v = i32::try_from(v).unwrap_or_default();
+                    Ok(Transformed::yes(Expr::Literal(
+                        ScalarValue::Int32(Some(v)),
+                        metadata,
+                    )))
+                }
+                other => Ok(Transformed::no(other)),
+            })
         })
         .map(|t| t.data)
     }
-}
-
-/// Whether `plan` holds a recursive CTE, whose work table keeps the types its terms were
-/// planned with (so rules that retype expressions leave such a plan alone).
-pub(crate) fn has_recursive_query(plan: &LogicalPlan) -> Result<bool> {
-    let mut recursive = false;
-    plan.apply_with_subqueries(|node| {
-        recursive = matches!(node, LogicalPlan::RecursiveQuery(_));
-        Ok(if recursive {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    })?;
-    Ok(recursive)
 }

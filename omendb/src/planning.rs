@@ -17,11 +17,12 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::Result;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::registry::FunctionRegistry;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::AnalyzerRule;
@@ -103,6 +104,42 @@ pub(crate) fn with_flag<T>(
     }
     let _reset = Reset(flag, flag.replace(true));
     work()
+}
+
+/// Whether `plan` holds a recursive CTE, whose work table keeps the types its terms were
+/// planned with (so rules that retype expressions leave such a plan alone).
+pub(crate) fn has_recursive_query(plan: &LogicalPlan) -> Result<bool> {
+    let mut recursive = false;
+    plan.apply_with_subqueries(|node| {
+        recursive = matches!(node, LogicalPlan::RecursiveQuery(_));
+        Ok(if recursive {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(recursive)
+}
+
+/// `node` with `rewrite` applied to each of its expressions, bottom up, for an analyzer rule
+/// that retypes expressions before type coercion: output columns keep the names they had
+/// (so references to them resolve), and the node's schema is computed again if anything
+/// changed.
+pub(crate) fn retype_expressions(
+    node: LogicalPlan,
+    mut rewrite: impl FnMut(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&node);
+    let rewritten = node.map_expressions(|expr| {
+        let saved = names.save(&expr);
+        let rewritten = expr.transform_up(&mut rewrite)?;
+        Ok(rewritten.update_data(|expr| saved.restore(expr)))
+    })?;
+    if rewritten.transformed {
+        rewritten.map_data(|node| node.recompute_schema())
+    } else {
+        Ok(rewritten)
+    }
 }
 
 /// Whether this thread is folding constants: a function that would build a large value

@@ -257,7 +257,7 @@ impl WriteSet {
     /// Forgets `savepoint`: a later spill keeps no runs for it.
     pub(crate) fn release(&mut self, savepoint: Savepoint) {
         let at = (savepoint.runs, savepoint.undo);
-        let mut live = self.live.borrow_mut();
+        let live = self.live.get_mut();
         if let Some(count) = live.get_mut(&at) {
             *count -= 1;
             if *count == 0 {
@@ -289,12 +289,10 @@ impl WriteSet {
     pub(crate) fn rollback_to(&mut self, savepoint: Savepoint) -> Result<()> {
         self.settle();
         let at = (savepoint.runs, savepoint.undo);
-        let later = (Bound::Excluded(at), Bound::Unbounded);
-        let forgotten: Vec<_> = self.live.borrow().range(later).map(|(k, _)| *k).collect();
-        for key in forgotten {
-            self.live.borrow_mut().remove(&key);
-            self.splits.remove(&key);
-        }
+        // The savepoints taken after it go.
+        let later = (savepoint.runs, savepoint.undo + 1);
+        self.live.get_mut().split_off(&later);
+        self.splits.split_off(&later);
         if self.spill.as_ref().map_or(0, Spill::runs) > savepoint.runs {
             let keep = self.splits.get(&at).copied();
             let (Some(spill), Some(keep)) = (self.spill.as_mut(), keep) else {
@@ -461,7 +459,7 @@ impl WriteSet {
         Ok(())
     }
 
-    /// The rows written before each of `ends` (undo lengths, ascending) and since the one
+    /// The rows written before each of `ends` (undo lengths, not descending) and since the one
     /// before it, by table, as they were at that end.
     fn intervals(&self, ends: &[usize]) -> Vec<BTreeMap<Arc<str>, TableRows>> {
         // Walking the undo log back from now, `reverted` holds for each key written since
@@ -495,48 +493,38 @@ impl WriteSet {
     fn spill_all(&mut self, limits: &WriteLimits) -> Result<()> {
         self.settle();
         let runs = self.spill.as_ref().map_or(0, Spill::runs);
-        let ends: Vec<usize> = self
+        let savepoints: Vec<usize> = self
             .live
-            .borrow()
+            .get_mut()
             .range((runs, 0)..=(runs, self.undo.len()))
             .map(|(&(_, undo), _)| undo)
             .collect();
-        let parts = self.intervals(&ends);
-        let keys: HashMap<Arc<str>, usize> = self
-            .tables
-            .iter()
-            .map(|(name, t)| (Arc::clone(name), t.table.schema.key))
-            .collect();
+        // With no savepoint to end at, the memory part is written as it is (not copied).
+        let parts = if savepoints.is_empty() {
+            Vec::new()
+        } else {
+            self.intervals(&[savepoints.as_slice(), &[self.undo.len()]].concat())
+        };
         let spill = match &mut self.spill {
             Some(spill) => spill,
             None => self.spill.insert(Spill::new(&limits.dir)?),
         };
-        for (&end, part) in ends.iter().zip(&parts) {
+        let tables = &self.tables;
+        let key_of = |name: &Arc<str>| tables.get(name).map_or(0, |t| t.table.schema.key);
+        for (i, part) in parts.iter().enumerate() {
             if !part.is_empty() {
-                spill.write_run(part.iter().map(|(name, rows)| (name, keys[name], rows)))?;
+                spill.write_run(part.iter().map(|(name, rows)| (name, key_of(name), rows)))?;
             }
-            self.splits.insert((runs, end), spill.runs());
+            if let Some(&undo) = savepoints.get(i) {
+                self.splits.insert((runs, undo), spill.runs());
+            }
         }
-        drop(parts);
-        match ends.last() {
-            // No savepoint to end at: the memory part as it is.
-            None => spill.write_run(
-                self.tables
+        if parts.is_empty() {
+            spill.write_run(
+                tables
                     .iter()
                     .map(|(name, t)| (name, t.table.schema.key, t.rows.as_ref())),
-            )?,
-            Some(&last) => {
-                let mut rest: BTreeMap<Arc<str>, TableRows> = BTreeMap::new();
-                for entry in &self.undo[last..] {
-                    if let Some(value) =
-                        self.tables.get(&entry.table).and_then(|t| t.get(entry.key))
-                    {
-                        let rows = rest.entry(Arc::clone(&entry.table)).or_default();
-                        rows.insert(entry.key, value.clone());
-                    }
-                }
-                spill.write_run(rest.iter().map(|(name, rows)| (name, keys[name], rows)))?;
-            }
+            )?;
         }
         for t in self.tables.values_mut() {
             t.rows = Arc::default();

@@ -240,8 +240,9 @@ fn at_most(
     }
 }
 
-/// Refuses text whose parentheses nest deeper than [`MAX_PARENTHESIS_DEPTH`] (tokenizing
-/// is linear; text that does not tokenize is left to the parser's own error).
+/// Refuses text whose parentheses and brackets nest deeper than [`MAX_PARENTHESIS_DEPTH`],
+/// or that holds a run of prefixes longer than [`MAX_PREFIX_RUN`] (tokenizing is linear;
+/// text that does not tokenize is left to the parser's own error).
 fn check_nesting(text: &str) -> Result<()> {
     // Texts that cannot nest past the limits are not tokenized twice (point queries). A
     // run in a text of 256 bytes or less is too short to harm the parser (its own limit is

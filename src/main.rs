@@ -8,6 +8,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Counts what each SQL query holds, so that one past its limit fails instead of taking the
+/// machine's memory (`omendb::MeteredAllocator`).
+#[global_allocator]
+static ALLOCATOR: omendb::MeteredAllocator = omendb::MeteredAllocator;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -568,6 +568,68 @@ fn a_query_beyond_its_memory_spills_or_fails_and_the_server_stays_small() {
     assert!(clean, "{stderr}");
 }
 
+/// What no operator reserves is counted too: the batch coalescers between operators gather
+/// up to 8,192 rows whatever their size (a recursive CTE of 1 MB values took 7.5 GB with a
+/// 256 MB pool). The allocator's meter stops such a query at twice `query_memory_mb`, while
+/// a result many times that size streams to the client, since sent batches are given back.
+#[test]
+fn a_query_is_bounded_by_what_it_holds_not_only_by_what_operators_reserve() {
+    let dir = TempDir::new("limits-meter");
+    let config = dir.path().join("omendb.toml");
+    std::fs::write(&config, "[server]\nquery_memory_mb = 32\n").unwrap();
+    let server = Server::start_with_config(dir.path(), &config, &[]);
+    let before = server.rss();
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let other = connect(server.port).await;
+        // 600 rows of 1 MB, each a batch of its own, coalesced above the recursion.
+        let held = "WITH RECURSIVE r(n, a) AS (SELECT 1, repeat('x', 1000000) \
+                    UNION ALL SELECT n + 1, a FROM r WHERE n < 600) \
+                    SELECT sum(length(a)) FROM r";
+        let error = client.simple_query(held).await.unwrap_err();
+        assert_eq!(code(&error), "53200", "{error}");
+        let message = error.as_db_error().map(|e| e.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("query_memory_mb")),
+            "{message:?}"
+        );
+        // One large constant repeated over a batch: built in one step inside a projection,
+        // whether folded into a literal (1 MB) or computed when the query runs (2 MB).
+        for size in [1_000_000, 2_000_000] {
+            let repeated = format!(
+                "SELECT max(length(a)), max(length(b)) FROM (SELECT repeat('x', {size}) a, \
+                 repeat('y', {size}) b FROM generate_series(1, 1500))"
+            );
+            let error = client.simple_query(&repeated).await.unwrap_err();
+            assert_eq!(code(&error), "53200", "{error}");
+        }
+        let started = Instant::now();
+        assert_eq!(scalar(&other, "SELECT 7").await.as_deref(), Some("7"));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // 200 MB of rows, read as they stream: more than the meter's 64 MB, never held.
+        let streamed = "SELECT repeat('x', 1000) FROM generate_series(1, 200000)";
+        let stream = client.query_raw(streamed, Vec::<i64>::new()).await.unwrap();
+        futures::pin_mut!(stream);
+        let mut bytes = 0usize;
+        while let Some(row) = futures::StreamExt::next(&mut stream).await {
+            bytes += row.unwrap().get::<_, &str>(0).len();
+        }
+        assert_eq!(bytes, 200_000_000);
+        // The session is usable after the failure, and the same query within the meter runs.
+        let small = held.replace("n < 600", "n < 20");
+        assert_eq!(scalar(&client, &small).await.as_deref(), Some("20000000"));
+    });
+    let peak = server.peak_rss();
+    eprintln!("RSS before {} MiB, peak {} MiB", before >> 20, peak >> 20);
+    // Without the meter the first query holds 600 MB and answers, the repeated ones 3 GB
+    // and 6 GB.
+    assert!(peak < before + (400 << 20), "peak RSS {} MiB", peak >> 20);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}
+
 /// Every query's memory counts against one pool of the server too, suspended portals'
 /// included: sessions together cannot hold operator memory past it, however many queries
 /// they run or suspend.

@@ -236,6 +236,8 @@ fn check(growth: Growth, args: &[ColumnarValue], rows: usize, limit: usize) -> R
     // within one poll of the join, where no batch boundary checks.
     crate::interrupt::check_current_in_plan()?;
     let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    // A constant result is built once and then repeated for each row of the batch.
+    let repeats = if constant { rows } else { 1 };
     let rows = if constant { 1 } else { rows };
     // While constants are folded, a large value is left for execution (see `folding`).
     let limit = if constant && crate::planning::folding() {
@@ -263,7 +265,14 @@ fn check(growth: Growth, args: &[ColumnarValue], rows: usize, limit: usize) -> R
             )));
         }
     }
-    Ok(())
+    // The batch's results together, as the query's meter will count them.
+    let batch = if repeats > 1 {
+        let peak = crate::large_literal::EXPANSION_PEAK as u128;
+        total.saturating_mul(repeats as u128).saturating_mul(peak)
+    } else {
+        total
+    };
+    crate::interrupt::check_current_growth(usize::try_from(batch).unwrap_or(usize::MAX))
 }
 
 /// The bound of one row's result, in bytes (saturating).

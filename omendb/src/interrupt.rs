@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::Notify;
 
 use crate::error::{CancelReason, Error, Result};
+use crate::query_meter::Meter;
 
 const NONE: u8 = 0;
 
@@ -23,6 +24,8 @@ pub struct Interrupt {
 struct Inner {
     reason: AtomicU8,
     notify: Notify,
+    /// What the statement holds (`crate::query_meter`).
+    meter: Meter,
 }
 
 fn encode(reason: CancelReason) -> u8 {
@@ -72,6 +75,18 @@ impl Interrupt {
         }
     }
 
+    /// The statement's meter.
+    pub(crate) fn meter(&self) -> &Meter {
+        &self.inner.meter
+    }
+
+    /// Charges what this thread allocates and frees to the statement until the guard drops
+    /// (`crate::query_meter`): a server that drops a query's batches on threads of its own
+    /// does so under this guard, so the query stops holding them.
+    pub fn charged(&self) -> impl Drop + use<> {
+        self.inner.meter.enter()
+    }
+
     /// Resolves when the signal is given.
     pub async fn given(&self) -> CancelReason {
         loop {
@@ -100,6 +115,7 @@ impl Interrupt {
         let mut work = std::pin::pin!(work);
         let watched = std::future::poll_fn(|cx| {
             let _current = Current::enter(self);
+            let _charged = self.inner.meter.enter();
             work.as_mut().poll(cx)
         });
         tokio::select! {
@@ -153,6 +169,20 @@ pub(crate) fn tests_enter(interrupt: &Interrupt) -> impl Drop {
 /// (`Ok` outside a statement).
 pub(crate) fn check_current() -> Result<()> {
     CURRENT.with(|c| c.borrow().as_ref().map_or(Ok(()), Interrupt::check))
+}
+
+/// `ResourcesExhausted` when allocating `bytes` more would take the statement this thread
+/// works on past its memory limit (`crate::query_meter`): functions check before they
+/// build a large result, since the operators check only between batches.
+pub(crate) fn check_current_growth(bytes: usize) -> datafusion::common::Result<()> {
+    CURRENT.with(
+        |c| match c.borrow().as_ref().map(|i| i.meter().exceeded_with(bytes)) {
+            Some(Some(exceeded)) => Err(datafusion::error::DataFusionError::ResourcesExhausted(
+                exceeded,
+            )),
+            _ => Ok(()),
+        },
+    )
 }
 
 /// [`check_current`] as a DataFusion error, for the functions and operators we evaluate.

@@ -13,6 +13,9 @@
 //! functions evaluated inside one long step of an operator (a join's filter over a batch of
 //! pairs, which yields no batch) stop at their next call.
 //!
+//! It also checks the query's meter at each batch (`crate::query_meter`): past its limit
+//! the query fails with `ResourcesExhausted`, whatever operator holds the memory.
+//!
 //! Invariants: the wrapper changes no batch, schema, ordering or partitioning; a plan is
 //! wrapped only when a statement's signal is known while it is planned.
 
@@ -20,23 +23,29 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arrow::array::{ArrayData, MutableArrayData, make_array};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
 
 use crate::error::Error;
 use crate::interrupt::Interrupt;
+use crate::query_meter::MeterLimits;
 
 /// The physical optimizer rule described in the module docs.
 #[derive(Debug)]
-pub(crate) struct InterruptAtBatches;
+pub(crate) struct InterruptAtBatches {
+    /// What a query may hold by its meter.
+    pub(crate) limits: MeterLimits,
+}
 
 impl PhysicalOptimizerRule for InterruptAtBatches {
     fn optimize(
@@ -47,10 +56,12 @@ impl PhysicalOptimizerRule for InterruptAtBatches {
         let Some(interrupt) = crate::interrupt::current() else {
             return Ok(plan);
         };
+        interrupt.meter().limit(self.limits);
         plan.transform_up(|node| {
             if node.is::<InterruptibleExec>() {
                 return Ok(Transformed::no(node));
             }
+            let node = crate::large_literal::guard(&node)?.unwrap_or(node);
             let wrapped: Arc<dyn ExecutionPlan> =
                 Arc::new(InterruptibleExec::new(node, interrupt.clone()));
             Ok(Transformed::yes(wrapped))
@@ -143,6 +154,7 @@ impl ExecutionPlan for InterruptibleExec {
             input: Some(input),
             schema: self.input.schema(),
             interrupt: self.interrupt.clone(),
+            copies: self.input.is::<WorkTableExec>(),
         }))
     }
 }
@@ -152,6 +164,37 @@ struct InterruptibleStream {
     input: Option<SendableRecordBatchStream>,
     schema: SchemaRef,
     interrupt: Interrupt,
+    /// Whether batches are copied on their way up (a recursive CTE's work table).
+    ///
+    /// Each step of a recursive CTE passes on the values of the step before, so its rows
+    /// can all share one buffer: 2,000 rows of one 1 MB value hold 1 MB until a coalescer
+    /// concatenates them into 2 GB in one allocation. Copied, each step holds what it
+    /// passes on, and the query's meter sees it grow step by step.
+    copies: bool,
+}
+
+/// `batch` with buffers of its own, charged to this thread's query as it is built.
+fn copied(batch: &RecordBatch) -> Result<RecordBatch> {
+    let data: Vec<_> = batch.columns().iter().map(|c| c.to_data()).collect();
+    let bytes = data
+        .iter()
+        .map(ArrayData::get_slice_memory_size)
+        .sum::<Result<usize, _>>()?;
+    crate::interrupt::check_current_growth(bytes)?;
+    let columns = data
+        .iter()
+        .map(|column| {
+            let mut copy = MutableArrayData::new(vec![column], false, column.len());
+            copy.try_extend(0, 0, column.len())?;
+            Ok(make_array(copy.freeze()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &options,
+    )?)
 }
 
 impl Stream for InterruptibleStream {
@@ -167,10 +210,25 @@ impl Stream for InterruptibleStream {
             return Poll::Ready(None);
         }
         let this = self.get_mut();
+        let meter = this.interrupt.meter();
+        // Left set after the poll: what this thread does next with the batch (a coalescer
+        // copying it) is this query's too.
+        meter.make_current();
+        if let Some(exceeded) = meter.exceeded() {
+            if this.input.take().is_some() {
+                return Poll::Ready(Some(Err(DataFusionError::ResourcesExhausted(exceeded))));
+            }
+            return Poll::Ready(None);
+        }
         match this.input.as_mut() {
             Some(input) => {
                 let _current = crate::interrupt::enter(&this.interrupt);
-                input.as_mut().poll_next(cx)
+                match input.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(batch))) if this.copies => {
+                        Poll::Ready(Some(copied(&batch)))
+                    }
+                    polled => polled,
+                }
             }
             None => Poll::Ready(None),
         }

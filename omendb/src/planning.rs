@@ -256,6 +256,7 @@ pub(crate) fn session_state(
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
     value_limit: usize,
+    meter_limits: crate::query_meter::MeterLimits,
 ) -> SessionState {
     let check = Arc::new(InterruptCheck);
     let mut analyzer = Analyzer::new().rules;
@@ -280,7 +281,9 @@ pub(crate) fn session_state(
         .collect();
     let mut physical = interleaved(PhysicalOptimizer::new().rules, &physical_check);
     // Last: every operator of the final plan stops at its next batch once cancelled.
-    physical.push(Arc::new(crate::interruptible::InterruptAtBatches));
+    physical.push(Arc::new(crate::interruptible::InterruptAtBatches {
+        limits: meter_limits,
+    }));
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -323,6 +326,7 @@ mod tests {
             SessionConfig::new(),
             Arc::new(RuntimeEnv::default()),
             crate::DEFAULT_MAX_VALUE_BYTES,
+            crate::query_meter::MeterLimits::from_pools(1 << 30, 1 << 30),
         );
         let plan = |interrupt: &Interrupt| {
             let state = state.clone();

@@ -276,7 +276,7 @@ async fn stream_query(
                     }
                     finish.as_ref()?;
                     match rx.recv().await {
-                        Some(Ok(batch)) => match encode::rows(&[batch], &fields) {
+                        Some(Ok(batch)) => match encode_and_free(batch, &fields, &signal) {
                             Ok(rows) => pending.extend(rows),
                             Err(error) => {
                                 session.note(false, true);
@@ -389,6 +389,20 @@ fn kind_of(data_type: &arrow::datatypes::DataType) -> ValueKind {
         DataType::Null => ValueKind::Null,
         other => ValueKind::Other(encode::pg_type(other)),
     }
+}
+
+/// `batch`'s rows for the wire; the query's meter is given the batch back as it is freed
+/// here, on a server thread (`omendb::Interrupt::charged`).
+fn encode_and_free(
+    batch: RecordBatch,
+    fields: &Arc<Vec<FieldInfo>>,
+    signal: &omendb::Interrupt,
+) -> PgWireResult<Vec<pgwire::messages::data::DataRow>> {
+    let batches = [batch];
+    let rows = encode::rows(&batches, fields);
+    let _charged = signal.charged();
+    drop(batches);
+    rows
 }
 
 fn rows_response(

@@ -507,6 +507,16 @@ fn rows_patterns_and_lists_as_postgresql() {
             ("UPDATE ts SET at = 5 WHERE id = 1", "42804"),
             // PostgreSQL's text cannot hold NUL.
             ("INSERT INTO ts (id, s) VALUES (9, 'a' || chr(0))", "22021"),
+            // One call that no timeout stops, held to about a second of work (12.8 s and
+            // 16.5 s past a 1 s timeout before).
+            (
+                "SELECT cardinality(array_intersect(range(20000000), range(20000000)))",
+                "54000",
+            ),
+            (
+                "SELECT regexp_replace(repeat('a', 40000000), 'a', 'b')",
+                "54000",
+            ),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
@@ -524,6 +534,22 @@ fn rows_patterns_and_lists_as_postgresql() {
             Ok(_) => {}
             Err(error) => assert_eq!(code(&error), "57014", "{error}"),
         }
+        // A batch of large arrays is computed a few rows at a time, so the timeout stops it
+        // between them (one call over the batch ran on for its whole 30 million elements).
+        let started = Instant::now();
+        let error = client
+            .simple_query(
+                "SELECT sum(cardinality(array_distinct(a))) \
+                 FROM (SELECT range(3000000 + g) a FROM generate_series(1, 10) g)",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "57014", "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     });
     let peak = server.peak_rss();
     assert!(peak < 3 << 30, "peak RSS {} MiB", peak >> 20);

@@ -9,6 +9,11 @@
 //! `crate::checked` puts them in place of each call in a plan, however the call was planned
 //! (`overlay(... placing ...)` is planned without the function registry).
 //!
+//! It also wraps the functions whose one call runs long without checking the statement's
+//! signal (regular expressions over long texts, array set operations over many elements):
+//! a row's input is held to about a second of work, and a batch runs a few rows at a time
+//! with a check of the signal between them ([`Growth::RegexWork`], [`Growth::ArrayWork`]).
+//!
 //! Invariants:
 //! - No value one of these functions returns is larger than the value limit (1 GiB by
 //!   default, PostgreSQL's), and the values of one batch together are no larger either.
@@ -67,7 +72,21 @@ enum Growth {
     /// PostgreSQL's 255 characters (two of 200,000 kept a core busy for 40 s past the
     /// statement's timeout: one call cannot be interrupted).
     Levenshtein,
+    /// `regexp_like`, `regexp_match`, `regexp_count`, `regexp_instr`, `regexp_substr` (and
+    /// `regexp_replace`, besides its growth): one call over a text runs without a check of
+    /// the statement's signal (500 MB took 16.5 s past a 1 s timeout), so the text is held
+    /// to [`MAX_REGEX_TEXT_BYTES`].
+    RegexWork,
+    /// The array functions that hash or sort their elements (`array_distinct`,
+    /// `array_intersect`, ...): one call's work grows with its elements (30 million took
+    /// 8.5 s past a 1 s timeout), so a row's arrays are held to [`MAX_ARRAY_WORK`] elements.
+    ArrayWork,
 }
+
+/// The longest text one regular-expression call takes (about a second of work).
+const MAX_REGEX_TEXT_BYTES: u128 = 32 << 20;
+/// The most elements one call of an array set function takes in one row (about a second).
+const MAX_ARRAY_WORK: u128 = 4 << 20;
 
 /// A function whose results are checked against a size limit before it runs.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -92,6 +111,12 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         "levenshtein" => Growth::Levenshtein,
         "array_repeat" => Growth::ArrayRepeat,
         "range" | "generate_series" => Growth::Range,
+        "regexp_like" | "regexp_match" | "regexp_count" | "regexp_instr" | "regexp_substr" => {
+            Growth::RegexWork
+        }
+        "array_distinct" | "array_intersect" | "array_union" | "array_except" | "array_sort"
+        | "array_has_all" | "array_has_any" | "array_remove_all" | "array_replace_all"
+        | "array_positions" | "array_resize" | "flatten" => Growth::ArrayWork,
         _ => return None,
     };
     Some(ScalarUDF::new_from_impl(Bounded {
@@ -151,10 +176,16 @@ pub(crate) use delegate_to_inner;
 impl ScalarUDFImpl for Bounded {
     delegate_to_inner!();
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if self.growth == Growth::Levenshtein {
-            check_levenshtein(&args.args, args.number_rows)?;
-        } else {
-            check(self.growth, &args.args, args.number_rows, self.limit)?;
+        match self.growth {
+            Growth::Levenshtein => check_levenshtein(&args.args, args.number_rows)?,
+            Growth::RegexWork | Growth::ArrayWork => {
+                return invoke_in_chunks(&self.inner, self.growth, args);
+            }
+            Growth::Regex => {
+                check(self.growth, &args.args, args.number_rows, self.limit)?;
+                return invoke_in_chunks(&self.inner, Growth::RegexWork, args);
+            }
+            _ => check(self.growth, &args.args, args.number_rows, self.limit)?,
         }
         self.inner.invoke_with_args(args)
     }
@@ -187,6 +218,108 @@ fn check_levenshtein(args: &[ColumnarValue], rows: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The work of each row of a call ([`Growth::RegexWork`]: its text's bytes;
+/// [`Growth::ArrayWork`]: its arrays' elements), one entry when every argument is constant.
+fn row_work(work: Growth, args: &[ColumnarValue], rows: usize) -> Result<Vec<u128>> {
+    let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let rows = if constant { 1 } else { rows };
+    if work == Growth::ArrayWork {
+        let mut per_row = vec![0u128; rows];
+        for arg in args {
+            let array = arg.to_array(rows)?;
+            let lengths: Vec<u128> = match array.data_type() {
+                DataType::List(_) => list_lengths(array.as_list::<i32>()),
+                DataType::LargeList(_) => list_lengths(array.as_list::<i64>()),
+                _ => continue,
+            };
+            for (total, length) in per_row.iter_mut().zip(lengths) {
+                *total = total.saturating_add(length);
+            }
+        }
+        return Ok(per_row);
+    }
+    match args
+        .first()
+        .map(|text| Column::of(text, rows))
+        .transpose()?
+    {
+        Some(Column::Lengths(lengths)) => Ok(lengths),
+        _ => Ok(vec![0; rows]),
+    }
+}
+
+/// Runs `inner` on `args` as [`Growth::RegexWork`] or [`Growth::ArrayWork`] say: refused
+/// when one row is more than one uninterruptible call may take, and otherwise on runs of
+/// rows of at most that much work each, checking the statement's signal between them, so
+/// that a batch of many large rows stops at its timeout too.
+fn invoke_in_chunks(
+    inner: &ScalarUDF,
+    work: Growth,
+    args: ScalarFunctionArgs,
+) -> Result<ColumnarValue> {
+    crate::interrupt::check_current_in_plan()?;
+    let (limit, unit) = if work == Growth::ArrayWork {
+        (MAX_ARRAY_WORK, "elements")
+    } else {
+        (MAX_REGEX_TEXT_BYTES, "bytes")
+    };
+    let per_row = row_work(work, &args.args, args.number_rows)?;
+    let most = per_row.iter().copied().max().unwrap_or(0);
+    if most > limit {
+        return datafusion::common::exec_err!(
+            "argument of {} too large: {most} {unit}, at most {limit}: one call cannot be \
+             interrupted, so its input is bounded",
+            inner.name()
+        );
+    }
+    let mut runs = Vec::new();
+    let (mut start, mut run_work) = (0, 0u128);
+    for (row, row_work) in per_row.iter().enumerate() {
+        if row > start && run_work + row_work > limit {
+            runs.push(start..row);
+            (start, run_work) = (row, 0);
+        }
+        run_work += row_work;
+    }
+    if runs.is_empty() || per_row.len() != args.number_rows {
+        return inner.invoke_with_args(args);
+    }
+    runs.push(start..args.number_rows);
+    let mut outputs = Vec::with_capacity(runs.len());
+    for run in runs {
+        crate::interrupt::check_current_in_plan()?;
+        let sliced = args
+            .args
+            .iter()
+            .map(|arg| match arg {
+                ColumnarValue::Array(array) => {
+                    ColumnarValue::Array(array.slice(run.start, run.len()))
+                }
+                ColumnarValue::Scalar(value) => ColumnarValue::Scalar(value.clone()),
+            })
+            .collect();
+        let output = inner.invoke_with_args(ScalarFunctionArgs {
+            args: sliced,
+            arg_fields: args.arg_fields.clone(),
+            number_rows: run.len(),
+            return_field: Arc::clone(&args.return_field),
+            config_options: Arc::clone(&args.config_options),
+        })?;
+        outputs.push(output.into_array(run.len())?);
+    }
+    let parts: Vec<&dyn Array> = outputs.iter().map(|a| a.as_ref()).collect();
+    Ok(ColumnarValue::Array(arrow::compute::concat(&parts)?))
+}
+
+fn list_lengths<O: arrow::array::OffsetSizeTrait>(
+    list: &arrow::array::GenericListArray<O>,
+) -> Vec<u128> {
+    list.offsets()
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_usize() as u128)
+        .collect()
 }
 
 /// `a || b` on strings: NULL when either is NULL, checked as [`Growth::Sum`].
@@ -299,8 +432,8 @@ fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
         }
         Growth::Sum => (0..columns.len()).map(bytes).sum(),
         Growth::Translate | Growth::Encode => bytes(0).saturating_mul(4),
-        // An integer (checked apart, see `check_levenshtein`).
-        Growth::Levenshtein => 8,
+        // Checked apart (`check_levenshtein`, `invoke_in_chunks`).
+        Growth::Levenshtein | Growth::RegexWork | Growth::ArrayWork => 8,
         Growth::ConcatWs => {
             let separators = (columns.len().saturating_sub(2)) as u128;
             (1..columns.len())

@@ -155,6 +155,12 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         {
             "22023"
         }
+        // A function's input past what one uninterruptible call may take (`bounded.rs`).
+        DataFusionError::Execution(message)
+            if message.starts_with("argument of ") && message.contains(" too large: ") =>
+        {
+            PROGRAM_LIMIT_EXCEEDED
+        }
         DataFusionError::Execution(message) if message.starts_with("Overflow happened") => {
             NUMERIC_VALUE_OUT_OF_RANGE
         }

@@ -505,8 +505,8 @@ fn rows_patterns_and_lists_as_postgresql() {
             // as the year 57385, which no reader could print).
             ("INSERT INTO ts (id, at) VALUES (11, 20240101)", "42804"),
             ("UPDATE ts SET at = 5 WHERE id = 1", "42804"),
-            // PostgreSQL's text cannot hold NUL.
-            ("INSERT INTO ts (id, s) VALUES (9, 'a' || chr(0))", "22021"),
+            // PostgreSQL's text cannot hold NUL: `chr(0)` is refused before it is stored.
+            ("INSERT INTO ts (id, s) VALUES (9, 'a' || chr(0))", "54000"),
             // One call that no timeout stops, held to about a second of work (12.8 s and
             // 16.5 s past a 1 s timeout before).
             (
@@ -517,10 +517,25 @@ fn rows_patterns_and_lists_as_postgresql() {
                 "SELECT regexp_replace(repeat('a', 40000000), 'a', 'b')",
                 "54000",
             ),
+            // chr's refusals, and time zones, as PostgreSQL's.
+            ("SELECT chr(0)", "54000"),
+            ("SELECT chr(1114112)", "54000"),
+            ("SELECT chr(-1)", "22023"),
+            ("SET timezone = 'nowhere'", "22023"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
         }
+        // `to_hex` of an INTEGER prints its 32 bits, as PostgreSQL's `to_hex(int4)`.
+        let (_, values) = first_row(
+            &client,
+            "SELECT to_hex(CAST(-1 AS INT)), to_hex(CAST(-1 AS BIGINT)), to_hex(255)",
+        )
+        .await;
+        assert_eq!(
+            values,
+            ["ffffffff", "ffffffffffffffff", "ff"].map(|v| Some(v.to_string()))
+        );
         // A 1 GB value of constants is built when the statement runs, not folded by the
         // planner (which copied it into 4 GB and ignored the timeout for 7 s).
         client

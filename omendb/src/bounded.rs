@@ -81,6 +81,12 @@ enum Growth {
     /// `array_intersect`, ...): one call's work grows with its elements (30 million took
     /// 8.5 s past a 1 s timeout), so a row's arrays are held to [`MAX_ARRAY_WORK`] elements.
     ArrayWork,
+    /// Not a growth: `chr(n)` refuses what PostgreSQL refuses (a NUL, `54000`; a negative
+    /// number, `22023`) before DataFusion's, which returns a NUL.
+    Chr,
+    /// Not a growth: `to_hex` of an `INTEGER` (or `SMALLINT`) prints its 32 bits, as
+    /// PostgreSQL's `to_hex(int4)` (DataFusion's printed 64).
+    ToHex,
 }
 
 /// The longest text one regular-expression call takes (about a second of work).
@@ -117,6 +123,8 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         "array_distinct" | "array_intersect" | "array_union" | "array_except" | "array_sort"
         | "array_has_all" | "array_has_any" | "array_remove_all" | "array_replace_all"
         | "array_positions" | "array_resize" | "flatten" => Growth::ArrayWork,
+        "chr" => Growth::Chr,
+        "to_hex" => Growth::ToHex,
         _ => return None,
     };
     Some(ScalarUDF::new_from_impl(Bounded {
@@ -185,6 +193,8 @@ impl ScalarUDFImpl for Bounded {
                 check(self.growth, &args.args, args.number_rows, self.limit)?;
                 return invoke_in_chunks(&self.inner, Growth::RegexWork, args);
             }
+            Growth::Chr => check_chr(&args.args)?,
+            Growth::ToHex => return self.inner.invoke_with_args(hex_of_32_bits(args)?),
             _ => check(self.growth, &args.args, args.number_rows, self.limit)?,
         }
         self.inner.invoke_with_args(args)
@@ -218,6 +228,53 @@ fn check_levenshtein(args: &[ColumnarValue], rows: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// PostgreSQL's refusals of `chr`'s argument that DataFusion's `chr` does not make.
+fn check_chr(args: &[ColumnarValue]) -> Result<()> {
+    let Some(code) = args.first() else {
+        return Ok(());
+    };
+    let codes = cast(&code.to_array(1)?, &DataType::Int64)?;
+    for code in codes.as_primitive::<Int64Type>().iter().flatten() {
+        if code == 0 {
+            return datafusion::common::exec_err!("null character not permitted");
+        }
+        if code < 0 {
+            return datafusion::common::exec_err!("character number must be positive");
+        }
+    }
+    Ok(())
+}
+
+/// `args` of `to_hex` with an `INTEGER` or `SMALLINT` as its 32 bits (`UInt32`).
+fn hex_of_32_bits(mut args: ScalarFunctionArgs) -> Result<ScalarFunctionArgs> {
+    let Some(value) = args.args.first() else {
+        return Ok(args);
+    };
+    if !matches!(
+        value.data_type(),
+        DataType::Int8 | DataType::Int16 | DataType::Int32
+    ) {
+        return Ok(args);
+    }
+    let bits = |array: &ArrayRef| -> Result<ArrayRef> {
+        let wide = cast(array, &DataType::Int32)?;
+        let unsigned: arrow::array::UInt32Array = wide
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .unary(|v| v as u32);
+        Ok(Arc::new(unsigned))
+    };
+    args.args[0] = match value {
+        ColumnarValue::Array(array) => ColumnarValue::Array(bits(array)?),
+        ColumnarValue::Scalar(scalar) => ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::try_from_array(&bits(&scalar.to_array()?)?, 0)?,
+        ),
+    };
+    if let Some(field) = args.arg_fields.first_mut() {
+        *field = Arc::new(field.as_ref().clone().with_data_type(DataType::UInt32));
+    }
+    Ok(args)
 }
 
 /// The work of each row of a call ([`Growth::RegexWork`]: its text's bytes;
@@ -433,7 +490,11 @@ fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
         Growth::Sum => (0..columns.len()).map(bytes).sum(),
         Growth::Translate | Growth::Encode => bytes(0).saturating_mul(4),
         // Checked apart (`check_levenshtein`, `invoke_in_chunks`).
-        Growth::Levenshtein | Growth::RegexWork | Growth::ArrayWork => 8,
+        Growth::Levenshtein
+        | Growth::RegexWork
+        | Growth::ArrayWork
+        | Growth::Chr
+        | Growth::ToHex => 8,
         Growth::ConcatWs => {
             let separators = (columns.len().saturating_sub(2)) as u128;
             (1..columns.len())

@@ -222,6 +222,12 @@ impl Session {
                 ));
             }
         }
+        if name == "timezone" && !is_time_zone(&value) {
+            return Err(sqlstate::error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+            ));
+        }
         if name == "statement_timeout" || name == "idle_in_transaction_session_timeout" {
             let timeout = parse_duration(&value).map_err(|reason| {
                 sqlstate::error(
@@ -806,6 +812,21 @@ impl Sessions {
             None => false,
         }
     }
+}
+
+/// Whether PostgreSQL could take `value` as a `TimeZone`: a name of the time zone database
+/// (in any case), `LOCAL`/`DEFAULT`, or an offset or POSIX rule (anything with a digit,
+/// `+05`, `UTC+3`, `PST8PDT`). A word that names no zone (`'nowhere'`) is refused, as
+/// PostgreSQL refuses it.
+fn is_time_zone(value: &str) -> bool {
+    let value = value.trim().trim_matches('\'');
+    let lower = value.to_ascii_lowercase();
+    matches!(lower.as_str(), "local" | "default" | "localtime" | "z")
+        || value.bytes().any(|b| b.is_ascii_digit())
+        || value.parse::<chrono_tz::Tz>().is_ok()
+        || chrono_tz::TZ_VARIANTS
+            .iter()
+            .any(|zone| zone.name().eq_ignore_ascii_case(value))
 }
 
 #[cfg(test)]

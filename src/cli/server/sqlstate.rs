@@ -161,6 +161,18 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         {
             PROGRAM_LIMIT_EXCEEDED
         }
+        // `chr` of a code point that is none, or of 0 (PostgreSQL's codes).
+        DataFusionError::Execution(message)
+            if message.starts_with("invalid Unicode scalar value: ")
+                || message.starts_with("null character not permitted") =>
+        {
+            PROGRAM_LIMIT_EXCEEDED
+        }
+        DataFusionError::Execution(message)
+            if message.starts_with("character number must be positive") =>
+        {
+            "22023"
+        }
         DataFusionError::Execution(message) if message.starts_with("Overflow happened") => {
             NUMERIC_VALUE_OUT_OF_RANGE
         }

@@ -522,10 +522,27 @@ fn rows_patterns_and_lists_as_postgresql() {
             ("SELECT chr(1114112)", "54000"),
             ("SELECT chr(-1)", "22023"),
             ("SET timezone = 'nowhere'", "22023"),
+            // A float sum that overflows from finite values, as PostgreSQL's float8pl.
+            (
+                "SELECT sum(x) FROM (VALUES (1e308), (1e308)) AS t(x)",
+                "22003",
+            ),
+            (
+                "SELECT k, avg(x) FROM (VALUES (1, 1e308), (1, 1e308)) AS t(k, x) GROUP BY k",
+                "22003",
+            ),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
         }
+        // Sums of floats that stay finite, or hold an infinity or NaN, answer as before.
+        let (_, values) = first_row(
+            &client,
+            "SELECT sum(x), avg(x), sum(y) FROM (VALUES (1.5, CAST('Infinity' AS DOUBLE)), \
+             (2.5, 1.0)) AS t(x, y)",
+        )
+        .await;
+        assert_eq!(values, ["4", "2", "Infinity"].map(|v| Some(v.to_string())));
         // `to_hex` of an INTEGER prints its 32 bits, as PostgreSQL's `to_hex(int4)`.
         let (_, values) = first_row(
             &client,

@@ -12,6 +12,7 @@
 //!   bounded forms of `crate::bounded_aggregate`;
 //! - a cast of a `DOUBLE` or `DECIMAL` to an integer type into a cast of the value rounded
 //!   half away from zero (`crate::rounding`), where Arrow would truncate;
+//! - `sum(x)` and `avg(x)` of a `DOUBLE` into checked forms (`crate::float_aggregate`);
 //! - `sum(x)` of a `BIGINT` into `sum(CAST(x AS DECIMAL(38, 0)))`, cast back to `BIGINT` by a
 //!   projection just above the aggregate; the cast fails when the sum does not fit (like
 //!   PostgreSQL's, whose `sum(bigint)` is exact).
@@ -337,7 +338,21 @@ impl AnalyzerRule for CheckedArithmetic {
                 // Output columns keep the names they had (`a + b`), so references resolve.
                 Ok(rewritten.update_data(|expr| saved.restore(expr)))
             })?;
-            plan.transform_data(checked_sums)
+            plan.transform_data(|plan| match plan {
+                LogicalPlan::Aggregate(aggregate) => {
+                    match crate::float_aggregate::finite_sums(&aggregate)? {
+                        // Float sums checked above the aggregate, BIGINT sums below.
+                        Some(LogicalPlan::Projection(projection)) => {
+                            let input = Arc::unwrap_or_clone(projection.input);
+                            let input = checked_sums(input)?.data;
+                            let checked = Projection::try_new(projection.expr, Arc::new(input))?;
+                            Ok(Transformed::yes(LogicalPlan::Projection(checked)))
+                        }
+                        _ => checked_sums(LogicalPlan::Aggregate(aggregate)),
+                    }
+                }
+                other => Ok(Transformed::no(other)),
+            })
         })
         .map(|t| t.data)
     }

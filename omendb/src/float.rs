@@ -66,7 +66,7 @@ fn data_error(kind: DataErrorKind, message: &str) -> DataFusionError {
     }))
 }
 
-fn out_of_range(what: &str) -> DataFusionError {
+pub(crate) fn out_of_range(what: &str) -> DataFusionError {
     DataFusionError::External(Box::new(Error::OutOfRange(what.to_string())))
 }
 

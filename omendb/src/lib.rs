@@ -45,6 +45,7 @@ mod datetime_types;
 mod db;
 mod error;
 mod float;
+mod float_aggregate;
 mod group_commit;
 mod integer_literals;
 mod interrupt;

@@ -605,6 +605,12 @@ fn a_query_is_bounded_by_what_it_holds_not_only_by_what_operators_reserve() {
             let error = client.simple_query(&repeated).await.unwrap_err();
             assert_eq!(code(&error), "53200", "{error}");
         }
+        // A join repeats a row up to a batch's worth of times in one step: refused before
+        // it builds 800 MB (a 1.5 MB row went on to 12 GB after its query had failed).
+        let joined = "SELECT sum(length(a)) FROM (SELECT repeat('x', 100000) a) t \
+                      CROSS JOIN generate_series(1, 8192)";
+        let error = client.simple_query(joined).await.unwrap_err();
+        assert_eq!(code(&error), "53200", "{error}");
         let started = Instant::now();
         assert_eq!(scalar(&other, "SELECT 7").await.as_deref(), Some("7"));
         assert!(started.elapsed() < Duration::from_secs(1));

@@ -75,12 +75,16 @@ enum Growth {
     /// `regexp_like`, `regexp_match`, `regexp_count`, `regexp_instr`, `regexp_substr` (and
     /// `regexp_replace`, besides its growth): one call over a text runs without a check of
     /// the statement's signal (500 MB took 16.5 s past a 1 s timeout), so the text is held
-    /// to [`MAX_REGEX_TEXT_BYTES`].
+    /// to [`MAX_REGEX_WORK`].
     RegexWork,
     /// The array functions that hash or sort their elements (`array_distinct`,
     /// `array_intersect`, ...): one call's work grows with its elements (30 million took
     /// 8.5 s past a 1 s timeout), so a row's arrays are held to [`MAX_ARRAY_WORK`] elements.
     ArrayWork,
+    /// `strpos(text, search)` (`position`, `instr`): one call's work is the product of
+    /// the two lengths (a 100 MB text and a 10 KB search ran 13.8 s past a 1 s timeout),
+    /// held to [`MAX_SEARCH_WORK`] a row.
+    SearchWork,
     /// Not a growth: `chr(n)` refuses what PostgreSQL refuses (a NUL, `54000`; a negative
     /// number, `22023`) before DataFusion's, which returns a NUL.
     Chr,
@@ -89,10 +93,35 @@ enum Growth {
     ToHex,
 }
 
-/// The longest text one regular-expression call takes (about a second of work).
-const MAX_REGEX_TEXT_BYTES: u128 = 32 << 20;
+/// The most work one regular-expression call takes in a row (about a second): its text's
+/// bytes times the pattern's repetition factor (at least [`MIN_REGEX_FACTOR`]), so a text
+/// of at most 32 MiB, less for patterns with counted repetitions.
+const MAX_REGEX_WORK: u128 = 1 << 27;
+/// The factor of a pattern without counted repetitions.
+const MIN_REGEX_FACTOR: u128 = 4;
+
+/// An upper bound of how many times a matcher may look at each byte for `pattern`: the
+/// sum of its counted repetitions (`x{100}` counts 100).
+fn repetition_factor(pattern: &str) -> u128 {
+    let mut factor: u128 = 1;
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('}') else { break };
+        let most = rest[..close]
+            .split(',')
+            .filter_map(|n| n.trim().parse::<u128>().ok())
+            .max()
+            .unwrap_or(0);
+        factor = factor.saturating_add(most);
+        rest = &rest[close + 1..];
+    }
+    factor
+}
 /// The most elements one call of an array set function takes in one row (about a second).
 const MAX_ARRAY_WORK: u128 = 4 << 20;
+/// The largest product of text and search lengths one `strpos` takes (about a second).
+const MAX_SEARCH_WORK: u128 = 1 << 36;
 
 /// A function whose results are checked against a size limit before it runs.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -123,6 +152,7 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         "array_distinct" | "array_intersect" | "array_union" | "array_except" | "array_sort"
         | "array_has_all" | "array_has_any" | "array_remove_all" | "array_replace_all"
         | "array_positions" | "array_resize" | "flatten" => Growth::ArrayWork,
+        "strpos" => Growth::SearchWork,
         "chr" => Growth::Chr,
         "to_hex" => Growth::ToHex,
         _ => return None,
@@ -132,6 +162,47 @@ pub(crate) fn bound(function: &Arc<ScalarUDF>, limit: usize) -> Option<ScalarUDF
         growth,
         limit,
     }))
+}
+
+/// `inner`'s simplification, but for `regexp_like`, which stays a call: it simplifies into
+/// the `~` operator, whose kernel would run on texts of any length.
+pub(crate) fn simplify_inner(
+    inner: &ScalarUDF,
+    args: Vec<Expr>,
+    info: &SimplifyContext,
+) -> Result<ExprSimplifyResult> {
+    if inner.name() == "regexp_like" {
+        return Ok(ExprSimplifyResult::Original(args));
+    }
+    inner.simplify(args, info)
+}
+
+/// `text ~ pattern` (`~*`, `!~`, `!~*`) as the bounded `regexp_like` (see the module docs);
+/// `None` for other operators.
+pub(crate) fn regex_operator(
+    left: &Expr,
+    op: datafusion::logical_expr::Operator,
+    right: &Expr,
+    limit: usize,
+) -> Option<Expr> {
+    use datafusion::logical_expr::Operator;
+    let (insensitive, negated) = match op {
+        Operator::RegexMatch => (false, false),
+        Operator::RegexIMatch => (true, false),
+        Operator::RegexNotMatch => (false, true),
+        Operator::RegexNotIMatch => (true, true),
+        _ => return None,
+    };
+    let like = bound(&datafusion::functions::regex::regexp_like(), limit)?;
+    let mut args = vec![left.clone(), right.clone()];
+    if insensitive {
+        args.push(datafusion::prelude::lit("i"));
+    }
+    let call = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+        Arc::new(like),
+        args,
+    ));
+    Some(if negated { !call } else { call })
 }
 
 /// The `||` of two strings, held to `limit` (see the module docs).
@@ -169,7 +240,7 @@ macro_rules! delegate_to_inner {
             self.inner.coerce_types(arg_types)
         }
         fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
-            self.inner.simplify(args, info)
+            crate::bounded::simplify_inner(&self.inner, args, info)
         }
         fn short_circuits(&self) -> bool {
             self.inner.short_circuits()
@@ -186,7 +257,7 @@ impl ScalarUDFImpl for Bounded {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match self.growth {
             Growth::Levenshtein => check_levenshtein(&args.args, args.number_rows)?,
-            Growth::RegexWork | Growth::ArrayWork => {
+            Growth::RegexWork | Growth::ArrayWork | Growth::SearchWork => {
                 return invoke_in_chunks(&self.inner, self.growth, args);
             }
             Growth::Regex => {
@@ -297,14 +368,47 @@ fn row_work(work: Growth, args: &[ColumnarValue], rows: usize) -> Result<Vec<u12
         }
         return Ok(per_row);
     }
-    match args
-        .first()
-        .map(|text| Column::of(text, rows))
-        .transpose()?
-    {
-        Some(Column::Lengths(lengths)) => Ok(lengths),
-        _ => Ok(vec![0; rows]),
+    let lengths = |arg: Option<&ColumnarValue>| -> Result<Vec<u128>> {
+        match arg.map(|text| Column::of(text, rows)).transpose()? {
+            Some(Column::Lengths(lengths)) => Ok(lengths),
+            _ => Ok(vec![0; rows]),
+        }
+    };
+    let texts = lengths(args.first())?;
+    if work == Growth::RegexWork {
+        // A counted repetition multiplies the matcher's work (`\w{100}z` took 1.2 µs a byte).
+        let factors = match args.get(1) {
+            Some(pattern) => {
+                let patterns = cast(&pattern.to_array(rows)?, &DataType::Utf8)?;
+                let patterns = patterns.as_string::<i32>();
+                (0..rows)
+                    .map(|row| {
+                        let index = if patterns.len() == 1 { 0 } else { row };
+                        if patterns.is_valid(index) {
+                            repetition_factor(patterns.value(index))
+                        } else {
+                            1
+                        }
+                    })
+                    .collect()
+            }
+            None => vec![1; rows],
+        };
+        return Ok(texts
+            .iter()
+            .zip(factors)
+            .map(|(text, factor)| text.saturating_mul(factor.max(MIN_REGEX_FACTOR)))
+            .collect());
     }
+    if work == Growth::SearchWork {
+        let searches = lengths(args.get(1))?;
+        return Ok(texts
+            .iter()
+            .zip(searches)
+            .map(|(text, search)| text.saturating_mul(search))
+            .collect());
+    }
+    Ok(texts)
 }
 
 /// Runs `inner` on `args` as [`Growth::RegexWork`] or [`Growth::ArrayWork`] say: refused
@@ -317,10 +421,10 @@ fn invoke_in_chunks(
     args: ScalarFunctionArgs,
 ) -> Result<ColumnarValue> {
     crate::interrupt::check_current_in_plan()?;
-    let (limit, unit) = if work == Growth::ArrayWork {
-        (MAX_ARRAY_WORK, "elements")
-    } else {
-        (MAX_REGEX_TEXT_BYTES, "bytes")
+    let (limit, unit) = match work {
+        Growth::ArrayWork => (MAX_ARRAY_WORK, "elements"),
+        Growth::SearchWork => (MAX_SEARCH_WORK, "(text bytes times search bytes)"),
+        _ => (MAX_REGEX_WORK, "(text bytes times pattern repetitions)"),
     };
     let per_row = row_work(work, &args.args, args.number_rows)?;
     let most = per_row.iter().copied().max().unwrap_or(0);
@@ -493,6 +597,7 @@ fn row_bound(growth: Growth, columns: &[Column], row: usize) -> u128 {
         Growth::Levenshtein
         | Growth::RegexWork
         | Growth::ArrayWork
+        | Growth::SearchWork
         | Growth::Chr
         | Growth::ToHex => 8,
         Growth::ConcatWs => {

@@ -186,6 +186,13 @@ impl AnalyzerRule for CheckedArithmetic {
                             ScalarFunction::new_udf(Arc::new(bounded), call.args.clone()),
                         )));
                     }
+                    // `~` and its kin: the bounded `regexp_like`.
+                    if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr
+                        && let Some(call) =
+                            crate::bounded::regex_operator(left, *op, right, self.value_limit)
+                    {
+                        return Ok(Transformed::yes(call));
+                    }
                     // An aggregate that builds a value: its accumulators are bounded.
                     if let Expr::AggregateFunction(AggregateFunction { func, params }) = &expr
                         && let Ok(returns) = expr.get_type(&schema)

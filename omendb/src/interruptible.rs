@@ -32,6 +32,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
@@ -61,7 +62,28 @@ impl PhysicalOptimizerRule for InterruptAtBatches {
             if node.is::<InterruptibleExec>() {
                 return Ok(Transformed::no(node));
             }
-            let node = crate::large_literal::guard(&node)?.unwrap_or(node);
+            let mut node = crate::large_literal::guard(&node)?.unwrap_or(node);
+            if crate::join_rows::is_join(node.as_ref()) {
+                // Its inputs' wrappers check the rows it may repeat (`crate::join_rows`).
+                let inputs = node
+                    .children()
+                    .into_iter()
+                    .map(|input| match input.downcast_ref::<InterruptibleExec>() {
+                        Some(wrapper) => {
+                            let mut joined = InterruptibleExec::new(
+                                Arc::clone(&wrapper.input),
+                                wrapper.interrupt.clone(),
+                            );
+                            joined.joined = true;
+                            Arc::new(joined) as Arc<dyn ExecutionPlan>
+                        }
+                        None => Arc::clone(input),
+                    })
+                    .collect();
+                // The wrappers keep their inputs' properties.
+                let same = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
+                node = node.replace_children(inputs, same)?;
+            }
             let wrapped: Arc<dyn ExecutionPlan> =
                 Arc::new(InterruptibleExec::new(node, interrupt.clone()));
             Ok(Transformed::yes(wrapped))
@@ -83,6 +105,8 @@ impl PhysicalOptimizerRule for InterruptAtBatches {
 pub(crate) struct InterruptibleExec {
     input: Arc<dyn ExecutionPlan>,
     interrupt: Interrupt,
+    /// Whether a join takes its batches (`crate::join_rows`).
+    joined: bool,
     properties: Arc<PlanProperties>,
 }
 
@@ -92,6 +116,7 @@ impl InterruptibleExec {
         Self {
             input,
             interrupt,
+            joined: false,
             properties,
         }
     }
@@ -138,10 +163,9 @@ impl ExecutionPlan for InterruptibleExec {
         let [input] = <[_; 1]>::try_from(children).map_err(|_| {
             DataFusionError::Internal("InterruptibleExec has one input".to_string())
         })?;
-        Ok(Arc::new(InterruptibleExec::new(
-            input,
-            self.interrupt.clone(),
-        )))
+        let mut wrapper = InterruptibleExec::new(input, self.interrupt.clone());
+        wrapper.joined = self.joined;
+        Ok(Arc::new(wrapper))
     }
 
     fn execute(
@@ -149,8 +173,10 @@ impl ExecutionPlan for InterruptibleExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let joined = self.joined.then(|| context.session_config().batch_size());
         let input = self.input.execute(partition, context)?;
         Ok(Box::pin(InterruptibleStream {
+            joined,
             input: Some(input),
             schema: self.input.schema(),
             interrupt: self.interrupt.clone(),
@@ -171,6 +197,8 @@ struct InterruptibleStream {
     /// concatenates them into 2 GB in one allocation. Copied, each step holds what it
     /// passes on, and the query's meter sees it grow step by step.
     copies: bool,
+    /// The batch size of the join that takes the batches, if one does.
+    joined: Option<usize>,
 }
 
 /// `batch` with buffers of its own, charged to this thread's query as it is built.
@@ -226,6 +254,12 @@ impl Stream for InterruptibleStream {
                 match input.as_mut().poll_next(cx) {
                     Poll::Ready(Some(Ok(batch))) if this.copies => {
                         Poll::Ready(Some(copied(&batch)))
+                    }
+                    Poll::Ready(Some(Ok(batch))) if this.joined.is_some() => {
+                        let batch_size = this.joined.unwrap_or(0);
+                        Poll::Ready(Some(
+                            crate::join_rows::check(&batch, batch_size).map(|()| batch),
+                        ))
                     }
                     polled => polled,
                 }

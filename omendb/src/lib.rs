@@ -50,6 +50,7 @@ mod group_commit;
 mod integer_literals;
 mod interrupt;
 mod interruptible;
+mod join_rows;
 mod key_read;
 mod large_literal;
 mod limits;

@@ -155,6 +155,12 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         {
             "22023"
         }
+        // A pattern that does not compile, through `regexp_like` and the `~` operators.
+        DataFusionError::Execution(message)
+            if message.starts_with("Regular expression did not compile") =>
+        {
+            "2201B"
+        }
         // A function's input past what one uninterruptible call may take (`bounded.rs`).
         DataFusionError::Execution(message)
             if message.starts_with("argument of ") && message.contains(" too large: ") =>

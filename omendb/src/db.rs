@@ -58,6 +58,10 @@ pub struct DbOptions {
     /// Memory all SQL queries together may use for their operators, in bytes, suspended
     /// ones included (see `sql_memory_limit`). Default: 4 GiB.
     pub sql_total_memory: usize,
+    /// Temporary disk one SQL query's sorts and aggregations may spill to, in bytes; past it
+    /// the query fails. Default: 16 GiB (a sort of a huge series could fill the disk the
+    /// log lives on).
+    pub sql_spill_limit: u64,
     /// Whether key reads (`SELECT cols FROM t WHERE id = 5`, `IN (...)`, short ranges) are
     /// answered from the learned index without DataFusion (see `omen-router`). Default: on;
     /// off, every query is planned by DataFusion (for comparisons).
@@ -86,6 +90,7 @@ impl Default for DbOptions {
             sql_limits: crate::SqlLimits::default(),
             sql_memory_limit: 2 << 30,
             sql_total_memory: 4 << 30,
+            sql_spill_limit: 16 << 30,
             sql_fast_path: true,
             max_transaction_age: Duration::from_secs(3600),
             transaction_memory: 64 << 20,
@@ -243,6 +248,8 @@ pub struct Db {
     pub(crate) bulk_runtime: tokio::runtime::Runtime,
     pub(crate) sql_limits: crate::SqlLimits,
     pub(crate) sql_memory_limit: usize,
+    /// `DbOptions::sql_spill_limit`.
+    pub(crate) sql_spill_limit: u64,
     /// The pool every query's pool takes its memory from (`DbOptions::sql_total_memory`).
     pub(crate) sql_memory: Arc<datafusion::execution::memory_pool::GreedyMemoryPool>,
     /// The largest write one log record holds (`WalOptions::max_record_size`).
@@ -339,6 +346,7 @@ impl Db {
             bulk_runtime,
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
+            sql_spill_limit: options.sql_spill_limit,
             sql_memory: Arc::new(datafusion::execution::memory_pool::GreedyMemoryPool::new(
                 options.sql_total_memory,
             )),

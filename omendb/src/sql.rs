@@ -529,6 +529,7 @@ impl Db {
         let pool = crate::query_memory::QueryPool::new(self.sql_memory_limit, &self.sql_memory);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(pool))
+            .with_max_temp_directory_size(self.sql_spill_limit)
             .build_arc()?;
         let value_limit = self.sql_limits.max_value_bytes;
         let meter_limits = crate::query_meter::MeterLimits::from_pools(

@@ -14,6 +14,7 @@
 //! statement_timeout_ms = 0            # each session's default statement_timeout (0: none)
 //! query_memory_mb = 2048             # memory of one query's sorts, aggregations and joins
 //! total_query_memory_mb = 4096       # the same for all queries together, suspended ones too
+//! query_spill_mb = 16384             # temporary disk one query's sorts may spill to
 //! max_value_mb = 1024                # the largest value a function or `||` may build
 //! transaction_memory_mb = 64         # a transaction's writes in memory; beyond, they spill
 //! max_transaction_mb = 65536         # the most one transaction or statement may write
@@ -76,6 +77,9 @@ pub struct ServerConfig {
     /// Memory all queries' operators together may use, in MiB (default 4096), those of
     /// suspended portals included; past it as past `query_memory_mb`.
     pub total_query_memory_mb: Option<usize>,
+    /// Temporary disk each query's sorts and aggregations may spill to, in MiB (default
+    /// 16384); past it the query fails with `53400`, as PostgreSQL past `temp_file_limit`.
+    pub query_spill_mb: Option<u64>,
     /// The largest value (string, binary, list) a function or `||` may build, in MiB
     /// (default 1024, as PostgreSQL); larger ones are refused with `54000` before they are
     /// built.

@@ -155,6 +155,9 @@ pub fn run(config: &Config, args: ServeArgs) -> Result<(), CliError> {
     if let Some(mb) = config.server.total_query_memory_mb {
         options.sql_total_memory = mb.max(1).saturating_mul(1 << 20);
     }
+    if let Some(mb) = config.server.query_spill_mb {
+        options.sql_spill_limit = mb.max(1).saturating_mul(1 << 20);
+    }
     if let Some(mb) = config.server.max_value_mb {
         options.sql_limits.max_value_bytes = mb.max(1).saturating_mul(1 << 20);
     }

@@ -110,6 +110,13 @@ pub fn code(error: &omendb::Error) -> &'static str {
 }
 
 fn datafusion_code(error: &DataFusionError) -> &'static str {
+    // A query's spill files past `query_spill_mb`, as PostgreSQL past `temp_file_limit`.
+    if error
+        .to_string()
+        .contains("spilling process has exceeded the allowable limit")
+    {
+        return "53400";
+    }
     match error.find_root() {
         DataFusionError::SQL(..) => SYNTAX_ERROR,
         DataFusionError::NotImplemented(_) => FEATURE_NOT_SUPPORTED,

@@ -12,7 +12,8 @@
 //! It also wraps the functions whose one call runs long without checking the statement's
 //! signal (regular expressions over long texts, array set operations over many elements):
 //! a row's input is held to about a second of work, and a batch runs a few rows at a time
-//! with a check of the signal between them ([`Growth::RegexWork`], [`Growth::ArrayWork`]).
+//! with a check of the signal between them ([`Growth::RegexWork`], [`Growth::ArrayWork`],
+//! [`Growth::SearchWork`]).
 //!
 //! Invariants:
 //! - No value one of these functions returns is larger than the value limit (1 GiB by
@@ -99,6 +100,10 @@ enum Growth {
 const MAX_REGEX_WORK: u128 = 1 << 27;
 /// The factor of a pattern without counted repetitions.
 const MIN_REGEX_FACTOR: u128 = 4;
+/// The most elements one call of an array set function takes in one row (about a second).
+const MAX_ARRAY_WORK: u128 = 4 << 20;
+/// The largest product of text and search lengths one `strpos` takes (about a second).
+const MAX_SEARCH_WORK: u128 = 1 << 36;
 
 /// An upper bound of how many times a matcher may look at each byte for `pattern`: the
 /// sum of its counted repetitions (`x{100}` counts 100).
@@ -118,10 +123,6 @@ fn repetition_factor(pattern: &str) -> u128 {
     }
     factor
 }
-/// The most elements one call of an array set function takes in one row (about a second).
-const MAX_ARRAY_WORK: u128 = 4 << 20;
-/// The largest product of text and search lengths one `strpos` takes (about a second).
-const MAX_SEARCH_WORK: u128 = 1 << 36;
 
 /// A function whose results are checked against a size limit before it runs.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -348,8 +349,10 @@ fn hex_of_32_bits(mut args: ScalarFunctionArgs) -> Result<ScalarFunctionArgs> {
     Ok(args)
 }
 
-/// The work of each row of a call ([`Growth::RegexWork`]: its text's bytes;
-/// [`Growth::ArrayWork`]: its arrays' elements), one entry when every argument is constant.
+/// The work of each row of a call ([`Growth::RegexWork`]: its text's bytes times its
+/// pattern's repetition factor; [`Growth::ArrayWork`]: its arrays' elements;
+/// [`Growth::SearchWork`]: its text's bytes times its search's), one entry when every
+/// argument is constant.
 fn row_work(work: Growth, args: &[ColumnarValue], rows: usize) -> Result<Vec<u128>> {
     let constant = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
     let rows = if constant { 1 } else { rows };
@@ -377,20 +380,20 @@ fn row_work(work: Growth, args: &[ColumnarValue], rows: usize) -> Result<Vec<u12
     let texts = lengths(args.first())?;
     if work == Growth::RegexWork {
         // A counted repetition multiplies the matcher's work (`\w{100}z` took 1.2 µs a byte).
+        // A constant pattern (the usual case) is read once, not once a row.
         let factors = match args.get(1) {
-            Some(pattern) => {
-                let patterns = cast(&pattern.to_array(rows)?, &DataType::Utf8)?;
+            Some(ColumnarValue::Array(patterns)) => {
+                let patterns = cast(patterns, &DataType::Utf8)?;
                 let patterns = patterns.as_string::<i32>();
-                (0..rows)
-                    .map(|row| {
-                        let index = if patterns.len() == 1 { 0 } else { row };
-                        if patterns.is_valid(index) {
-                            repetition_factor(patterns.value(index))
-                        } else {
-                            1
-                        }
-                    })
+                patterns
+                    .iter()
+                    .map(|pattern| pattern.map_or(1, repetition_factor))
                     .collect()
+            }
+            Some(ColumnarValue::Scalar(pattern)) => {
+                let pattern = cast(&pattern.to_array()?, &DataType::Utf8)?;
+                let pattern = pattern.as_string::<i32>().iter().next().flatten();
+                vec![pattern.map_or(1, repetition_factor); rows]
             }
             None => vec![1; rows],
         };
@@ -411,7 +414,8 @@ fn row_work(work: Growth, args: &[ColumnarValue], rows: usize) -> Result<Vec<u12
     Ok(texts)
 }
 
-/// Runs `inner` on `args` as [`Growth::RegexWork`] or [`Growth::ArrayWork`] say: refused
+/// Runs `inner` on `args` as [`Growth::RegexWork`], [`Growth::ArrayWork`] or
+/// [`Growth::SearchWork`] say: refused
 /// when one row is more than one uninterruptible call may take, and otherwise on runs of
 /// rows of at most that much work each, checking the statement's signal between them, so
 /// that a batch of many large rows stops at its timeout too.

@@ -250,6 +250,8 @@ pub struct Db {
     pub(crate) sql_memory_limit: usize,
     /// `DbOptions::sql_spill_limit`.
     pub(crate) sql_spill_limit: u64,
+    /// What a query, and all queries, may hold by their meters (`crate::query_meter`).
+    pub(crate) sql_meter_limits: crate::query_meter::MeterLimits,
     /// The pool every query's pool takes its memory from (`DbOptions::sql_total_memory`).
     pub(crate) sql_memory: Arc<datafusion::execution::memory_pool::GreedyMemoryPool>,
     /// The largest write one log record holds (`WalOptions::max_record_size`).
@@ -347,6 +349,10 @@ impl Db {
             sql_limits: options.sql_limits,
             sql_memory_limit: options.sql_memory_limit,
             sql_spill_limit: options.sql_spill_limit,
+            sql_meter_limits: crate::query_meter::MeterLimits::from_pools(
+                options.sql_memory_limit,
+                options.sql_total_memory,
+            ),
             sql_memory: Arc::new(datafusion::execution::memory_pool::GreedyMemoryPool::new(
                 options.sql_total_memory,
             )),

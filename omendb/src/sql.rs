@@ -532,18 +532,11 @@ impl Db {
             .with_max_temp_directory_size(self.sql_spill_limit)
             .build_arc()?;
         let value_limit = self.sql_limits.max_value_bytes;
-        let meter_limits = crate::query_meter::MeterLimits::from_pools(
-            self.sql_memory_limit,
-            match datafusion::execution::memory_pool::MemoryPool::memory_limit(&*self.sql_memory) {
-                datafusion::execution::memory_pool::MemoryLimit::Finite(total) => total,
-                _ => usize::MAX,
-            },
-        );
         let context = SessionContext::new_with_state(crate::planning::session_state(
             config,
             runtime,
             value_limit,
-            meter_limits,
+            self.sql_meter_limits,
         ));
         for (name, table) in self.catalog().iter() {
             let snapshot = SnapshotTable {

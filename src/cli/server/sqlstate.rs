@@ -109,14 +109,13 @@ pub fn code(error: &omendb::Error) -> &'static str {
     }
 }
 
+/// Whether an I/O error's message is DataFusion's refusal to spill past a query's
+/// `query_spill_mb` (PostgreSQL's `temp_file_limit` answers `53400`).
+fn past_spill_limit(message: &str) -> bool {
+    message.contains("spilling process has exceeded the allowable limit")
+}
+
 fn datafusion_code(error: &DataFusionError) -> &'static str {
-    // A query's spill files past `query_spill_mb`, as PostgreSQL past `temp_file_limit`.
-    if error
-        .to_string()
-        .contains("spilling process has exceeded the allowable limit")
-    {
-        return "53400";
-    }
     match error.find_root() {
         DataFusionError::SQL(..) => SYNTAX_ERROR,
         DataFusionError::NotImplemented(_) => FEATURE_NOT_SUPPORTED,
@@ -138,6 +137,7 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             ArrowError::DivideByZero => "22012",
             ArrowError::CastError(message) => cast_code(message),
             ArrowError::ParseError(_) => "22P02",
+            ArrowError::IoError(message, _) if past_spill_limit(message) => "53400",
             // `abs`, `gcd`, `lcm` of integers that do not fit.
             ArrowError::ComputeError(message) if message.contains("overflow") => {
                 NUMERIC_VALUE_OUT_OF_RANGE
@@ -191,6 +191,7 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
         }
         DataFusionError::Execution(_) => "22000",
         // A pattern that does not compile (`'x' ~ '('`).
+        DataFusionError::IoError(error) if past_spill_limit(&error.to_string()) => "53400",
         DataFusionError::External(error) if error.to_string().contains("regex parse error") => {
             "2201B"
         }

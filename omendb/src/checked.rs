@@ -39,6 +39,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::float::FloatOp;
+use crate::numeric_division;
 
 /// `result`, computed from a function's arguments, as its answer: a scalar when the
 /// arguments all were (the result then has one row), an array otherwise.
@@ -167,6 +168,7 @@ impl AnalyzerRule for CheckedArithmetic {
         let mul = Arc::new(CheckedOp::udf(Op::Mul));
         let concat = Arc::new(crate::bounded::concat_operator(self.value_limit));
         let round = Arc::new(crate::rounding::udf());
+        let divide = Arc::new(numeric_division::udf());
         plan.transform_up_with_subqueries(|plan| {
             let schema = input_schema(&plan)?;
             let names = NamePreserver::new(&plan);
@@ -281,6 +283,42 @@ impl AnalyzerRule for CheckedArithmetic {
                             _ => Expr::Cast(Cast::new_from_field(rounded, field)),
                         }));
                     }
+                    // `ceil`, `floor` and `trunc` of a NUMERIC are whole NUMERICs, as in
+                    // PostgreSQL: one more whole digit, no places (`ceil(0.1)` overflowed
+                    // its DECIMAL(1, 1)).
+                    if let Expr::ScalarFunction(call) = &expr
+                        && matches!(call.func.name(), "ceil" | "floor" | "trunc")
+                        && let [arg] = call.args.as_slice()
+                        && let Ok(DataType::Decimal128(precision, scale)) = arg.get_type(&schema)
+                        && scale > 0
+                        && !widened_for_rounding(arg, &schema)
+                    {
+                        let whole = precision.saturating_sub(scale.unsigned_abs());
+                        let widened = Expr::Cast(Cast::new(
+                            Box::new(arg.clone()),
+                            DataType::Decimal128((precision + 1).min(38), scale),
+                        ));
+                        let call = Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::clone(&call.func),
+                            vec![widened],
+                        ));
+                        return Ok(Transformed::yes(Expr::Cast(Cast::new(
+                            Box::new(call),
+                            DataType::Decimal128((whole + 1).clamp(1, 38), 0),
+                        ))));
+                    }
+                    // `round` of a DOUBLE rounds halves to even, as PostgreSQL's (`rint`).
+                    if let Expr::ScalarFunction(call) = &expr
+                        && call.func.name() == "round"
+                        && let [arg] = call.args.as_slice()
+                        && arg
+                            .get_type(&schema)
+                            .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+                    {
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::clone(&round), vec![arg.clone()]),
+                        )));
+                    }
                     // A function returning DOUBLE: PostgreSQL's errors, not infinities.
                     if let Expr::ScalarFunction(call) = &expr
                         && !crate::float::is_checked(&call.func)
@@ -309,6 +347,22 @@ impl AnalyzerRule for CheckedArithmetic {
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
                         return Ok(Transformed::no(expr));
                     };
+                    // NUMERIC division keeps PostgreSQL's precision.
+                    if *op == Operator::Divide
+                        && left
+                            .get_type(&schema)
+                            .is_ok_and(|t| numeric_division::is_operand(&t))
+                        && right
+                            .get_type(&schema)
+                            .is_ok_and(|t| numeric_division::is_operand(&t))
+                    {
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(
+                                Arc::clone(&divide),
+                                vec![left.as_ref().clone(), right.as_ref().clone()],
+                            ),
+                        )));
+                    }
                     let is_double: fn(&DataType) -> bool = |t| *t == DataType::Float64;
                     let floats = |op| (Arc::new(crate::float::float_operator(op)), is_double);
                     let (udf, operands): (_, fn(&DataType) -> bool) = match op {
@@ -363,6 +417,22 @@ impl AnalyzerRule for CheckedArithmetic {
         })
         .map(|t| t.data)
     }
+}
+
+/// Whether `arg` is already the widened argument of a `ceil`, `floor` or `trunc` of a
+/// NUMERIC (a cast to one more digit at the same scale), which must not be widened again.
+fn widened_for_rounding(arg: &Expr, schema: &DFSchema) -> bool {
+    let Expr::Cast(Cast { expr: inner, field }) = arg else {
+        return false;
+    };
+    let DataType::Decimal128(to_precision, to_scale) = field.data_type() else {
+        return false;
+    };
+    matches!(
+        inner.get_type(schema),
+        Ok(DataType::Decimal128(from_precision, from_scale))
+            if from_scale == *to_scale && (from_precision + 1).min(38) == *to_precision
+    )
 }
 
 fn is_string(data_type: &DataType) -> bool {

@@ -3,16 +3,25 @@
 //! `INT` column was a `BIGINT` and never overflowed where PostgreSQL raises `22003`
 //! (`SELECT 2147483647 + 1`), and `SELECT 1` was described as `int8`, not `int4`.
 //!
+//! A decimal literal met by a `DOUBLE` in a comparison or arithmetic becomes a `DOUBLE`
+//! (see [`doubles_against_doubles`]).
+//!
 //! [`IntegerLiterals`] is the first analyzer rule, so type coercion then widens a literal
 //! compared with or stored in a `BIGINT` as before. `LIMIT`/`OFFSET` and `VALUES` keep
 //! their literals (their types are fixed when they are planned), and so do statements with
 //! a recursive CTE.
 
+use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Values,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The analyzer rule (see the module docs).
@@ -30,22 +39,195 @@ impl AnalyzerRule for IntegerLiterals {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|plan| {
-            if matches!(plan, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
+            if let LogicalPlan::Values(values) = plan {
+                return doubles_in_values(values);
+            }
+            if matches!(plan, LogicalPlan::Limit(_)) {
                 return Ok(Transformed::no(plan));
             }
-            crate::planning::retype_expressions(plan, |expr| match expr {
-                Expr::Literal(ScalarValue::Int64(Some(v)), metadata)
-                    if i32::try_from(v).is_ok() =>
-                {
-                    let v = i32::try_from(v).unwrap_or_default();
-                    Ok(Transformed::yes(Expr::Literal(
-                        ScalarValue::Int32(Some(v)),
-                        metadata,
-                    )))
-                }
-                other => Ok(Transformed::no(other)),
+            let plan = doubles_against_doubles(plan)?;
+            plan.transform_data(|plan| {
+                crate::planning::retype_expressions(plan, |expr| match expr {
+                    Expr::Literal(ScalarValue::Int64(Some(v)), metadata)
+                        if i32::try_from(v).is_ok() =>
+                    {
+                        let v = i32::try_from(v).unwrap_or_default();
+                        Ok(Transformed::yes(Expr::Literal(
+                            ScalarValue::Int32(Some(v)),
+                            metadata,
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
             })
         })
         .map(|t| t.data)
     }
+}
+
+/// A decimal literal (`1.5`, planned as `CAST('1.5' AS DECIMAL(2, 1))` by
+/// `crate::limits`) that meets a `DOUBLE` or `REAL` — compared with it, computed with it, or
+/// a branch of the same `CASE`, `coalesce`, `nullif`, `greatest` or `least` — becomes a
+/// `DOUBLE`, as PostgreSQL resolves `numeric` and `float8` to `float8`. Type coercion would
+/// cast the double to a `DECIMAL` instead, which fails on NaN and ±Infinity and rounds.
+fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut candidate = false;
+    plan.apply_expressions(|expr| {
+        candidate |= expr.exists(|e| Ok(decimal_literal(e).is_some()))?;
+        Ok(if candidate {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    if !candidate {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = crate::checked::input_schema(&plan)?;
+    let is_float = |expr: &Expr| {
+        expr.get_type(&schema)
+            .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+    };
+    crate::planning::retype_expressions(plan, |mut expr| {
+        let operands: Vec<&mut Expr> = match &mut expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if mixes_with_doubles(*op) => {
+                vec![left.as_mut(), right.as_mut()]
+            }
+            Expr::Between(between) => {
+                vec![
+                    between.expr.as_mut(),
+                    between.low.as_mut(),
+                    between.high.as_mut(),
+                ]
+            }
+            Expr::InList(in_list) => std::iter::once(in_list.expr.as_mut())
+                .chain(in_list.list.iter_mut())
+                .collect(),
+            Expr::Case(case) => case
+                .when_then_expr
+                .iter_mut()
+                .map(|(_, then)| then.as_mut())
+                .chain(case.else_expr.as_deref_mut())
+                .collect(),
+            Expr::ScalarFunction(call)
+                if matches!(
+                    call.func.name(),
+                    "coalesce" | "nullif" | "greatest" | "least"
+                ) =>
+            {
+                call.args.iter_mut().collect()
+            }
+            _ => Vec::new(),
+        };
+        if !operands.iter().any(|operand| is_float(operand)) {
+            return Ok(Transformed::no(expr));
+        }
+        let mut changed = false;
+        for operand in operands {
+            if let Some(double) = decimal_literal(operand) {
+                *operand = double;
+                changed = true;
+            }
+        }
+        Ok(Transformed::new_transformed(expr, changed))
+    })
+}
+
+/// A column of `VALUES` that holds both a `DOUBLE` and decimal literals: the literals become
+/// `DOUBLE`s and so does the column, as in [`doubles_against_doubles`] (its type was
+/// inferred as `DECIMAL(30, 15)`, to which `'NaN'::float8` cannot be cast). The other
+/// columns keep the types they were planned with (a write's come from its table).
+fn doubles_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
+    let empty = DFSchema::empty();
+    let mut fields: Vec<_> = values
+        .schema
+        .iter()
+        .map(|(qualifier, field)| (qualifier.cloned(), Arc::clone(field)))
+        .collect();
+    let mut changed = false;
+    for (column, (_, field)) in fields.iter_mut().enumerate() {
+        let planned = field.data_type().clone();
+        if !matches!(planned, DataType::Decimal128(_, _)) {
+            continue;
+        }
+        // The planner cast each cell to the column's type: what was written is inside.
+        let written = |cell: &Expr| match cell {
+            Expr::Cast(Cast { expr, field }) if *field.data_type() == planned => {
+                expr.as_ref().clone()
+            }
+            other => other.clone(),
+        };
+        let cells = || {
+            values
+                .values
+                .iter()
+                .filter_map(|row| row.get(column))
+                .map(written)
+        };
+        let has_double = cells().any(|cell| {
+            cell.get_type(&empty)
+                .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+        });
+        if !has_double || !cells().any(|cell| decimal_literal(&cell).is_some()) {
+            continue;
+        }
+        for row in &mut values.values {
+            if let Some(cell) = row.get_mut(column) {
+                let original = written(cell);
+                let double = decimal_literal(&original).unwrap_or(original);
+                *cell = Expr::Cast(Cast::new(Box::new(double), DataType::Float64));
+            }
+        }
+        *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Float64));
+        changed = true;
+    }
+    if changed {
+        let metadata = values.schema.metadata().clone();
+        values.schema = Arc::new(DFSchema::new_with_metadata(fields, metadata)?);
+    }
+    Ok(Transformed::new_transformed(
+        LogicalPlan::Values(values),
+        changed,
+    ))
+}
+
+/// Whether `op` on a `DOUBLE` and a `numeric` is PostgreSQL's `float8` operator.
+fn mixes_with_doubles(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+            | Operator::Plus
+            | Operator::Minus
+            | Operator::Multiply
+            | Operator::Divide
+            | Operator::Modulo
+    )
+}
+
+/// The `DOUBLE` literal of a decimal literal, if `expr` is one.
+fn decimal_literal(expr: &Expr) -> Option<Expr> {
+    if let Expr::Negative(operand) = expr {
+        let Expr::Literal(ScalarValue::Float64(Some(value)), _) = decimal_literal(operand)? else {
+            return None;
+        };
+        return Some(Expr::Literal(ScalarValue::Float64(Some(-value)), None));
+    }
+    let Expr::Cast(Cast { expr: inner, field }) = expr else {
+        return None;
+    };
+    let Expr::Literal(ScalarValue::Utf8(Some(text)), _) = inner.as_ref() else {
+        return None;
+    };
+    if !matches!(field.data_type(), DataType::Decimal128(_, _)) {
+        return None;
+    }
+    let value = text.parse::<f64>().ok()?;
+    Some(Expr::Literal(ScalarValue::Float64(Some(value)), None))
 }

@@ -55,6 +55,7 @@ mod key_read;
 mod large_literal;
 mod limits;
 mod names;
+mod numeric_division;
 mod planning;
 mod query_memory;
 mod query_meter;

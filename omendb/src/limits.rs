@@ -303,15 +303,11 @@ fn ends_prefix_run(token: &Token) -> bool {
     }
 }
 
-/// Significant digits a DOUBLE holds exactly.
-const DOUBLE_DIGITS: usize = 15;
-
-/// A numeric literal as an exact `DECIMAL` (PostgreSQL's `numeric`) where a DOUBLE would
-/// change its value: an integer beyond `BIGINT`, or a decimal with more than 15 significant
-/// digits. Compared with a `BIGINT` it is then compared exactly: `id =
-/// 4611686018427387905.0` matched both 2^62 and 2^62 + 1 through float64, and
-/// `9223372036854775808` read as NULL. `None`: the literal stays as it is (also when it
-/// needs more than DECIMAL's 38 digits).
+/// A numeric literal that is no `BIGINT` as an exact `DECIMAL`, as PostgreSQL's decimal
+/// literals are `numeric`: `0.1 + 0.2` is `0.3`, and compared with a `BIGINT` it is compared
+/// exactly (`id = 4611686018427387905.0` matched both 2^62 and 2^62 + 1 through float64, and
+/// `9223372036854775808` read as NULL). `None`: the literal stays as it is, an integer that
+/// fits `BIGINT`, or a value that needs more than DECIMAL's 38 digits (a DOUBLE then).
 fn exact_literal(text: &str) -> Option<Expr> {
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(at) => (&text[..at], text[at + 1..].parse::<i64>().ok()?),
@@ -328,9 +324,7 @@ fn exact_literal(text: &str) -> Option<Expr> {
     let integer_text = fraction.is_empty() && exponent == 0;
     let digits = format!("{whole}{fraction}");
     let digits = digits.trim_start_matches('0');
-    if integer_text && text.parse::<i64>().is_ok()
-        || !integer_text && digits.trim_end_matches('0').len() <= DOUBLE_DIGITS
-    {
+    if integer_text && text.parse::<i64>().is_ok() {
         return None;
     }
     // The value is `digits` × 10^-scale.
@@ -1186,7 +1180,7 @@ mod tests {
     }
 
     #[test]
-    fn literals_a_double_would_round_are_exact_decimals() {
+    fn decimal_literals_are_exact_decimals() {
         let exact = |text: &str| exact_literal(text).map(|e| e.to_string());
         assert_eq!(
             exact("4611686018427387905.0").as_deref(),
@@ -1208,14 +1202,14 @@ mod tests {
             exact("0.0000000000000000012345678901234567").as_deref(),
             Some("CAST('0.0000000000000000012345678901234567' AS DECIMAL(34,34))")
         );
-        for kept in [
-            "1",
-            "9223372036854775807",
-            "1.5",
-            "1e300",
-            "0.1",
-            "1e99999999999",
-        ] {
+        assert_eq!(exact("1.5").as_deref(), Some("CAST('1.5' AS DECIMAL(2,1))"));
+        assert_eq!(exact("0.1").as_deref(), Some("CAST('0.1' AS DECIMAL(1,1))"));
+        assert_eq!(
+            exact("1e3").as_deref(),
+            Some("CAST('1000' AS DECIMAL(4,0))")
+        );
+        // Integers that fit BIGINT stay integers; what needs more than 38 digits, DOUBLE.
+        for kept in ["1", "9223372036854775807", "1e300", "1e99999999999"] {
             assert_eq!(exact(kept), None, "{kept}");
         }
         // Beyond DECIMAL's 38 digits: left to DOUBLE.

@@ -2,10 +2,11 @@
 //!
 //! Arrow's cast from a `DOUBLE` or `DECIMAL` to an integer truncates: `CAST(-1.5 AS BIGINT)`
 //! would be -1 and `1.7` inserted into a `BIGINT` column 1, where PostgreSQL gives -2 and 2.
-//! [`round_for_integer`] rounds half away from zero (PostgreSQL's rule for `numeric`, which
-//! its decimal literals are); the analyzer rule of `crate::checked` puts it under every cast
-//! from a fractional type to an integer type, and the write path rounds a fractional value
-//! before it casts it to an integer column.
+//! [`round_for_integer`] rounds as PostgreSQL does: a `DECIMAL` (`numeric`, which decimal
+//! literals are) half away from zero, a `DOUBLE` or `REAL` half to even (`rint`). The
+//! analyzer rule of `crate::checked` puts it under every cast from a fractional type to an
+//! integer type and in place of `round(double)`, and the write path rounds a fractional
+//! value before it casts it to an integer column.
 //!
 //! Invariant: a value cast to an integer type differs from the exact value by at most one
 //! half; integral values pass unchanged.
@@ -31,19 +32,19 @@ pub(crate) fn is_fractional(from: &DataType) -> bool {
     )
 }
 
-/// `array` rounded half away from zero to whole numbers, in its own type (a `DECIMAL` keeps
+/// `array` rounded to whole numbers (see the module docs), in its own type (a `DECIMAL` keeps
 /// its scale). Other types come back as they are.
 pub(crate) fn round_for_integer(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(match array.data_type() {
         DataType::Float64 => Arc::new(
             array
                 .as_primitive::<Float64Type>()
-                .unary::<_, Float64Type>(f64::round),
+                .unary::<_, Float64Type>(f64::round_ties_even),
         ),
         DataType::Float32 => Arc::new(
             array
                 .as_primitive::<Float32Type>()
-                .unary::<_, Float32Type>(f32::round),
+                .unary::<_, Float32Type>(f32::round_ties_even),
         ),
         DataType::Decimal128(precision, scale) if *scale > 0 => {
             let unit = 10_i128.pow(u32::from(scale.unsigned_abs()));
@@ -107,12 +108,12 @@ mod tests {
     use arrow::array::{Decimal128Array, Float64Array};
 
     #[test]
-    fn halves_round_away_from_zero_and_whole_numbers_stay() {
+    fn decimal_halves_round_away_from_zero_double_halves_to_even() {
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.7, -1.5, 2.5, 2.4, -0.4, 3.0]));
         let rounded = round_for_integer(&floats).expect("rounds");
         assert_eq!(
             rounded.as_primitive::<Float64Type>().values().to_vec(),
-            [2.0, -2.0, 3.0, 2.0, -0.0, 3.0]
+            [2.0, -2.0, 2.0, 2.0, -0.0, 3.0]
         );
         // 1.50, -1.50, 12.49, -12.51 at scale 2.
         let decimals: ArrayRef = Arc::new(

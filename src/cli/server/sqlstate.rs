@@ -234,6 +234,7 @@ fn cast_code(message: &str) -> &'static str {
         return "22P02";
     }
     if message.starts_with("Can't cast value")
+        || message.contains("is out of range")
         || message.contains("Overflowing on")
         || message.contains("overflow")
     {

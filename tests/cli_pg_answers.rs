@@ -818,3 +818,90 @@ fn a_stopped_statement_stops_working_and_deep_nesting_is_refused_before_parsing(
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }
+
+#[test]
+fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
+    let dir = TempDir::new("pg-numeric");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        // Exact NUMERIC arithmetic, PostgreSQL's rounding rules and whole results.
+        let (_, values) = first_row(
+            &client,
+            "SELECT 0.1 + 0.2, 1.5 * 2, 10 / 4.0, pg_typeof(1.5), 1e3, \
+             round(2.5), round(2.5::float8), (2.5::float8)::int, 2.5::int, \
+             ceil(0.1), floor(-0.1), trunc(-2.5), 0.1::float8 + 0.2::float8",
+        )
+        .await;
+        let expected = [
+            "0.3",
+            "3.0",
+            "2.50000000000000000",
+            "numeric",
+            "1000",
+            "3",
+            "2",
+            "2",
+            "3",
+            "1",
+            "-1",
+            "-2",
+            "0.30000000000000004",
+        ];
+        assert_eq!(values, expected.map(|v| Some(v.to_string())));
+        for (sql, expected) in [
+            ("SELECT 1.0 / 0", "22012"),
+            (
+                "SELECT 100000000000000000000000000000000000.0 / 0.001",
+                "22003",
+            ),
+            ("SELECT CAST(1e20 AS BIGINT)", "22003"),
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), expected, "{sql}: {error}");
+        }
+        // A NUMERIC met by a DOUBLE is a DOUBLE, so NaN and Infinity compare and compute
+        // (they failed as casts to DECIMAL(30, 15)).
+        client
+            .batch_execute(
+                "CREATE TABLE fd (id BIGINT PRIMARY KEY, f DOUBLE PRECISION, n INT); \
+                 INSERT INTO fd VALUES (1, 'NaN'::float8, 1), (2, 0.05, 2), \
+                 (3, 'Infinity', 3), (4, NULL, 4)",
+            )
+            .await
+            .unwrap();
+        for (sql, expected) in [
+            ("SELECT count(*) FROM fd WHERE f >= 0.05", "3"),
+            (
+                "SELECT count(*) FROM fd WHERE f BETWEEN 0.06 - 0.01 AND 0.07",
+                "1",
+            ),
+            ("SELECT count(*) FROM fd WHERE f IN (0.05, 1.5)", "1"),
+            ("SELECT count(*) FROM fd WHERE f > n / 3.0", "2"),
+            ("SELECT count(*) FROM fd WHERE f = (SELECT 0.05)", "1"),
+            ("SELECT sum(coalesce(f, 0.5)) FROM fd WHERE id <> 3", "NaN"),
+            (
+                "SELECT max(CASE WHEN id = 4 THEN 0.5 ELSE f END) FROM fd",
+                "NaN",
+            ),
+            (
+                "SELECT sum(x) FROM (VALUES (1.5), ('Infinity'::float8)) v(x)",
+                "Infinity",
+            ),
+        ] {
+            let (_, values) = first_row(&client, sql).await;
+            assert_eq!(values, [Some(expected.to_string())], "{sql}");
+        }
+        // An exact key comparison deletes the one row it names.
+        client
+            .batch_execute(
+                "CREATE TABLE big (id BIGINT PRIMARY KEY); \
+                 INSERT INTO big VALUES (4611686018427387904), (4611686018427387905); \
+                 DELETE FROM big WHERE id = 4611686018427387905.0",
+            )
+            .await
+            .unwrap();
+        let (_, values) = first_row(&client, "SELECT count(*) FROM big").await;
+        assert_eq!(values, [Some("1".to_string())]);
+    });
+}

@@ -3,8 +3,8 @@
 //! `INT` column was a `BIGINT` and never overflowed where PostgreSQL raises `22003`
 //! (`SELECT 2147483647 + 1`), and `SELECT 1` was described as `int8`, not `int4`.
 //!
-//! A decimal literal met by a `DOUBLE` in a comparison or arithmetic becomes a `DOUBLE`
-//! (see [`doubles_against_doubles`]).
+//! A `NUMERIC` met by a `DOUBLE` in a comparison, arithmetic or one list of branches becomes
+//! a `DOUBLE` (see [`doubles_against_doubles`]).
 //!
 //! [`IntegerLiterals`] is the first analyzer rule, so type coercion then widens a literal
 //! compared with or stored in a `BIGINT` as before. `LIMIT`/`OFFSET` and `VALUES` keep
@@ -65,15 +65,35 @@ impl AnalyzerRule for IntegerLiterals {
     }
 }
 
-/// A decimal literal (`1.5`, planned as `CAST('1.5' AS DECIMAL(2, 1))` by
+/// A `NUMERIC` (a decimal literal, `1.5`, is planned as `CAST('1.5' AS DECIMAL(2, 1))` by
 /// `crate::limits`) that meets a `DOUBLE` or `REAL` — compared with it, computed with it, or
 /// a branch of the same `CASE`, `coalesce`, `nullif`, `greatest` or `least` — becomes a
 /// `DOUBLE`, as PostgreSQL resolves `numeric` and `float8` to `float8`. Type coercion would
 /// cast the double to a `DECIMAL` instead, which fails on NaN and ±Infinity and rounds.
 fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let mut candidate = false;
+    // A DECIMAL comes from a cast (which decimal literals are), an input column or a
+    // subquery.
+    let is_decimal = |t: &DataType| matches!(t, DataType::Decimal128(_, _));
+    let mut candidate = plan.inputs().iter().any(|input| {
+        input
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| is_decimal(f.data_type()))
+    });
     plan.apply_expressions(|expr| {
-        candidate |= expr.exists(|e| Ok(decimal_literal(e).is_some()))?;
+        candidate |= expr.exists(|e| {
+            Ok(match e {
+                Expr::Cast(Cast { field, .. }) => is_decimal(field.data_type()),
+                Expr::ScalarSubquery(subquery) => subquery
+                    .subquery
+                    .schema()
+                    .fields()
+                    .iter()
+                    .any(|f| is_decimal(f.data_type())),
+                _ => false,
+            })
+        })?;
         Ok(if candidate {
             TreeNodeRecursion::Stop
         } else {
@@ -126,6 +146,10 @@ fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>
         for operand in operands {
             if let Some(double) = decimal_literal(operand) {
                 *operand = double;
+                changed = true;
+            } else if operand.get_type(&schema).is_ok_and(|t| is_decimal(&t)) {
+                let taken = std::mem::replace(operand, Expr::Literal(ScalarValue::Null, None));
+                *operand = Expr::Cast(Cast::new(Box::new(taken), DataType::Float64));
                 changed = true;
             }
         }

@@ -905,3 +905,21 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
         assert_eq!(values, [Some("1".to_string())]);
     });
 }
+
+#[test]
+fn a_text_parameter_with_a_nul_byte_is_refused_as_postgresql_refuses_it() {
+    let dir = TempDir::new("pg-nul");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let statement = client
+            .prepare_typed("SELECT length($1)", &[Type::TEXT])
+            .await
+            .unwrap();
+        let error = client.query(&statement, &[&"a\0b"]).await.unwrap_err();
+        assert_eq!(code(&error), "22021", "{error}");
+        // The session goes on, and a value without one is answered.
+        let row = client.query_one(&statement, &[&"ab"]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 2);
+    });
+}

@@ -313,7 +313,18 @@ fn literal(portal: &Portal<Prepared>, index: usize, pg: &Type) -> PgWireResult<S
         ),
         Type::DATE => format!("CAST({} AS DATE)", quote(&value!(NaiveDate).to_string())),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            quote(&value!(String))
+            let text = value!(String);
+            // PostgreSQL's text holds no NUL byte: it refuses such a value on input.
+            if text.contains('\0') {
+                return Err(sqlstate::error(
+                    sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                    format!(
+                        "invalid byte sequence for encoding \"UTF8\": 0x00 (parameter ${})",
+                        index + 1
+                    ),
+                ));
+            }
+            quote(&text)
         }
         ref other => {
             return Err(sqlstate::error(

@@ -21,6 +21,8 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 /// SQLSTATE `22003`: numeric value out of range.
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// SQLSTATE `22021`: a byte sequence the encoding does not allow (a NUL in text).
+pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 /// SQLSTATE `42883`: undefined function.
 pub const UNDEFINED_FUNCTION: &str = "42883";
 /// SQLSTATE `57014`: query canceled.

@@ -892,6 +892,12 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
             let (_, values) = first_row(&client, sql).await;
             assert_eq!(values, [Some(expected.to_string())], "{sql}");
         }
+        // Case maps one character at a time, as PostgreSQL's.
+        let (_, values) = first_row(&client, "SELECT upper('straße'), lower('ΣΑΣ İx')").await;
+        assert_eq!(
+            values,
+            [Some("STRAßE".to_string()), Some("σασ ix".to_string())]
+        );
         // An exact key comparison deletes the one row it names.
         client
             .batch_execute(

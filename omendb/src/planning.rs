@@ -302,6 +302,8 @@ pub(crate) fn session_state(
         state.register_udtf(&name, Arc::new(FoldedArguments(function)));
     }
     let _ = state.register_udf(Arc::new(crate::text_function::pg_typeof()));
+    let _ = state.register_udf(Arc::new(crate::text_function::case_mapping(true)));
+    let _ = state.register_udf(Arc::new(crate::text_function::case_mapping(false)));
     // PostgreSQL's name for `signum`.
     if let Some(signum) = state.scalar_functions().get("signum").cloned() {
         let sign = signum.as_ref().clone().with_aliases(["sign"]);

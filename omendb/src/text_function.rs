@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -79,6 +79,70 @@ pub(crate) fn pg_typeof() -> ScalarUDF {
     })
 }
 
+/// PostgreSQL's `upper` and `lower`: each character mapped on its own, as the C library's
+/// `towupper` does, so a character whose uppercase is several characters stays as it is
+/// (`upper('ß')` is `'ß'`; Rust's `to_uppercase` gives `"SS"`), and no final sigma. Long texts are mapped a
+/// slice at a time with a check of the statement's signal between slices, so a 1 GB value
+/// stops at its timeout.
+pub(crate) fn case_mapping(upper: bool) -> ScalarUDF {
+    if upper {
+        TextFunction::udf("upper", |array| map_case(array, true))
+    } else {
+        TextFunction::udf("lower", |array| map_case(array, false))
+    }
+}
+
+/// Bytes of text mapped between two checks of the statement's signal.
+const CASE_SLICE_BYTES: usize = 1 << 20;
+
+fn map_case(array: &ArrayRef, upper: bool) -> Result<StringArray> {
+    use std::fmt::Write;
+    let texts = arrow::compute::cast(array, &DataType::Utf8)?;
+    let texts = texts.as_string::<i32>();
+    let mut out = arrow::array::StringBuilder::with_capacity(texts.len(), texts.value_data().len());
+    let mut since_check = 0;
+    for text in texts.iter() {
+        let Some(text) = text else {
+            out.append_null();
+            continue;
+        };
+        // Written into the builder's buffer, ended by the empty `append_value` below.
+        for c in text.chars() {
+            let mut one = |c: char| {
+                let _ = out.write_char(c);
+            };
+            if c.is_ascii() {
+                one(if upper {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                });
+            } else {
+                // Only `İ` lowers to two (`i` and a combining dot): `towlower` gives `i`.
+                let changed = if upper {
+                    single(c.to_uppercase())
+                } else {
+                    c.to_lowercase().next()
+                };
+                one(changed.unwrap_or(c));
+            }
+            since_check += c.len_utf8();
+            if since_check >= CASE_SLICE_BYTES {
+                since_check = 0;
+                crate::interrupt::check_current_in_plan()?;
+            }
+        }
+        out.append_value("");
+    }
+    Ok(out.finish())
+}
+
+/// The one character `chars` holds, or `None` if it holds more.
+fn single(mut chars: impl Iterator<Item = char>) -> Option<char> {
+    let first = chars.next()?;
+    chars.next().is_none().then_some(first)
+}
+
 /// PostgreSQL's name of the type a column of `data_type` has.
 fn pg_type_name(data_type: &DataType) -> String {
     match data_type {
@@ -111,6 +175,21 @@ fn pg_type_name(data_type: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_maps_character_by_character_as_postgresql() {
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("straße ǅ Σίσυφος"),
+            None,
+            Some("ΣΑΣ İx"),
+        ]));
+        let upper = map_case(&texts, true).expect("maps");
+        assert_eq!(upper.value(0), "STRAßE Ǆ ΣΊΣΥΦΟΣ");
+        assert!(upper.is_null(1));
+        let lower = map_case(&texts, false).expect("maps");
+        // No final sigma (PostgreSQL's answers).
+        assert_eq!(lower.value(2), "σασ ix");
+    }
 
     #[test]
     fn types_are_named_as_postgresql_names_them() {

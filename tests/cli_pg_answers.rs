@@ -892,6 +892,21 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
             let (_, values) = first_row(&client, sql).await;
             assert_eq!(values, [Some(expected.to_string())], "{sql}");
         }
+        // avg of integers is exact (it was computed in doubles: -1, i64::MAX, i64::MIN, 0,
+        // 1, -1 averaged to 0).
+        let (_, values) = first_row(
+            &client,
+            "SELECT avg(x), pg_typeof(avg(x)) FROM (VALUES (-1::bigint), \
+             (9223372036854775807), (-9223372036854775808), (0), (1), (-1)) v(x)",
+        )
+        .await;
+        assert_eq!(
+            values,
+            [
+                Some("-0.3333333333333333".to_string()),
+                Some("numeric".to_string())
+            ]
+        );
         // Case maps one character at a time, as PostgreSQL's.
         let (_, values) = first_row(&client, "SELECT upper('straße'), lower('ΣΑΣ İx')").await;
         assert_eq!(

@@ -6,6 +6,8 @@
 //! A `NUMERIC` met by a `DOUBLE` in a comparison, arithmetic or one list of branches becomes
 //! a `DOUBLE` (see [`doubles_against_doubles`]).
 //!
+//! `avg` of integers is computed exactly, in `DECIMAL`s (see [`AVG_INPUT`]).
+//!
 //! [`IntegerLiterals`] is the first analyzer rule, so type coercion then widens a literal
 //! compared with or stored in a `BIGINT` as before. `LIMIT`/`OFFSET` and `VALUES` keep
 //! their literals (their types are fixed when they are planned), and so do statements with
@@ -47,7 +49,25 @@ impl AnalyzerRule for IntegerLiterals {
             }
             let plan = doubles_against_doubles(plan)?;
             plan.transform_data(|plan| {
+                // Only an aggregation's averages need the input's types.
+                let avg_schema = match &plan {
+                    LogicalPlan::Aggregate(aggregate) => Some(aggregate.input.schema().clone()),
+                    _ => None,
+                };
                 crate::planning::retype_expressions(plan, |expr| match expr {
+                    Expr::AggregateFunction(mut call)
+                        if call.func.name() == "avg" && call.params.args.len() == 1 =>
+                    {
+                        // `avg` of integers is exact, as PostgreSQL's NUMERIC average:
+                        // DataFusion's sums them in doubles (large values absorb small ones).
+                        let arg = &mut call.params.args[0];
+                        if !arg_is_integer(arg, &avg_schema) {
+                            return Ok(Transformed::no(Expr::AggregateFunction(call)));
+                        }
+                        let taken = std::mem::replace(arg, Expr::Literal(ScalarValue::Null, None));
+                        *arg = Expr::Cast(Cast::new(Box::new(taken), AVG_INPUT));
+                        Ok(Transformed::yes(Expr::AggregateFunction(call)))
+                    }
                     Expr::Literal(ScalarValue::Int64(Some(v)), metadata)
                         if i32::try_from(v).is_ok() =>
                     {
@@ -213,6 +233,23 @@ fn doubles_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
         LogicalPlan::Values(values),
         changed,
     ))
+}
+
+/// The type integers are averaged in: a `BIGINT` fits its 26 whole digits (DataFusion sums
+/// it in 256 bits), and the average keeps 16 places (DataFusion's `avg` adds 4 to its
+/// input's scale), as PostgreSQL prints `avg(bigint)`.
+const AVG_INPUT: DataType = DataType::Decimal128(38, 12);
+
+/// Whether `arg`, an argument of an aggregate over `schema`, is an integer.
+fn arg_is_integer(arg: &Expr, schema: &Option<datafusion::common::DFSchemaRef>) -> bool {
+    schema.as_ref().is_some_and(|schema| {
+        arg.get_type(schema).is_ok_and(|t| {
+            matches!(
+                t,
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+            )
+        })
+    })
 }
 
 /// Whether `op` on a `DOUBLE` and a `numeric` is PostgreSQL's `float8` operator.

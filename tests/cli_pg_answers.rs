@@ -856,6 +856,11 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
                 "22003",
             ),
             ("SELECT CAST(1e20 AS BIGINT)", "22003"),
+            ("SELECT 99999999999999999999999999999999999999 + 1", "22003"),
+            (
+                "SELECT 12345678901234567890.5 * 98765432109876543210.5",
+                "22003",
+            ),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
@@ -888,6 +893,12 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
                 "SELECT sum(x) FROM (VALUES (1.5), ('Infinity'::float8)) v(x)",
                 "Infinity",
             ),
+            (
+                "SELECT count(*) FROM (SELECT 0.5 UNION SELECT f FROM fd) u",
+                "5",
+            ),
+            ("SELECT round(log(2.5)::numeric, 6)", "0.397940"),
+            ("SELECT 1.5 + 2.25 - 0.5", "3.25"),
         ] {
             let (_, values) = first_row(&client, sql).await;
             assert_eq!(values, [Some(expected.to_string())], "{sql}");

@@ -39,7 +39,6 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::float::FloatOp;
-use crate::numeric_division;
 
 /// `result`, computed from a function's arguments, as its answer: a scalar when the
 /// arguments all were (the result then has one row), an array otherwise.
@@ -168,7 +167,8 @@ impl AnalyzerRule for CheckedArithmetic {
         let mul = Arc::new(CheckedOp::udf(Op::Mul));
         let concat = Arc::new(crate::bounded::concat_operator(self.value_limit));
         let round = Arc::new(crate::rounding::udf());
-        let divide = Arc::new(numeric_division::udf());
+        let divide = Arc::new(crate::numeric::division_udf());
+        let decimal_ops = crate::numeric::OperatorUdfs::new();
         plan.transform_up_with_subqueries(|plan| {
             let schema = input_schema(&plan)?;
             let names = NamePreserver::new(&plan);
@@ -307,6 +307,27 @@ impl AnalyzerRule for CheckedArithmetic {
                             DataType::Decimal128((whole + 1).clamp(1, 38), 0),
                         ))));
                     }
+                    // `log` of a NUMERIC is computed in doubles, with their checks (its
+                    // DECIMAL form failed an internal assertion on `log(2.5)`).
+                    if let Expr::ScalarFunction(call) = &expr
+                        && call.func.name() == "log"
+                        && call.args.iter().any(|arg| {
+                            arg.get_type(&schema)
+                                .is_ok_and(|t| matches!(t, DataType::Decimal128(..)))
+                        })
+                    {
+                        let args = call
+                            .args
+                            .iter()
+                            .map(|arg| {
+                                Expr::Cast(Cast::new(Box::new(arg.clone()), DataType::Float64))
+                            })
+                            .collect();
+                        let checked = crate::float::finite(&call.func);
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(checked), args),
+                        )));
+                    }
                     // `round` of a DOUBLE rounds halves to even, as PostgreSQL's (`rint`).
                     if let Expr::ScalarFunction(call) = &expr
                         && call.func.name() == "round"
@@ -347,14 +368,30 @@ impl AnalyzerRule for CheckedArithmetic {
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
                         return Ok(Transformed::no(expr));
                     };
+                    // NUMERIC sums, differences and products that pass 38 digits fail.
+                    if let Some(udf) = decimal_ops.get(*op)
+                        && left
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::numeric::is_operand(&t))
+                        && right
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::numeric::is_operand(&t))
+                    {
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(
+                                udf,
+                                vec![left.as_ref().clone(), right.as_ref().clone()],
+                            ),
+                        )));
+                    }
                     // NUMERIC division keeps PostgreSQL's precision.
                     if *op == Operator::Divide
                         && left
                             .get_type(&schema)
-                            .is_ok_and(|t| numeric_division::is_operand(&t))
+                            .is_ok_and(|t| crate::numeric::is_operand(&t))
                         && right
                             .get_type(&schema)
-                            .is_ok_and(|t| numeric_division::is_operand(&t))
+                            .is_ok_and(|t| crate::numeric::is_operand(&t))
                     {
                         return Ok(Transformed::yes(Expr::ScalarFunction(
                             ScalarFunction::new_udf(

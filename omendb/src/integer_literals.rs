@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{
-    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Values,
+    BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator, Projection, Union, Values,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -43,6 +43,9 @@ impl AnalyzerRule for IntegerLiterals {
         plan.transform_up_with_subqueries(|plan| {
             if let LogicalPlan::Values(values) = plan {
                 return doubles_in_values(values);
+            }
+            if let LogicalPlan::Union(union) = plan {
+                return doubles_in_union(union);
             }
             if matches!(plan, LogicalPlan::Limit(_)) {
                 return Ok(Transformed::no(plan));
@@ -129,6 +132,7 @@ fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>
             .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
     };
     crate::planning::retype_expressions(plan, |mut expr| {
+        let mut changed_any = false;
         let operands: Vec<&mut Expr> = match &mut expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) if mixes_with_doubles(*op) => {
                 vec![left.as_mut(), right.as_mut()]
@@ -143,12 +147,28 @@ fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>
             Expr::InList(in_list) => std::iter::once(in_list.expr.as_mut())
                 .chain(in_list.list.iter_mut())
                 .collect(),
-            Expr::Case(case) => case
-                .when_then_expr
-                .iter_mut()
-                .map(|(_, then)| then.as_mut())
-                .chain(case.else_expr.as_deref_mut())
-                .collect(),
+            // The results of a CASE are one group; the operand of a simple CASE and the
+            // values it is compared with another (handled on their own below).
+            Expr::Case(case) => {
+                if case.expr.is_some() {
+                    let compared: Vec<&mut Expr> = case
+                        .expr
+                        .as_deref_mut()
+                        .into_iter()
+                        .chain(
+                            case.when_then_expr
+                                .iter_mut()
+                                .map(|(when, _)| when.as_mut()),
+                        )
+                        .collect();
+                    changed_any |= to_doubles(compared, &is_float, &schema);
+                }
+                case.when_then_expr
+                    .iter_mut()
+                    .map(|(_, then)| then.as_mut())
+                    .chain(case.else_expr.as_deref_mut())
+                    .collect()
+            }
             Expr::ScalarFunction(call)
                 if matches!(
                     call.func.name(),
@@ -159,22 +179,36 @@ fn doubles_against_doubles(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>
             }
             _ => Vec::new(),
         };
-        if !operands.iter().any(|operand| is_float(operand)) {
-            return Ok(Transformed::no(expr));
-        }
-        let mut changed = false;
-        for operand in operands {
-            if let Some(double) = decimal_literal(operand) {
-                *operand = double;
-                changed = true;
-            } else if operand.get_type(&schema).is_ok_and(|t| is_decimal(&t)) {
-                let taken = std::mem::replace(operand, Expr::Literal(ScalarValue::Null, None));
-                *operand = Expr::Cast(Cast::new(Box::new(taken), DataType::Float64));
-                changed = true;
-            }
-        }
+        let changed = changed_any | to_doubles(operands, &is_float, &schema);
         Ok(Transformed::new_transformed(expr, changed))
     })
+}
+
+/// `operands`, one group that PostgreSQL resolves to one type, as `DOUBLE`s where one of
+/// them is and others are `NUMERIC`; whether any changed.
+fn to_doubles(
+    operands: Vec<&mut Expr>,
+    is_float: &dyn Fn(&Expr) -> bool,
+    schema: &DFSchema,
+) -> bool {
+    if !operands.iter().any(|operand| is_float(operand)) {
+        return false;
+    }
+    let mut changed = false;
+    for operand in operands {
+        if let Some(double) = decimal_literal(operand) {
+            *operand = double;
+            changed = true;
+        } else if operand
+            .get_type(schema)
+            .is_ok_and(|t| matches!(t, DataType::Decimal128(_, _)))
+        {
+            let taken = std::mem::replace(operand, Expr::Literal(ScalarValue::Null, None));
+            *operand = Expr::Cast(Cast::new(Box::new(taken), DataType::Float64));
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// A column of `VALUES` that holds both a `DOUBLE` and decimal literals: the literals become
@@ -250,6 +284,65 @@ fn arg_is_integer(arg: &Expr, schema: &Option<datafusion::common::DFSchemaRef>) 
             )
         })
     })
+}
+
+/// A column of a `UNION` that is a `DOUBLE` in one input and a `NUMERIC` in another is a
+/// `DOUBLE`, as in [`doubles_against_doubles`]: the `NUMERIC` inputs are cast (type
+/// coercion would cast the doubles to `DECIMAL(30, 15)`, which fails on NaN).
+fn doubles_in_union(union: Union) -> Result<Transformed<LogicalPlan>> {
+    let is_float = |t: &DataType| matches!(t, DataType::Float64 | DataType::Float32);
+    let is_decimal = |t: &DataType| matches!(t, DataType::Decimal128(_, _));
+    let width = union.schema.fields().len();
+    let mixed: Vec<usize> = (0..width)
+        .filter(|&i| {
+            let types = || {
+                union
+                    .inputs
+                    .iter()
+                    .filter_map(move |input| input.schema().fields().get(i))
+                    .map(|f| f.data_type().clone())
+            };
+            types().any(|t| is_float(&t)) && types().any(|t| is_decimal(&t))
+        })
+        .collect();
+    if mixed.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    }
+    let inputs = union
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let schema = input.schema();
+            if !mixed.iter().any(|&i| {
+                schema
+                    .fields()
+                    .get(i)
+                    .is_some_and(|f| is_decimal(f.data_type()))
+            }) {
+                return Ok(input);
+            }
+            let columns = schema
+                .columns()
+                .into_iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    let name = column.name.clone();
+                    let expr = Expr::Column(column);
+                    if mixed.contains(&i) && is_decimal(schema.field(i).data_type()) {
+                        Expr::Cast(Cast::new(Box::new(expr), DataType::Float64)).alias(name)
+                    } else {
+                        expr
+                    }
+                })
+                .collect::<Vec<_>>();
+            Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                columns, input,
+            )?)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Transformed::yes(LogicalPlan::Union(
+        Union::try_new_with_loose_types(inputs)?,
+    )))
 }
 
 /// Whether `op` on a `DOUBLE` and a `numeric` is PostgreSQL's `float8` operator.

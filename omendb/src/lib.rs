@@ -55,7 +55,7 @@ mod key_read;
 mod large_literal;
 mod limits;
 mod names;
-mod numeric_division;
+mod numeric;
 mod planning;
 mod query_memory;
 mod query_meter;

@@ -697,9 +697,21 @@ impl Db {
             let session = self.sql_session()?;
             let plan = self.sql_runtime().block_on(session.plan(statement))?;
             let parameters = plan.get_parameter_types()?;
+            // The columns as the analyzer types them, as execution will (`avg` of integers is
+            // a NUMERIC, a NUMERIC met by a DOUBLE a DOUBLE); as planned if it cannot yet
+            // (a parameter whose type only its value will tell).
+            let state = session.context.state();
+            let schema = match state.analyzer().execute_and_check(
+                plan.clone(),
+                state.config_options(),
+                |_, _| {},
+            ) {
+                Ok(analyzed) => Arc::clone(analyzed.schema()),
+                Err(_) => Arc::clone(plan.schema()),
+            };
             Ok(SqlDescription {
                 parameters,
-                schema: crate::names::display_schema(&Arc::new(plan.schema().as_arrow().clone())),
+                schema: crate::names::display_schema(&Arc::new(schema.as_arrow().clone())),
                 key_read: false,
             })
         })

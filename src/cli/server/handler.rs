@@ -352,9 +352,12 @@ fn same_columns(described: &SchemaRef, batches: &[RecordBatch]) -> PgWireResult<
     }
     // Values are cast to the described types: within a kind (a narrower integer, an exact
     // number) that is exact; across kinds it would read text as NULL or a double as text.
+    // An exact number described as a double (a parameter typed by the statement's plan as a
+    // double, where execution computed a NUMERIC) is sent as the double it was described as.
     for (field, column) in described.fields().iter().zip(batch.columns()) {
         let (was, now) = (kind_of(field.data_type()), kind_of(column.data_type()));
-        if was != now && was != ValueKind::Null && now != ValueKind::Null {
+        let to_double = was == ValueKind::Float && now == ValueKind::Exact;
+        if was != now && !to_double && was != ValueKind::Null && now != ValueKind::Null {
             return refuse(format!(
                 "{} for column {:?}, described as {}",
                 column.data_type(),

@@ -15,7 +15,7 @@ mod cli_support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use cli_support::{Server, TempDir, connect, message, raw_login};
+use cli_support::{Server, TempDir, connect, message, raw_login, read_message};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -605,6 +605,47 @@ fn a_malformed_bind_is_refused_with_08p01_after_the_messages_before_it_are_answe
         error.contains("Bind message ends inside a parameter value"),
         "{error}"
     );
+    let log = stop_clean(server);
+    assert!(!log.contains("failed on a bug"), "{log}");
+}
+
+/// A statement whose text is not UTF8 is refused (`22021`), never stored with U+FFFD in
+/// place of its bytes (found by an outside attack: `'a\xff\xfeb'` was stored as
+/// `'a\u{fffd}\u{fffd}b'`).
+#[test]
+fn a_statement_that_is_not_utf8_is_refused_and_nothing_is_stored() {
+    let dir = TempDir::new("fuzz-not-utf8");
+    let server = Server::start(dir.path(), &[]);
+    let mut socket = raw_login(server.port).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = message(b'Q', b"CREATE TABLE enc (id BIGINT PRIMARY KEY, s TEXT)\0");
+    bytes.extend(message(b'Q', b"INSERT INTO enc VALUES (1, 'a\xff\xfeb')\0"));
+    socket.write_all(&bytes).unwrap();
+    let reply = read_until_closed(&mut socket, "the connection");
+    let (_, error) = last_message(&reply).unwrap();
+    let error = String::from_utf8_lossy(error);
+    assert!(error.contains("C22021\0"), "{error}");
+    let mut socket = raw_login(server.port).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket
+        .write_all(&message(b'Q', b"SELECT count(*) FROM enc\0"))
+        .unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (kind, body) = read_message(&mut socket).unwrap();
+        if kind == b'D' {
+            rows.push(body);
+        }
+        if kind == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ends_with(b"0"), "nothing stored: {:?}", rows[0]);
     let log = stop_clean(server);
     assert!(!log.contains("failed on a bug"), "{log}");
 }

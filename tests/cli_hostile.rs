@@ -87,6 +87,8 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
             "SELECT length(regexp_replace(repeat('x', 2000000), 'x', 'yyyyyyyyyy', 'g'))",
             "SELECT length(translate(repeat('a', 6000000), 'a', 'b'))",
             "SELECT cardinality(range(1, 9000000000000))",
+            // Found by an outside attack: 3.6 GB and 15 s past a 1 s timeout before.
+            "SELECT cardinality(string_to_array(repeat('x,', 500000000), ','))",
             // Found by an outside attack: five nested encodes built 4.6 GB; a batch of them
             // past 2 GiB in all panicked in Arrow and the client got a short answer.
             "SELECT length(encode(encode(CAST(repeat('x', 3000000) AS BYTEA), 'hex')::bytea, 'hex'))",
@@ -112,7 +114,8 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
                  overlay('abc' placing 'X' from 2 for 1), translate('abc', 'b', 'y'), \
                  regexp_replace('aXa', 'a', 'bb', 'g'), \
                  length(encode(CAST(repeat('x', 3000000) AS BYTEA), 'hex')), \
-                 concat_ws('-', 'a', NULL, 'b'), levenshtein('kitten', 'sitting')",
+                 concat_ws('-', 'a', NULL, 'b'), levenshtein('kitten', 'sitting'), \
+                 cardinality(string_to_array(repeat('x,', 1000), ','))",
                 &[],
             )
             .await
@@ -129,6 +132,7 @@ fn statements_that_aborted_the_server_are_refused_and_it_stays_small() {
         assert_eq!(row.get::<_, i32>(9), 6_000_000);
         assert_eq!(row.get::<_, &str>(10), "a-b");
         assert_eq!(row.get::<_, i32>(11), 3);
+        assert_eq!(row.get::<_, i64>(12), 1001);
         responsive(server.port).await;
     });
     let peak = server.peak_rss();
@@ -160,6 +164,37 @@ fn statements_that_planned_for_ever_are_refused_at_once() {
         );
         let (state, _) = refused(&client, &derived).await;
         assert_eq!(state, "54001");
+        // A FROM list of 1000 table functions (25 KB) planned in cubic time, 40 s past a
+        // 1 s timeout (found by an outside attack): refused; 200 answer.
+        let joined = |n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| format!("generate_series(1, 1) t{i}"))
+                .collect();
+            format!("SELECT count(*) FROM {}", items.join(", "))
+        };
+        let (state, took) = refused(&client, &joined(1000)).await;
+        assert_eq!(state, "54001");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let started = Instant::now();
+        let row = client.query_one(&joined(200), &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
+        eprintln!("a FROM list of 200: {:?}", started.elapsed());
+        // 1000 different windows planned in cubic time, 50 s past a 1 s timeout.
+        let windows = |n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| format!("sum(x) OVER (PARTITION BY x % {} ORDER BY x)", i + 2))
+                .collect();
+            format!(
+                "SELECT {} FROM generate_series(1, 10) t(x)",
+                items.join(", ")
+            )
+        };
+        let (state, took) = refused(&client, &windows(1000)).await;
+        assert_eq!(state, "54001");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let started = Instant::now();
+        client.simple_query(&windows(128)).await.unwrap();
+        eprintln!("128 windows: {:?}", started.elapsed());
         // Arrays nest at most 6 deep, as in PostgreSQL.
         let array =
             |depth: usize| format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth));

@@ -266,8 +266,42 @@ fn text_lengths_are_enforced_as_postgresql() {
             .await
             .unwrap_err();
         assert_eq!(code(&error), "22001", "after a restart: {error}");
+        // SMALLINT columns hold i16's range (found by an outside attack: 40000 was stored),
+        // also after a restart.
+        client
+            .batch_execute(
+                "CREATE TABLE n (id BIGINT PRIMARY KEY, b SMALLINT); \
+                 INSERT INTO n VALUES (1, 32767), (2, -32768); \
+                 ALTER TABLE n ADD COLUMN c SMALLINT",
+            )
+            .await
+            .unwrap();
+        for sql in [
+            "INSERT INTO n VALUES (3, 40000, NULL)",
+            "UPDATE n SET b = b + 1 WHERE id = 1",
+            "UPDATE n SET c = -32769",
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), "22003", "{sql}: {error}");
+        }
         let (_, values) = first_row(&client, "SELECT v FROM s WHERE id = 1").await;
         assert_eq!(values, [Some("ééé".to_string())]);
+        let (_, values) = first_row(&client, "SELECT count(*), sum(b), count(c) FROM n").await;
+        assert_eq!(
+            values,
+            [Some("2"), Some("-1"), Some("0")].map(|v| v.map(str::to_string))
+        );
+    });
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+    let server = Server::start(&db, &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        let error = client
+            .simple_query("INSERT INTO n VALUES (5, 32768, 1)")
+            .await
+            .unwrap_err();
+        assert_eq!(code(&error), "22003", "after a restart: {error}");
     });
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
@@ -861,6 +895,11 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
                 "SELECT 12345678901234567890.5 * 98765432109876543210.5",
                 "22003",
             ),
+            ("SELECT '1e400'::float8", "22003"),
+            ("SELECT '1e-400'::float8", "22003"),
+            ("SELECT 123456.7::float8::numeric(5,1)", "22003"),
+            ("SELECT 'abc'::numeric", "22P02"),
+            ("SELECT x + 1 FROM (VALUES (2147483647), (1)) v(x)", "22003"),
         ] {
             let error = client.simple_query(sql).await.unwrap_err();
             assert_eq!(code(&error), expected, "{sql}: {error}");
@@ -899,6 +938,23 @@ fn decimal_literals_are_numeric_and_meet_doubles_as_doubles() {
             ),
             ("SELECT round(log(2.5)::numeric, 6)", "0.397940"),
             ("SELECT 1.5 + 2.25 - 0.5", "3.25"),
+            (
+                "SELECT pg_typeof(x) FROM (VALUES (1), (NULL)) v(x) LIMIT 1",
+                "integer",
+            ),
+            (
+                "SELECT max(x + 1) FROM (VALUES (2147483648), (1)) v(x)",
+                "2147483649",
+            ),
+            ("SELECT 1e15::float8::numeric(20, 2)", "1000000000000000.00"),
+            (
+                "SELECT (0.1::float8 + 0.2::float8)::numeric(20, 17)",
+                "0.30000000000000000",
+            ),
+            (
+                "SELECT ' 1e5 '::numeric(10, 1) + '-1.25'::numeric(3, 1)",
+                "99998.7",
+            ),
         ] {
             let (_, values) = first_row(&client, sql).await;
             assert_eq!(values, [Some(expected.to_string())], "{sql}");
@@ -953,5 +1009,63 @@ fn a_text_parameter_with_a_nul_byte_is_refused_as_postgresql_refuses_it() {
         // The session goes on, and a value without one is answered.
         let row = client.query_one(&statement, &[&"ab"]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), 2);
+    });
+}
+
+/// Found by an outside attack: `to_char` read strftime formats (returning the template
+/// itself for PostgreSQL's), intervals compared field by field, and `generate_series` in a
+/// select list returned one row holding a list.
+#[test]
+fn to_char_intervals_and_set_returning_calls_are_postgresqls() {
+    let dir = TempDir::new("pg-to-char");
+    let server = Server::start(&dir.path().join("db"), &[]);
+    runtime().block_on(async {
+        let client = connect(server.port).await;
+        for (sql, expected) in [
+            (
+                "SELECT to_char(DATE '2024-05-17', 'DD/MM/YYYY')",
+                "17/05/2024",
+            ),
+            (
+                "SELECT to_char(TIMESTAMP '2024-05-17 13:04:05', 'HH24:MI:SS')",
+                "13:04:05",
+            ),
+            ("SELECT to_char(TIMESTAMP '2024-05-17', '%Y')", "%4"),
+            (
+                "SELECT to_char(TIMESTAMP '2024-05-17 13:04:05.5', \
+                 'FMDay, FMDDth \"of\" Mon YYYY HH12:MI:SS.MS AM')",
+                "Friday, 17th of May 2024 01:04:05.500 PM",
+            ),
+            ("SELECT interval '1 day' = interval '24 hours'", "t"),
+            ("SELECT interval '1 month' > interval '31 days'", "f"),
+            (
+                "SELECT timestamp '2024-01-01' - timestamp '2023-01-01' > interval '1 year'",
+                "t",
+            ),
+            (
+                "SELECT i FROM (VALUES (interval '1 month'), (interval '40 days'), \
+                 (interval '29 days')) v(i) ORDER BY i LIMIT 1 OFFSET 1",
+                "1 mon",
+            ),
+            (
+                "SELECT count(*) FROM (SELECT generate_series(1, 3) AS x) t",
+                "3",
+            ),
+            (
+                "SELECT sum(g) FROM (SELECT x, generate_series(1, x) AS g \
+                 FROM (VALUES (1), (2)) t(x)) s",
+                "4",
+            ),
+        ] {
+            let (_, values) = first_row(&client, sql).await;
+            assert_eq!(values, [Some(expected.to_string())], "{sql}");
+        }
+        let rows = client
+            .query("SELECT generate_series(1, 3)", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].columns()[0].name(), "generate_series");
+        assert_eq!(rows[2].get::<_, i64>(0), 3);
     });
 }

@@ -298,6 +298,26 @@ fn transaction_blocks_and_session_statements_answer_as_postgresql_does() {
             .await
             .unwrap_err();
         assert_eq!(code(&error), "42704");
+        // Settings whose values the answers would not follow are refused, not ignored
+        // (found by an outside attack); the ones drivers send pass.
+        for (sql, expected) in [
+            ("SET client_encoding = 'LATIN1'", "0A000"),
+            ("SET standard_conforming_strings = off", "0A000"),
+            ("SET DateStyle = 'German'", "0A000"),
+            ("SET IntervalStyle = 'sql_standard'", "0A000"),
+            ("SET extra_float_digits = 0", "0A000"),
+            ("SET extra_float_digits = 4", "22023"),
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), expected, "{sql}: {error}");
+        }
+        client
+            .batch_execute(
+                "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, MDY'; \
+                 SET extra_float_digits = 2; SET standard_conforming_strings = on",
+            )
+            .await
+            .unwrap();
         let error = client
             .simple_query("SET statement_timeout = 'soon'")
             .await

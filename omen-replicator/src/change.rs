@@ -93,6 +93,9 @@ pub struct ColumnDef {
     /// The most characters a `TEXT` value may have (`VARCHAR(n)`, `CHAR(n)`); `None`: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_chars: Option<u32>,
+    /// A `SMALLINT` column: an `INT` column whose values are within `i16`'s range.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub small_int: bool,
 }
 
 impl ColumnDef {
@@ -103,7 +106,14 @@ impl ColumnDef {
             data_type,
             nullable,
             max_chars: None,
+            small_int: false,
         }
+    }
+
+    /// The column as a `SMALLINT` (an `INT` column) when `small_int`.
+    pub fn with_small_int(mut self, small_int: bool) -> Self {
+        self.small_int = small_int && self.data_type == DataType::Int32;
+        self
     }
 
     /// The column with at most `max_chars` characters per value (a `TEXT` column).
@@ -358,7 +368,11 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 fn put_column(buf: &mut Vec<u8>, column: &ColumnDef) {
     put_str(buf, &column.name);
     buf.push(column.data_type.code());
-    buf.push(u8::from(column.nullable) | if column.max_chars.is_some() { 2 } else { 0 });
+    buf.push(
+        u8::from(column.nullable)
+            | if column.max_chars.is_some() { 2 } else { 0 }
+            | if column.small_int { 4 } else { 0 },
+    );
     if let Some(max) = column.max_chars {
         put_varint(buf, u64::from(max));
     }
@@ -598,7 +612,7 @@ impl<'a> Cursor<'a> {
             return self.fail("unknown column type");
         };
         let flags = self.u8()?;
-        if flags > 3 {
+        if flags > 7 || (flags & 4 != 0 && data_type != DataType::Int32) {
             return self.fail("bad column flags");
         }
         let max_chars = if flags & 2 == 0 {
@@ -614,6 +628,7 @@ impl<'a> Cursor<'a> {
             data_type,
             nullable: flags & 1 == 1,
             max_chars,
+            small_int: flags & 4 != 0,
         })
     }
 
@@ -878,6 +893,9 @@ mod tests {
         let mut with_length = schema();
         with_length.columns[1] =
             ColumnDef::new("name", DataType::Utf8, true).with_max_chars(Some(3));
+        with_length
+            .columns
+            .push(ColumnDef::new("small", DataType::Int32, true).with_small_int(true));
         let mut encoder = ChangeEncoder::new();
         encoder.create_table("t", &with_length);
         encoder.create_table("u", &schema());
@@ -893,6 +911,7 @@ mod tests {
         assert_eq!(schemas, [&with_length, &schema()]);
         let json = serde_json::to_string(&schema()).expect("json");
         assert!(!json.contains("max_chars"), "{json}");
+        assert!(!json.contains("small_int"), "{json}");
         let back: TableSchema = serde_json::from_str(&json).expect("json back");
         assert_eq!(back, schema());
     }

@@ -218,6 +218,22 @@ impl AnalyzerRule for CheckedArithmetic {
                         window.fun = WindowFunctionDefinition::AggregateUDF(Arc::new(bounded));
                         return Ok(Transformed::yes(Expr::WindowFunction(Box::new(window))));
                     }
+                    // Text, DOUBLE and REAL cast into NUMERIC, and text cast into DOUBLE,
+                    // read their input as PostgreSQL does (crate::numeric_input).
+                    if let Expr::Cast(Cast { expr: inner, field }) = &expr
+                        && let Ok(from) = inner.get_type(&schema)
+                        && crate::numeric_input::replaces_cast(&from, field.data_type())
+                    {
+                        let udf = match field.data_type() {
+                            DataType::Decimal128(precision, scale) => {
+                                crate::numeric_input::to_numeric(*precision, *scale)
+                            }
+                            _ => crate::numeric_input::text_to_double(),
+                        };
+                        return Ok(Transformed::yes(Expr::ScalarFunction(
+                            ScalarFunction::new_udf(Arc::new(udf), vec![inner.as_ref().clone()]),
+                        )));
+                    }
                     // Text cast to a TIMESTAMP ignores a zone, as in PostgreSQL.
                     if let Expr::Cast(Cast { expr: inner, field })
                     | Expr::TryCast(TryCast { expr: inner, field }) = &expr
@@ -368,6 +384,21 @@ impl AnalyzerRule for CheckedArithmetic {
                     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
                         return Ok(Transformed::no(expr));
                     };
+                    // Intervals compare by their spans, as in PostgreSQL.
+                    if crate::interval_order::is_comparison(*op)
+                        && left
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::interval_order::is_interval(&t))
+                        && right
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::interval_order::is_interval(&t))
+                    {
+                        return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                            Box::new(crate::interval_order::span(left.as_ref().clone())),
+                            *op,
+                            Box::new(crate::interval_order::span(right.as_ref().clone())),
+                        ))));
+                    }
                     // NUMERIC sums, differences and products that pass 38 digits fail.
                     if let Some(udf) = decimal_ops.get(*op)
                         && left
@@ -437,6 +468,29 @@ impl AnalyzerRule for CheckedArithmetic {
                 Ok(rewritten.update_data(|expr| saved.restore(expr)))
             })?;
             plan.transform_data(|plan| match plan {
+                // Intervals sort by their spans, as in PostgreSQL.
+                LogicalPlan::Sort(mut sort) => {
+                    let schema = sort.input.schema().clone();
+                    let mut changed = false;
+                    for key in &mut sort.expr {
+                        if key
+                            .expr
+                            .get_type(&schema)
+                            .is_ok_and(|t| crate::interval_order::is_interval(&t))
+                        {
+                            let taken = std::mem::replace(
+                                &mut key.expr,
+                                Expr::Literal(datafusion::common::ScalarValue::Null, None),
+                            );
+                            key.expr = crate::interval_order::span(taken);
+                            changed = true;
+                        }
+                    }
+                    Ok(Transformed::new_transformed(
+                        LogicalPlan::Sort(sort),
+                        changed,
+                    ))
+                }
                 LogicalPlan::Aggregate(aggregate) => {
                     match crate::float_aggregate::finite_sums(&aggregate)? {
                         // Float sums checked above the aggregate, BIGINT sums below.

@@ -721,6 +721,16 @@ pub(crate) fn check_row(table: &str, schema: &TableSchema, row: &[Value]) -> Res
                 ),
             });
         }
+        if let Value::Int32(v) = value
+            && column.small_int
+            && i16::try_from(*v).is_err()
+        {
+            return Err(Error::OutOfRange(format!(
+                "{v} for a SMALLINT (table {table:?}, column {:?}); nothing of the batch was \
+                 applied",
+                column.name
+            )));
+        }
         if let (Some(max_chars), Value::Utf8(text)) = (column.max_chars, value) {
             // Bytes bound characters: most values skip the count.
             let chars = if text.len() <= max_chars as usize {

@@ -268,6 +268,13 @@ pub enum LimitKind {
     SpilledReadBytes,
     /// More statements in one text than [`crate::limits::MAX_STATEMENTS`].
     Statements,
+    /// More tables, derived tables and table functions in one `FROM` list than
+    /// [`crate::limits::MAX_FROM_ITEMS`], or in one statement than
+    /// [`crate::limits::MAX_RELATIONS`] (planning a join takes time cubic in its width).
+    Relations,
+    /// More different windows (`OVER` clauses) in one statement than
+    /// [`crate::limits::MAX_WINDOWS`].
+    Windows,
 }
 
 fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
@@ -320,6 +327,17 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
         LimitKind::Statements => format!(
             "too many statements in one query: more than {limit}; send them in several \
              queries (nothing of this one ran)"
+        ),
+        LimitKind::Relations => format!(
+            "statement too complex: {found} tables, derived tables and table functions, at \
+             most {limit} (one FROM list joins at most {}, one statement reads at most {}); \
+             split the statement",
+            crate::limits::MAX_FROM_ITEMS,
+            crate::limits::MAX_RELATIONS
+        ),
+        LimitKind::Windows => format!(
+            "statement too complex: {found} different windows (OVER clauses), at most {limit}; \
+             share windows (WINDOW w AS (...)), or split the statement"
         ),
         LimitKind::TransactionBytes => format!(
             "transaction too large: its writes would take {found} bytes, and one transaction \

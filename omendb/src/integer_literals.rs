@@ -1,7 +1,8 @@
 //! Integer literals typed as PostgreSQL types them: `INTEGER` when the value fits 32 bits,
 //! `BIGINT` otherwise. DataFusion types every integer literal `BIGINT`, so `i + 1` of an
 //! `INT` column was a `BIGINT` and never overflowed where PostgreSQL raises `22003`
-//! (`SELECT 2147483647 + 1`), and `SELECT 1` was described as `int8`, not `int4`.
+//! (`SELECT 2147483647 + 1`), and `SELECT 1` was described as `int8`, not `int4`. A query's
+//! `VALUES` column of such literals is an `INTEGER` column ([`integers_in_values`]).
 //!
 //! A `NUMERIC` met by a `DOUBLE` in a comparison, arithmetic or one list of branches becomes
 //! a `DOUBLE` (see [`doubles_against_doubles`]).
@@ -9,9 +10,9 @@
 //! `avg` of integers is computed exactly, in `DECIMAL`s (see [`AVG_INPUT`]).
 //!
 //! [`IntegerLiterals`] is the first analyzer rule, so type coercion then widens a literal
-//! compared with or stored in a `BIGINT` as before. `LIMIT`/`OFFSET` and `VALUES` keep
-//! their literals (their types are fixed when they are planned), and so do statements with
-//! a recursive CTE.
+//! compared with or stored in a `BIGINT` as before. `LIMIT`/`OFFSET` and a write's `VALUES`
+//! keep their literals (their types are fixed when they are planned), and so do statements
+//! with a recursive CTE.
 
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
@@ -40,9 +41,20 @@ impl AnalyzerRule for IntegerLiterals {
         if crate::planning::has_recursive_query(&plan)? {
             return Ok(plan);
         }
+        // A write's VALUES are typed by its table.
+        let writes = matches!(plan, LogicalPlan::Dml(_));
         plan.transform_up_with_subqueries(|plan| {
             if let LogicalPlan::Values(values) = plan {
-                return doubles_in_values(values);
+                let doubled = doubles_in_values(values)?;
+                if writes {
+                    return Ok(doubled);
+                }
+                let LogicalPlan::Values(values) = doubled.data else {
+                    return Ok(doubled);
+                };
+                let mut typed = integers_in_values(values)?;
+                typed.transformed |= doubled.transformed;
+                return Ok(typed);
             }
             if let LogicalPlan::Union(union) = plan {
                 return doubles_in_union(union);
@@ -257,6 +269,51 @@ fn doubles_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
             }
         }
         *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Float64));
+        changed = true;
+    }
+    if changed {
+        let metadata = values.schema.metadata().clone();
+        values.schema = Arc::new(DFSchema::new_with_metadata(fields, metadata)?);
+    }
+    Ok(Transformed::new_transformed(
+        LogicalPlan::Values(values),
+        changed,
+    ))
+}
+
+/// A column of a query's `VALUES` whose cells are all integer literals that fit 32 bits
+/// (or NULL) is an `INTEGER` column, as PostgreSQL types it: `x + 1` of
+/// `(VALUES (2147483647)) v(x)` fails with `22003` (DataFusion planned the column `BIGINT`).
+fn integers_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
+    let small = |cell: &Expr| match cell {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).is_ok(),
+        Expr::Literal(value, _) => value.is_null(),
+        _ => false,
+    };
+    let mut fields: Vec<_> = values
+        .schema
+        .iter()
+        .map(|(qualifier, field)| (qualifier.cloned(), Arc::clone(field)))
+        .collect();
+    let mut changed = false;
+    for (column, (_, field)) in fields.iter_mut().enumerate() {
+        let cells = || values.values.iter().filter_map(|row| row.get(column));
+        if *field.data_type() != DataType::Int64
+            || !cells().all(small)
+            || !cells().any(|cell| matches!(cell, Expr::Literal(ScalarValue::Int64(Some(_)), _)))
+        {
+            continue;
+        }
+        for row in &mut values.values {
+            if let Some(cell) = row.get_mut(column) {
+                let value = match cell {
+                    Expr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).ok(),
+                    _ => None,
+                };
+                *cell = Expr::Literal(ScalarValue::Int32(value), None);
+            }
+        }
+        *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Int32));
         changed = true;
     }
     if changed {

@@ -23,8 +23,8 @@ use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, CharacterLength, DataType as SqlDataType, ExactNumberInfo, Expr,
     Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
-    ObjectName, Query, SetExpr, UnaryOperator, Value, Visit, Visitor, With, visit_expressions_mut,
-    visit_relations,
+    ObjectName, Query, Select, SetExpr, TableFactor, TableWithJoins, UnaryOperator, Value, Visit,
+    Visitor, With, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::ast::{
     Distinct, GroupByExpr, OrderByKind, SetOperator, SetQuantifier, WindowType,
@@ -75,6 +75,20 @@ pub const MAX_CTE_EXPANSION: u64 = 10_000;
 
 /// Most items of one `IN (...)` list: each costs about 1 KB and 15 µs to plan.
 pub const MAX_IN_LIST: usize = 100_000;
+
+/// Most tables, derived tables and table functions one `FROM` list joins: DataFusion's
+/// planning takes time cubic in their number, in steps that cannot be interrupted (1,000
+/// took 40 s, past any statement timeout; 200 take 0.3 s). PostgreSQL has no such limit.
+pub const MAX_FROM_ITEMS: usize = 200;
+
+/// Most tables, derived tables and table functions one statement reads, in all its
+/// `FROM` lists.
+pub const MAX_RELATIONS: usize = 2048;
+
+/// Most different windows (`OVER (...)` clauses) one statement computes: each is a window
+/// node that copies the schema of all before it, so planning takes time cubic in their number
+/// (1,000 took 50 s past a 1 s timeout, 128 take 0.1 s).
+pub const MAX_WINDOWS: usize = 128;
 
 /// Parenthesised nesting the parser itself follows (each level costs it several frames).
 const MAX_PARSER_RECURSION: usize = 256;
@@ -662,7 +676,7 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for ScalarFunctionAliases {
         &mut self,
         factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
     ) -> ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::{TableAliasColumnDef, TableFactor};
+        use datafusion::sql::sqlparser::ast::TableAliasColumnDef;
         if let TableFactor::Table {
             name,
             args: Some(_),
@@ -684,6 +698,64 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for ScalarFunctionAliases {
         }
         ControlFlow::Continue(())
     }
+
+    /// `SELECT generate_series(1, 3)` returns three rows, as in PostgreSQL: DataFusion's
+    /// scalar `generate_series` returns one list (`[1, 2, 3]`), so an item of a select list
+    /// that is such a call is unnested (and keeps the name `generate_series`).
+    fn pre_visit_select(
+        &mut self,
+        select: &mut datafusion::sql::sqlparser::ast::Select,
+    ) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::SelectItem;
+        for item in &mut select.projection {
+            let (expr, alias) = match item {
+                SelectItem::UnnamedExpr(expr) => (expr, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                _ => continue,
+            };
+            let Expr::Function(function) = &*expr else {
+                continue;
+            };
+            let Some(name) = set_returning(function) else {
+                continue;
+            };
+            let call = std::mem::replace(expr, Expr::value(Value::Null));
+            let unnested = Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new("unnest")]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
+                    clauses: Vec::new(),
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: Vec::new(),
+            });
+            *item = SelectItem::ExprWithAlias {
+                expr: unnested,
+                alias: alias.unwrap_or_else(|| Ident::new(name)),
+            };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The name of a set-returning function PostgreSQL has and DataFusion plans as a scalar
+/// function returning a list, if `function` calls one.
+fn set_returning(function: &Function) -> Option<&'static str> {
+    let [part] = function.name.0.as_slice() else {
+        return None;
+    };
+    let name = part.as_ident()?;
+    if function.over.is_some() || !matches!(function.args, FunctionArguments::List(_)) {
+        return None;
+    }
+    ["generate_series"]
+        .into_iter()
+        .find(|n| name.value.eq_ignore_ascii_case(n))
 }
 
 /// Names every unnamed item of a select list whose text repeats (`SELECT id + 1, 0, 0`):
@@ -806,6 +878,8 @@ pub fn check(statement: &DfStatement, limits: &SqlLimits) -> Result<()> {
         array_depth: 0,
         depth: 0,
         query_depths: Vec::new(),
+        relations: 0,
+        windows: Default::default(),
         failure: None,
     };
     match statement {
@@ -849,7 +923,27 @@ struct Checker {
     depth: usize,
     /// What each query being visited added to `depth`.
     query_depths: Vec<usize>,
+    /// Tables, derived tables and table functions seen so far.
+    relations: usize,
+    /// The different windows (`OVER ...`) seen so far.
+    windows: std::collections::HashSet<String>,
     failure: Option<Error>,
+}
+
+/// The tables, derived tables and table functions one item of a `FROM` list joins.
+fn from_items(item: &TableWithJoins) -> usize {
+    let factor = |factor: &TableFactor| match factor {
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => from_items(table_with_joins),
+        _ => 1,
+    };
+    factor(&item.relation)
+        + item
+            .joins
+            .iter()
+            .map(|join| factor(&join.relation))
+            .sum::<usize>()
 }
 
 impl Checker {
@@ -912,6 +1006,16 @@ impl Checker {
 
 impl Visitor for Checker {
     type Break = ();
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+        let items = select.from.iter().map(from_items).sum();
+        self.count(LimitKind::Relations, items, MAX_FROM_ITEMS)
+    }
+
+    fn pre_visit_table_factor(&mut self, _factor: &TableFactor) -> ControlFlow<()> {
+        self.relations += 1;
+        self.count(LimitKind::Relations, self.relations, MAX_RELATIONS)
+    }
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let Some(order_by) = &query.order_by
@@ -1041,6 +1145,10 @@ impl Visitor for Checker {
                 if let Some(WindowType::WindowSpec(window)) = &function.over {
                     let keys = window.partition_by.len().max(window.order_by.len());
                     self.count(LimitKind::SortKeys, keys, MAX_SORT_KEYS)?;
+                }
+                if let Some(over) = &function.over {
+                    self.windows.insert(over.to_string());
+                    self.count(LimitKind::Windows, self.windows.len(), MAX_WINDOWS)?;
                 }
             }
             _ => {}

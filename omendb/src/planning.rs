@@ -304,6 +304,10 @@ pub(crate) fn session_state(
     let _ = state.register_udf(Arc::new(crate::text_function::pg_typeof()));
     let _ = state.register_udf(Arc::new(crate::text_function::case_mapping(true)));
     let _ = state.register_udf(Arc::new(crate::text_function::case_mapping(false)));
+    // PostgreSQL's template patterns (DataFusion's `to_char` reads strftime's).
+    if let Some(to_char) = state.scalar_functions().get("to_char").cloned() {
+        let _ = state.register_udf(Arc::new(crate::to_char::udf(to_char)));
+    }
     // PostgreSQL's name for `signum`.
     if let Some(signum) = state.scalar_functions().get("signum").cloned() {
         let sign = signum.as_ref().clone().with_aliases(["sign"]);

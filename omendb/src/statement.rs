@@ -318,7 +318,8 @@ impl Db {
                 }
                 let field = self.plan_column(&column_def.to_string())?;
                 let column = ColumnDef::new(name, omen_type(&table, &field)?, field.is_nullable())
-                    .with_max_chars(max_chars(&table, &column_def.data_type)?);
+                    .with_max_chars(max_chars(&table, &column_def.data_type)?)
+                    .with_small_int(is_small_int(field.data_type()));
                 lsn = self.alter_table_add_column(&table, column)?;
             }
             return count_result(0, lsn.0);
@@ -680,6 +681,12 @@ fn max_chars(table: &str, data_type: &SqlDataType) -> Result<Option<u32>> {
     Ok(u32::try_from(*length).ok())
 }
 
+/// Whether a column DataFusion typed `data_type` is a `SMALLINT`, stored as an `INT` held to
+/// `i16`'s range.
+fn is_small_int(data_type: &ArrowType) -> bool {
+    matches!(data_type, ArrowType::Int8 | ArrowType::Int16)
+}
+
 /// The OmenDB type for a column DataFusion typed as `field`. Narrower types widen to ours
 /// (`SMALLINT` to `INT`, `REAL` to `DOUBLE`, any string to `TEXT`).
 fn omen_type(table: &str, field: &Field) -> Result<DataType> {
@@ -751,11 +758,14 @@ fn table_schema(
                 field.data_type()
             )));
         }
-        defs.push(ColumnDef::new(
-            field.name().clone(),
-            data_type,
-            i != key && field.is_nullable(),
-        ));
+        defs.push(
+            ColumnDef::new(
+                field.name().clone(),
+                data_type,
+                i != key && field.is_nullable(),
+            )
+            .with_small_int(is_small_int(field.data_type())),
+        );
     }
     Ok(TableSchema { columns: defs, key })
 }

@@ -204,12 +204,17 @@ pub async fn serve<H: PgWireServerHandlers>(
     }
 }
 
-/// Answers a message that could not be read with `FATAL 08P01` and ends the connection.
+/// Answers a message that could not be read with `FATAL 08P01` (`22021` for text that is not
+/// UTF8) and ends the connection.
 async fn refuse<S>(
     socket: &mut Framed<FrameGuard<TcpStream>, PgWireMessageServerCodec<S>>,
     peer: SocketAddr,
     error: PgWireError,
 ) -> io::Result<()> {
+    let code = match socket.get_ref().refused() {
+        Some(super::frames::FrameError::Encoding { .. }) => sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+        _ => PROTOCOL_VIOLATION,
+    };
     let message = match (socket.get_ref().refused(), &error) {
         (Some(refused), _) => refused.to_string(),
         // The client went away mid-message or the socket failed: no one to tell.
@@ -217,7 +222,7 @@ async fn refuse<S>(
         (None, other) => other.to_string(),
     };
     tracing::warn!(%peer, "connection closed: {message}");
-    let info = sqlstate::info("FATAL", PROTOCOL_VIOLATION, message);
+    let info = sqlstate::info("FATAL", code, message);
     socket
         .send(PgWireBackendMessage::ErrorResponse(info.into()))
         .await?;

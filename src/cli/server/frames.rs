@@ -13,6 +13,8 @@
 //! - A message that breaks its layout, is too long, or has a type the server does not take is
 //!   never handed on; the read after the last good message fails with a [`FrameError`] instead
 //!   (the connection then answers `FATAL 08P01` and closes, as PostgreSQL does).
+//! - The text of a Query or Parse is UTF8; other bytes are refused with
+//!   [`FrameError::Encoding`] (`22021`), never read as U+FFFD.
 //! - The guard buffers at most one message beyond what it has handed on: memory per connection
 //!   is bounded by [`MAX_MESSAGE_BYTES`], and by [`MAX_LOGIN_MESSAGE_BYTES`] until the client
 //!   has logged in.
@@ -57,6 +59,15 @@ pub enum FrameError {
     /// A type byte the server does not take.
     #[error("invalid frontend message type {0:?}")]
     Type(char),
+    /// A statement's text is not UTF8.
+    #[error(
+        "invalid byte sequence for encoding \"UTF8\" in a {kind} message: OmenDB reads UTF8 \
+         only (set the client's encoding to UTF8); the connection is closed"
+    )]
+    Encoding {
+        /// The message's name.
+        kind: &'static str,
+    },
     /// The body does not hold the fields of its type exactly.
     #[error("invalid message format: {kind} message {problem}")]
     Layout {
@@ -221,10 +232,18 @@ fn next_message(bytes: &[u8], phase: Phase, limit: usize) -> Result<Option<usize
         Phase::Startup => check_startup(body),
         Phase::Typed => check_typed(bytes[0], body),
     };
-    match problem {
-        Ok(()) => Ok(Some(offset + total)),
-        Err(problem) => Err(FrameError::Layout { kind, problem }),
+    if let Err(problem) = problem {
+        return Err(FrameError::Layout { kind, problem });
     }
+    // The text of a statement is UTF8 (pgwire would read other bytes as U+FFFD, and store
+    // them so: a write different from what was sent).
+    if phase == Phase::Typed
+        && matches!(bytes[0], b'Q' | b'P')
+        && std::str::from_utf8(body).is_err()
+    {
+        return Err(FrameError::Encoding { kind });
+    }
+    Ok(Some(offset + total))
 }
 
 /// The name of a message type the server takes.
@@ -484,6 +503,20 @@ mod tests {
             check_all(&stream),
             Err(FrameError::Layout { kind: "Query", .. })
         ));
+    }
+
+    #[test]
+    fn a_statement_that_is_not_utf8_is_refused() {
+        let mut stream = startup();
+        // "SELECT 'a\xff'" as a Query: a length of 4 + 11 + 1 bytes.
+        stream.extend(b"Q\0\0\0\x10SELECT 'a\xff'\0");
+        assert_eq!(
+            check_all(&stream),
+            Err(FrameError::Encoding { kind: "Query" })
+        );
+        let mut stream = startup();
+        stream.extend(b"Q\0\0\0\x10SELECT '\xc3\xa9'\0");
+        assert_eq!(check_all(&stream), Ok(2), "UTF8 passes");
     }
 
     #[test]

@@ -222,6 +222,7 @@ impl Session {
                 ));
             }
         }
+        honoured(&name, &value)?;
         if name == "timezone" && !is_time_zone(&value) {
             return Err(sqlstate::error(
                 sqlstate::INVALID_PARAMETER_VALUE,
@@ -695,6 +696,56 @@ fn startup_options(options: &str) -> Vec<(String, String)> {
         }
     }
     found
+}
+
+/// Refuses a value of a setting that changes how answers are read or printed where OmenDB
+/// would not follow it: an accepted `SET` must not be a silent no-op (`SET
+/// standard_conforming_strings = off` was accepted and backslashes stayed literal; `SET
+/// client_encoding = 'LATIN1'` was accepted and Latin-1 bytes became U+FFFD).
+fn honoured(name: &str, value: &str) -> PgWireResult<()> {
+    let normal = value.trim().trim_matches(['\'', '"']).to_ascii_lowercase();
+    let (followed, what) = match name {
+        "client_encoding" => (
+            matches!(normal.as_str(), "utf8" | "utf-8" | "unicode" | "default"),
+            "OmenDB reads and writes UTF8 only; convert on the client",
+        ),
+        "standard_conforming_strings" => (
+            matches!(normal.as_str(), "on" | "true" | "yes" | "1" | "default"),
+            "backslashes in string literals are always literal (use E'...' for escapes)",
+        ),
+        "datestyle" => (
+            normal == "default" || normal.split(',').any(|part| part.trim() == "iso"),
+            "dates print in the ISO style only",
+        ),
+        "intervalstyle" => (
+            matches!(normal.as_str(), "postgres" | "default"),
+            "intervals print in the postgres style only",
+        ),
+        "extra_float_digits" => {
+            let digits = normal.parse::<i32>();
+            if normal != "default" && !digits.as_ref().is_ok_and(|d| (-15..=3).contains(d)) {
+                return Err(sqlstate::error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "invalid value for parameter \"extra_float_digits\": \"{value}\" \
+                         (an integer from -15 to 3)"
+                    ),
+                ));
+            }
+            (
+                normal == "default" || digits.is_ok_and(|d| d >= 1),
+                "floats print their shortest exact text, as PostgreSQL does at 1 to 3",
+            )
+        }
+        _ => (true, ""),
+    };
+    if followed {
+        return Ok(());
+    }
+    Err(sqlstate::error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{name} = {value} is not supported: {what}"),
+    ))
 }
 
 fn unrecognized(name: &str) -> PgWireError {

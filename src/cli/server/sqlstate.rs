@@ -69,6 +69,8 @@ pub fn code(error: &omendb::Error) -> &'static str {
                 | LimitKind::SubqueryDepth
                 | LimitKind::SortKeys
                 | LimitKind::InList
+                | LimitKind::Relations
+                | LimitKind::Windows
                 | LimitKind::CteDepth,
             ..
         } => STATEMENT_TOO_COMPLEX,

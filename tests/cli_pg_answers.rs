@@ -1013,8 +1013,9 @@ fn a_text_parameter_with_a_nul_byte_is_refused_as_postgresql_refuses_it() {
 }
 
 /// Found by an outside attack: `to_char` read strftime formats (returning the template
-/// itself for PostgreSQL's), intervals compared field by field, and `generate_series` in a
-/// select list returned one row holding a list.
+/// itself for PostgreSQL's), intervals compared field by field and printed as Arrow prints
+/// them in text, `concat(true)` was `true`, and `generate_series` in a select list returned
+/// one row holding a list.
 #[test]
 fn to_char_intervals_and_set_returning_calls_are_postgresqls() {
     let dir = TempDir::new("pg-to-char");
@@ -1050,6 +1051,11 @@ fn to_char_intervals_and_set_returning_calls_are_postgresqls() {
             (
                 "SELECT count(*) FROM (SELECT generate_series(1, 3) AS x) t",
                 "3",
+            ),
+            (
+                "SELECT interval '1 day'::text || '|' || concat(interval '1 year 1 day') \
+                 || '|' || concat_ws(',', true, false, 1)",
+                "1 day|1 year 1 day|t,f,1",
             ),
             (
                 "SELECT sum(g) FROM (SELECT x, generate_series(1, x) AS g \

@@ -178,6 +178,74 @@ impl AnalyzerRule for CheckedArithmetic {
                 // rewritten: the type of a UDF call is derived through its display name,
                 // which made a chain of n additions cost n^3 (400 terms: 8 s).
                 let rewritten = expr.transform_down(|expr| {
+                    // `concat` and `concat_ws` print their arguments as PostgreSQL's output
+                    // functions do: a boolean as `t`/`f`, an interval, timestamp or date in
+                    // its text cast's style (Arrow printed `true` and `1 days`).
+                    // Type coercion cast the arguments to text already: a boolean is
+                    // found under its cast (so `concat(true::text)` prints `t` too).
+                    let boolean_under_cast = |arg: &Expr| match arg {
+                        Expr::Cast(Cast { expr: inner, field }) if is_string(field.data_type()) => {
+                            inner
+                                .get_type(&schema)
+                                .is_ok_and(|t| t == DataType::Boolean)
+                        }
+                        _ => false,
+                    };
+                    if let Expr::ScalarFunction(call) = &expr
+                        && matches!(call.func.name(), "concat" | "concat_ws")
+                        && call.args.iter().any(|arg| {
+                            boolean_under_cast(arg)
+                                || arg.get_type(&schema).is_ok_and(|t| printed_by_pg_text(&t))
+                        })
+                    {
+                        let mut call = call.clone();
+                        for arg in &mut call.args {
+                            if boolean_under_cast(arg)
+                                && let Expr::Cast(Cast { expr: inner, .. }) = arg
+                            {
+                                let value = inner.as_ref().clone();
+                                *arg = datafusion::prelude::when(
+                                    value.clone(),
+                                    datafusion::prelude::lit("t"),
+                                )
+                                .when(
+                                    datafusion::prelude::not(value),
+                                    datafusion::prelude::lit("f"),
+                                )
+                                .end()?;
+                                continue;
+                            }
+                            match arg.get_type(&schema) {
+                                Ok(DataType::Boolean) => {
+                                    let value = arg.clone();
+                                    *arg = datafusion::prelude::when(
+                                        value.clone(),
+                                        datafusion::prelude::lit("t"),
+                                    )
+                                    .when(
+                                        datafusion::prelude::not(value),
+                                        datafusion::prelude::lit("f"),
+                                    )
+                                    .end()?;
+                                }
+                                Ok(t) if printed_by_pg_text(&t) => {
+                                    *arg = Expr::Cast(Cast::new(
+                                        Box::new(arg.clone()),
+                                        DataType::Utf8,
+                                    ));
+                                }
+                                _ => {}
+                            }
+                        }
+                        // Bounded here: the node is not visited again.
+                        if !call.func.inner().is::<crate::bounded::Bounded>()
+                            && let Some(bounded) =
+                                crate::bounded::bound(&call.func, self.value_limit)
+                        {
+                            call.func = Arc::new(bounded);
+                        }
+                        return Ok(Transformed::yes(Expr::ScalarFunction(call)));
+                    }
                     // A built-in that builds large values, planned without the registry
                     // (`overlay(... placing ...)` is): its bounded form.
                     if let Expr::ScalarFunction(call) = &expr
@@ -254,7 +322,7 @@ impl AnalyzerRule for CheckedArithmetic {
                             _ => Expr::Cast(Cast::new_from_field(text, field)),
                         }));
                     }
-                    // A float, timestamp or date cast to text prints as PostgreSQL prints it.
+                    // A float, timestamp, date or interval cast to text prints as PostgreSQL prints it.
                     if let Expr::Cast(Cast { expr: inner, field }) = &expr
                         && matches!(
                             field.data_type(),
@@ -267,6 +335,7 @@ impl AnalyzerRule for CheckedArithmetic {
                                     | DataType::Float32
                                     | DataType::Timestamp(_, None)
                                     | DataType::Date32
+                                    | DataType::Interval(_)
                             )
                         })
                     {
@@ -523,6 +592,19 @@ fn widened_for_rounding(arg: &Expr, schema: &DFSchema) -> bool {
         inner.get_type(schema),
         Ok(DataType::Decimal128(from_precision, from_scale))
             if from_scale == *to_scale && (from_precision + 1).min(38) == *to_precision
+    )
+}
+
+/// Whether a value of `data_type` prints differently in `concat` than in PostgreSQL (a
+/// boolean) or than our cast to text (`crate::float::pg_text_udf`).
+fn printed_by_pg_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Boolean
+            | DataType::Interval(_)
+            | DataType::Timestamp(_, None)
+            | DataType::Date32
+            | DataType::Float32
     )
 }
 

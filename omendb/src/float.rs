@@ -326,7 +326,42 @@ fn pg_date_parts(date: chrono::NaiveDate) -> (String, &'static str) {
     )
 }
 
-/// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL`, `TIMESTAMP` or `DATE`, printed as PostgreSQL prints it
+/// An interval as PostgreSQL prints it in its default (`postgres`) style: `1 year 2 mons
+/// 3 days 04:05:06.5` (Arrow prints `1 years 2 mons 3 days 4 hours ...`).
+pub fn pg_interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
+    if years != 0 {
+        parts.push(unit(years, "year", "years"));
+    }
+    if months != 0 {
+        parts.push(unit(months, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(unit(i64::from(days), "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let total = micros.unsigned_abs();
+        let (secs, frac) = (total / 1_000_000, total % 1_000_000);
+        let mut time = format!(
+            "{sign}{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        if frac != 0 {
+            let digits = format!("{frac:06}");
+            time.push('.');
+            time.push_str(digits.trim_end_matches('0'));
+        }
+        parts.push(time);
+    }
+    parts.join(" ")
+}
+
+/// `CAST(x AS TEXT)` of a `DOUBLE`, `REAL`, `TIMESTAMP`, `DATE` or `INTERVAL`, printed as PostgreSQL prints it
 /// ([`pg_float_text`], [`pg_timestamp_text`]), where Arrow prints `inf`, `-0.0`, `1000.0`
 /// and `2024-01-02T03:04:05`.
 pub(crate) fn pg_text_udf() -> ScalarUDF {
@@ -350,6 +385,14 @@ fn pg_texts(array: &ArrayRef) -> Result<arrow::array::StringArray> {
             .map(|v| v.and_then(arrow::temporal_conversions::date32_to_datetime))
             .map(|v| v.map(|at| pg_date_text(at.date())))
             .collect(),
+        DataType::Interval(_) => {
+            let to = DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano);
+            cast(&array, &to)?
+                .as_primitive::<arrow::datatypes::IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| v.map(|v| pg_interval_text(v.months, v.days, v.nanoseconds / 1000)))
+                .collect()
+        }
         DataType::Float32 => array
             .as_primitive::<arrow::datatypes::Float32Type>()
             .iter()

@@ -229,7 +229,7 @@ fn interval_texts(array: &ArrayRef) -> PgWireResult<Vec<Option<String>>> {
                     v.map(|v| {
                         let day = 86_400_000_000;
                         let days = i32::try_from(v / day).unwrap_or(i32::MAX);
-                        interval_text(0, days, v % day)
+                        omendb::pg_interval_text(0, days, v % day)
                     })
                 })
                 .collect());
@@ -238,42 +238,8 @@ fn interval_texts(array: &ArrayRef) -> PgWireResult<Vec<Option<String>>> {
     };
     Ok(intervals
         .iter()
-        .map(|v| v.map(|v| interval_text(v.months, v.days, v.nanoseconds / 1000)))
+        .map(|v| v.map(|v| omendb::pg_interval_text(v.months, v.days, v.nanoseconds / 1000)))
         .collect())
-}
-
-/// PostgreSQL's default (`postgres`) interval style.
-fn interval_text(months: i32, days: i32, micros: i64) -> String {
-    let mut parts = Vec::new();
-    let unit = |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let (years, months) = (i64::from(months) / 12, i64::from(months) % 12);
-    if years != 0 {
-        parts.push(unit(years, "year", "years"));
-    }
-    if months != 0 {
-        parts.push(unit(months, "mon", "mons"));
-    }
-    if days != 0 {
-        parts.push(unit(i64::from(days), "day", "days"));
-    }
-    if micros != 0 || parts.is_empty() {
-        let sign = if micros < 0 { "-" } else { "" };
-        let total = micros.unsigned_abs();
-        let (secs, frac) = (total / 1_000_000, total % 1_000_000);
-        let mut time = format!(
-            "{sign}{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        );
-        if frac != 0 {
-            let digits = format!("{frac:06}");
-            time.push('.');
-            time.push_str(digits.trim_end_matches('0'));
-        }
-        parts.push(time);
-    }
-    parts.join(" ")
 }
 
 /// A date or timestamp the wire encoding cannot carry (beyond chrono's ±262,000 years).
@@ -301,14 +267,20 @@ mod tests {
     /// Checked against PostgreSQL 15's output for the same intervals.
     #[test]
     fn intervals_print_as_postgres_prints_them() {
-        assert_eq!(interval_text(0, 365, 0), "365 days");
+        assert_eq!(omendb::pg_interval_text(0, 365, 0), "365 days");
         assert_eq!(
-            interval_text(14, 1, 3_600_000_000),
+            omendb::pg_interval_text(14, 1, 3_600_000_000),
             "1 year 2 mons 1 day 01:00:00"
         );
-        assert_eq!(interval_text(0, 0, 0), "00:00:00");
-        assert_eq!(interval_text(0, -1, -7_200_500_000), "-1 days -02:00:00.5");
-        assert_eq!(interval_text(1, 0, 61_000_001), "1 mon 00:01:01.000001");
+        assert_eq!(omendb::pg_interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(
+            omendb::pg_interval_text(0, -1, -7_200_500_000),
+            "-1 days -02:00:00.5"
+        );
+        assert_eq!(
+            omendb::pg_interval_text(1, 0, 61_000_001),
+            "1 mon 00:01:01.000001"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod connection;
 mod encode;
 mod frames;
 mod handler;
+mod memory_return;
 mod metrics;
 mod objects;
 mod params;
@@ -267,6 +268,7 @@ async fn serve(
         ));
     }
     let (listener, address) = bind(listen, "PostgreSQL clients").await?;
+    memory_return::spawn();
     // Tests and scripts wait for this line (it carries the port when 0 was asked for).
     eprintln!("omendb: serving {} on {address}", dir.display());
     // Connections not yet logged in hold a login slot (a session slot is taken at login), so

@@ -1014,8 +1014,8 @@ fn a_text_parameter_with_a_nul_byte_is_refused_as_postgresql_refuses_it() {
 
 /// Found by an outside attack: `to_char` read strftime formats (returning the template
 /// itself for PostgreSQL's), intervals compared field by field and printed as Arrow prints
-/// them in text, `concat(true)` was `true`, and `generate_series` in a select list returned
-/// one row holding a list.
+/// them in text, `concat(true)` was `true`, `generate_series` in a select list returned
+/// one row holding a list, and `PREPARE name(types)` ignored its types.
 #[test]
 fn to_char_intervals_and_set_returning_calls_are_postgresqls() {
     let dir = TempDir::new("pg-to-char");
@@ -1065,6 +1065,23 @@ fn to_char_intervals_and_set_returning_calls_are_postgresqls() {
         ] {
             let (_, values) = first_row(&client, sql).await;
             assert_eq!(values, [Some(expected.to_string())], "{sql}");
+        }
+        // PREPARE's declared types convert EXECUTE's values.
+        client
+            .batch_execute(
+                "PREPARE pq(int) AS SELECT $1 + 1; PREPARE pb(bigint) AS SELECT $1; \
+                 PREPARE pi(int) AS SELECT $1",
+            )
+            .await
+            .unwrap();
+        let (_, values) = first_row(&client, "EXECUTE pq(1.5)").await;
+        assert_eq!(values, [Some("3".to_string())]);
+        for (sql, expected) in [
+            ("EXECUTE pb(9223372036854775808)", "22003"),
+            ("EXECUTE pi('abc')", "22P02"),
+        ] {
+            let error = client.simple_query(sql).await.unwrap_err();
+            assert_eq!(code(&error), expected, "{sql}: {error}");
         }
         let rows = client
             .query("SELECT generate_series(1, 3)", &[])

@@ -154,11 +154,17 @@ pub fn classify(statement: &DfStatement, user: &str) -> PgWireResult<Option<Loca
             ));
         }
         SqlStatement::Prepare {
-            name, statement, ..
-        } => Local::Prepare {
-            name: name.value.clone(),
-            statement: Box::new(DfStatement::Statement(statement.clone())),
-        },
+            name,
+            statement,
+            data_types,
+        } => {
+            let mut statement = DfStatement::Statement(statement.clone());
+            super::params::declare_sql_types(&mut statement, data_types);
+            Local::Prepare {
+                name: name.value.clone(),
+                statement: Box::new(statement),
+            }
+        }
         SqlStatement::Execute {
             name: Some(name),
             parameters,

@@ -85,6 +85,28 @@ pub fn declare_types(statement: &mut DfStatement, declared: &[Option<Type>]) {
     });
 }
 
+/// Puts a cast to its declared SQL type around each placeholder `PREPARE name (types)`
+/// declared one for, so that `EXECUTE` converts its values as PostgreSQL does: `PREPARE
+/// q(int) AS SELECT $1 + 1; EXECUTE q(1.5)` is 3 (it was 2.5), a BIGINT beyond its range is
+/// `22003`, and text a type cannot read `22P02`.
+pub fn declare_sql_types(statement: &mut DfStatement, declared: &[SqlDataType]) {
+    visit(statement, &mut |expr| {
+        let Some(index) = placeholder(expr) else {
+            return;
+        };
+        let Some(data_type) = declared.get(index.wrapping_sub(1)).cloned() else {
+            return;
+        };
+        *expr = Expr::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(expr.clone()),
+            data_type,
+            array: false,
+            format: None,
+        };
+    });
+}
+
 /// The placeholders of a statement: the highest index.
 fn placeholder_count(statement: &mut DfStatement) -> usize {
     let mut count = 0;

@@ -167,7 +167,6 @@ impl AnalyzerRule for CheckedArithmetic {
         let mul = Arc::new(CheckedOp::udf(Op::Mul));
         let concat = Arc::new(crate::bounded::concat_operator(self.value_limit));
         let round = Arc::new(crate::rounding::udf());
-        let divide = Arc::new(crate::numeric::division_udf());
         let decimal_ops = crate::numeric::OperatorUdfs::new();
         plan.transform_up_with_subqueries(|plan| {
             let schema = input_schema(&plan)?;
@@ -468,7 +467,8 @@ impl AnalyzerRule for CheckedArithmetic {
                             Box::new(crate::interval_order::span(right.as_ref().clone())),
                         ))));
                     }
-                    // NUMERIC sums, differences and products that pass 38 digits fail.
+                    // NUMERIC sums, differences and products that pass 38 digits fail;
+                    // quotients keep PostgreSQL's precision.
                     if let Some(udf) = decimal_ops.get(*op)
                         && left
                             .get_type(&schema)
@@ -480,22 +480,6 @@ impl AnalyzerRule for CheckedArithmetic {
                         return Ok(Transformed::yes(Expr::ScalarFunction(
                             ScalarFunction::new_udf(
                                 udf,
-                                vec![left.as_ref().clone(), right.as_ref().clone()],
-                            ),
-                        )));
-                    }
-                    // NUMERIC division keeps PostgreSQL's precision.
-                    if *op == Operator::Divide
-                        && left
-                            .get_type(&schema)
-                            .is_ok_and(|t| crate::numeric::is_operand(&t))
-                        && right
-                            .get_type(&schema)
-                            .is_ok_and(|t| crate::numeric::is_operand(&t))
-                    {
-                        return Ok(Transformed::yes(Expr::ScalarFunction(
-                            ScalarFunction::new_udf(
-                                Arc::clone(&divide),
                                 vec![left.as_ref().clone(), right.as_ref().clone()],
                             ),
                         )));

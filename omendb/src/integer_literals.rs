@@ -404,22 +404,15 @@ fn doubles_in_union(union: Union) -> Result<Transformed<LogicalPlan>> {
 
 /// Whether `op` on a `DOUBLE` and a `numeric` is PostgreSQL's `float8` operator.
 fn mixes_with_doubles(op: Operator) -> bool {
-    matches!(
-        op,
-        Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq
-            | Operator::IsDistinctFrom
-            | Operator::IsNotDistinctFrom
-            | Operator::Plus
-            | Operator::Minus
-            | Operator::Multiply
-            | Operator::Divide
-            | Operator::Modulo
-    )
+    crate::interval_order::is_comparison(op)
+        || matches!(
+            op,
+            Operator::Plus
+                | Operator::Minus
+                | Operator::Multiply
+                | Operator::Divide
+                | Operator::Modulo
+        )
 }
 
 /// The `DOUBLE` literal of a decimal literal, if `expr` is one.

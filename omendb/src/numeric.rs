@@ -60,17 +60,18 @@ pub(crate) fn quotient_type(p1: u8, s1: i8, p2: u8, s2: i8) -> DataType {
 
 /// The plan function `numeric_divide(a, b)` the analyzer puts in place of `a / b` on two
 /// `DECIMAL` operands.
-pub(crate) fn division_udf() -> ScalarUDF {
+fn division_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(NumericDivide {
         signature: Signature::any(2, Volatility::Immutable),
     })
 }
 
-/// The checked `+`, `-` and `*` of two `DECIMAL`s, for the analyzer.
+/// The checked `+`, `-`, `*` and `/` of two `DECIMAL`s, for the analyzer.
 pub(crate) struct OperatorUdfs {
     add: Arc<ScalarUDF>,
     sub: Arc<ScalarUDF>,
     mul: Arc<ScalarUDF>,
+    div: Arc<ScalarUDF>,
 }
 
 impl OperatorUdfs {
@@ -85,15 +86,17 @@ impl OperatorUdfs {
             add: udf(Op::Add),
             sub: udf(Op::Sub),
             mul: udf(Op::Mul),
+            div: Arc::new(division_udf()),
         }
     }
 
-    /// The function for `op`, if it is one of the three.
+    /// The function for `op`, if it is one of the four.
     pub(crate) fn get(&self, op: Operator) -> Option<Arc<ScalarUDF>> {
         match op {
             Operator::Plus => Some(Arc::clone(&self.add)),
             Operator::Minus => Some(Arc::clone(&self.sub)),
             Operator::Multiply => Some(Arc::clone(&self.mul)),
+            Operator::Divide => Some(Arc::clone(&self.div)),
             _ => None,
         }
     }

@@ -237,9 +237,16 @@ fn next_message(bytes: &[u8], phase: Phase, limit: usize) -> Result<Option<usize
     }
     // The text of a statement is UTF8 (pgwire would read other bytes as U+FFFD, and store
     // them so: a write different from what was sent).
-    if phase == Phase::Typed
-        && matches!(bytes[0], b'Q' | b'P')
-        && std::str::from_utf8(body).is_err()
+    // A Query is one string; a Parse two (its name and text), then binary type codes.
+    let strings = match (phase, bytes[0]) {
+        (Phase::Typed, b'Q') => 1,
+        (Phase::Typed, b'P') => 2,
+        _ => 0,
+    };
+    if body
+        .split(|&b| b == 0)
+        .take(strings)
+        .any(|text| std::str::from_utf8(text).is_err())
     {
         return Err(FrameError::Encoding { kind });
     }
@@ -517,6 +524,20 @@ mod tests {
         let mut stream = startup();
         stream.extend(b"Q\0\0\0\x10SELECT '\xc3\xa9'\0");
         assert_eq!(check_all(&stream), Ok(2), "UTF8 passes");
+        // A Parse's type codes after its text are binary.
+        let mut stream = startup();
+        stream.extend(encoded(&Parse::new(
+            None,
+            "SELECT $1".to_string(),
+            vec![0xff_ff_ff_ff],
+        )));
+        assert_eq!(check_all(&stream), Ok(2), "type codes are not text");
+        let mut stream = startup();
+        stream.extend(b"P\0\0\0\x12\0SELECT '\xff'\0\0\0");
+        assert_eq!(
+            check_all(&stream),
+            Err(FrameError::Encoding { kind: "Parse" })
+        );
     }
 
     #[test]

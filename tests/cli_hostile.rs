@@ -195,6 +195,16 @@ fn statements_that_planned_for_ever_are_refused_at_once() {
         let started = Instant::now();
         client.simple_query(&windows(128)).await.unwrap();
         eprintln!("128 windows: {:?}", started.elapsed());
+        // A CASE of 190,000 branches answered a 1 s timeout after 7 s.
+        let case = |n: usize| {
+            let branches: String = (0..n).map(|i| format!(" WHEN {i} THEN {i}")).collect();
+            format!("SELECT CASE 5{branches} END")
+        };
+        let (state, took) = refused(&client, &case(20_000)).await;
+        assert_eq!(state, "54001");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let row = client.query_one(&case(10_000), &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 5);
         // Arrays nest at most 6 deep, as in PostgreSQL.
         let array =
             |depth: usize| format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth));

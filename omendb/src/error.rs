@@ -272,6 +272,8 @@ pub enum LimitKind {
     /// [`crate::limits::MAX_FROM_ITEMS`], or in one statement than
     /// [`crate::limits::MAX_RELATIONS`] (planning a join takes time cubic in its width).
     Relations,
+    /// More `WHEN` branches in one `CASE` than [`crate::limits::MAX_CASE_BRANCHES`].
+    CaseBranches,
     /// More different windows (`OVER` clauses) in one statement than
     /// [`crate::limits::MAX_WINDOWS`].
     Windows,
@@ -334,6 +336,10 @@ fn limit_message(kind: LimitKind, found: usize, limit: usize) -> String {
              split the statement",
             crate::limits::MAX_FROM_ITEMS,
             crate::limits::MAX_RELATIONS
+        ),
+        LimitKind::CaseBranches => format!(
+            "statement too complex: {found} branches in one CASE, at most {limit}; put the \
+             cases in a table and join it, or split the statement"
         ),
         LimitKind::Windows => format!(
             "statement too complex: {found} different windows (OVER clauses), at most {limit}; \

@@ -85,6 +85,10 @@ pub const MAX_FROM_ITEMS: usize = 200;
 /// `FROM` lists.
 pub const MAX_RELATIONS: usize = 2048;
 
+/// Most `WHEN` branches of one `CASE`: each is planned and checked in steps the statement
+/// timeout cannot stop (190,000 answered a 1 s timeout after 7 s).
+pub const MAX_CASE_BRANCHES: usize = 10_000;
+
 /// Most different windows (`OVER (...)` clauses) one statement computes: each is a window
 /// node that copies the schema of all before it, so planning takes time cubic in their number
 /// (1,000 took 50 s past a 1 s timeout, 128 take 0.1 s).
@@ -1137,6 +1141,9 @@ impl Visitor for Checker {
                 return ControlFlow::Break(());
             }
             Expr::InList { list, .. } => self.count(LimitKind::InList, list.len(), MAX_IN_LIST)?,
+            Expr::Case { conditions, .. } => {
+                self.count(LimitKind::CaseBranches, conditions.len(), MAX_CASE_BRANCHES)?;
+            }
             Expr::Function(function) => {
                 if let FunctionArguments::List(list) = &function.args {
                     let found = list.args.len();

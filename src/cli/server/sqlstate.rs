@@ -71,6 +71,7 @@ pub fn code(error: &omendb::Error) -> &'static str {
                 | LimitKind::InList
                 | LimitKind::Relations
                 | LimitKind::Windows
+                | LimitKind::CaseBranches
                 | LimitKind::CteDepth,
             ..
         } => STATEMENT_TOO_COMPLEX,
@@ -130,6 +131,8 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             UNDEFINED_FUNCTION
         }
         DataFusionError::Plan(message) if message.starts_with("LIMIT must be >=") => "2201W",
+        // `generate_series(1, 3, 0)` in FROM, as PostgreSQL's.
+        DataFusionError::Plan(message) if message.starts_with("Step cannot be zero") => "22023",
         DataFusionError::Plan(message) if message.starts_with("OFFSET must be >=") => "2201X",
         // `ON CONFLICT`, `DELETE ... USING` and other clauses DataFusion does not plan.
         DataFusionError::Plan(message) if message.ends_with("not supported") => {
@@ -186,9 +189,20 @@ fn datafusion_code(error: &DataFusionError) -> &'static str {
             PROGRAM_LIMIT_EXCEEDED
         }
         DataFusionError::Execution(message)
-            if message.starts_with("character number must be positive") =>
+            if message.starts_with("character number must be positive")
+                || message.starts_with("step can't be 0") =>
         {
             "22023"
+        }
+        // `make_date` of a day that does not exist, or a month or day out of range.
+        DataFusionError::Execution(message)
+            if message.starts_with("Unable to parse date from")
+                || (message.ends_with("is out of range")
+                    && ["Year value", "Month value", "Day value"]
+                        .iter()
+                        .any(|field| message.starts_with(field))) =>
+        {
+            "22008"
         }
         DataFusionError::Execution(message) if message.starts_with("Overflow happened") => {
             NUMERIC_VALUE_OUT_OF_RANGE

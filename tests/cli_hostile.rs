@@ -438,3 +438,77 @@ fn bigint_keys_compare_exactly_with_literals_a_double_would_round() {
     let (clean, stderr) = server.stop();
     assert!(clean, "{stderr}");
 }
+
+/// Found by an outside attack: each suspended portal keeps the batches its query computed
+/// ahead (110 MB and more), and one session's 30 portals took the server to 3.6 GB. The
+/// queries of one session's open portals hold at most 512 MiB before it may start another.
+#[test]
+fn one_session_s_suspended_portals_are_held_to_a_memory_cap() {
+    use cli_support::{message, raw_login, read_message};
+    use std::io::Write;
+    let dir = TempDir::new("hostile-portals");
+    let server = Server::start(dir.path(), &[]);
+    let mut socket = raw_login(server.port).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The messages up to one whose type is in `until`, and the SQLSTATE of an error among
+    // them.
+    fn read_until(socket: &mut std::net::TcpStream, until: &[u8]) -> Option<String> {
+        let mut state = None;
+        loop {
+            let (kind, body) = read_message(socket).unwrap();
+            if kind == b'E' {
+                let fields = String::from_utf8_lossy(&body).into_owned();
+                state = fields
+                    .split('\0')
+                    .find_map(|f| f.strip_prefix('C'))
+                    .map(str::to_string);
+            }
+            if until.contains(&kind) {
+                return state;
+            }
+        }
+    }
+    socket.write_all(&message(b'Q', b"BEGIN\0")).unwrap();
+    read_until(&mut socket, b"Z");
+    let sql = "SELECT repeat('x', 1000) || g FROM generate_series(1, 100000) g";
+    let mut parse = b"st\0".to_vec();
+    parse.extend_from_slice(sql.as_bytes());
+    parse.extend_from_slice(b"\0\0\0");
+    let mut bytes = message(b'P', &parse);
+    bytes.extend(message(b'H', &[]));
+    socket.write_all(&bytes).unwrap();
+    read_until(&mut socket, b"1");
+    let mut refused = None;
+    for k in 0..40 {
+        let name = format!("p{k}\0");
+        let mut bind = name.as_bytes().to_vec();
+        bind.extend_from_slice(b"st\0\0\0\0\0\0\0");
+        let mut execute = name.as_bytes().to_vec();
+        execute.extend_from_slice(&1i32.to_be_bytes());
+        let mut bytes = message(b'B', &bind);
+        bytes.extend(message(b'E', &execute));
+        bytes.extend(message(b'H', &[]));
+        socket.write_all(&bytes).unwrap();
+        if let Some(state) = read_until(&mut socket, b"sE") {
+            refused = Some((k, state));
+            break;
+        }
+    }
+    let (portals, state) = refused.expect("refused before 40 portals");
+    assert_eq!(state, "53200");
+    assert!(portals >= 2, "refused after {portals} portals");
+    let peak = server.peak_rss();
+    assert!(peak < 2 << 30, "peak RSS {} MiB", peak >> 20);
+    // The session goes on after Sync and ROLLBACK.
+    let mut bytes = message(b'S', &[]);
+    bytes.extend(message(b'Q', b"ROLLBACK\0"));
+    socket.write_all(&bytes).unwrap();
+    read_until(&mut socket, b"Z");
+    read_until(&mut socket, b"Z");
+    socket.write_all(&message(b'Q', b"SELECT 1\0")).unwrap();
+    assert_eq!(read_until(&mut socket, b"Z"), None);
+    let (clean, stderr) = server.stop();
+    assert!(clean, "{stderr}");
+}

@@ -20,6 +20,18 @@ pub struct Interrupt {
     inner: Arc<Inner>,
 }
 
+/// An [`Interrupt`] that does not keep its statement's state alive: whoever watches what a
+/// statement holds (a session, for its suspended portals) without owning it.
+#[derive(Clone, Debug)]
+pub struct WeakInterrupt(std::sync::Weak<Inner>);
+
+impl WeakInterrupt {
+    /// The bytes the statement holds, or `None` once everything of it is gone.
+    pub fn held_bytes(&self) -> Option<usize> {
+        self.0.upgrade().map(|inner| inner.meter.held())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     reason: AtomicU8,
@@ -60,6 +72,17 @@ impl Interrupt {
             Ordering::SeqCst,
         );
         self.inner.notify.notify_waiters();
+    }
+
+    /// The bytes the statement holds now, as its meter counts them (0 unless the binary
+    /// installed `MeteredAllocator`).
+    pub fn held_bytes(&self) -> usize {
+        self.inner.meter.held()
+    }
+
+    /// A handle that does not keep the statement's state alive.
+    pub fn downgrade(&self) -> WeakInterrupt {
+        WeakInterrupt(Arc::downgrade(&self.inner))
     }
 
     /// Why the signal was given, if it was.

@@ -79,7 +79,7 @@ pub use bounded::DEFAULT_MAX_VALUE_BYTES;
 pub use db::{Db, DbOptions, QueryResult, SCAN_CHUNK, WriteBatch};
 pub use error::{CancelReason, DataErrorKind, Error, LimitKind, Result};
 pub use float::{pg_date_text, pg_float_text, pg_interval_text, pg_timestamp_text};
-pub use interrupt::Interrupt;
+pub use interrupt::{Interrupt, WeakInterrupt};
 pub use limits::{
     DEFAULT_MAX_EXPRESSION_DEPTH, DEFAULT_MAX_STATEMENT_BYTES, DEFAULT_MAX_SUBQUERY_DEPTH,
     MAX_PLACEHOLDER, SqlLimits, check as check_sql, parse_sql,

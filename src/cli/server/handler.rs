@@ -187,6 +187,7 @@ async fn stream_query(
     let started = std::time::Instant::now();
     let running = session.start();
     let interrupt = running.interrupt().clone();
+    session.admit_query(&interrupt)?;
     let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
     let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
     let database = Arc::clone(db);

@@ -30,6 +30,10 @@ pub const MAX_SQL_PREPARED_BYTES: usize = 16 << 20;
 pub const MAX_CUSTOM_SETTINGS: usize = 256;
 /// The bytes of one session's settings together.
 pub const MAX_SETTINGS_BYTES: usize = 1 << 20;
+/// What the queries of one session's open portals may hold together (each suspended portal
+/// keeps the batches its query computed ahead: 110 to 580 MB each were seen) before the
+/// session may start another query.
+pub const MAX_OPEN_QUERY_BYTES: usize = 512 << 20;
 
 const PARAMETERS: &[(&str, &str)] = &[
     ("application_name", ""),
@@ -102,6 +106,8 @@ pub struct Session {
     password_messages: AtomicUsize,
     /// Portals whose write ran to its end (by their state, which lives as long as they do).
     finished_writes: Mutex<Vec<std::sync::Weak<PortalState>>>,
+    /// The queries this session started that may still hold memory (a suspended portal's).
+    open_queries: Mutex<Vec<omendb::WeakInterrupt>>,
 }
 
 /// pgwire's execution state of a portal, which identifies it.
@@ -129,6 +135,7 @@ impl Session {
             slot: Mutex::new(None),
             logged_in: AtomicBool::new(false),
             finished_writes: Mutex::new(Vec::new()),
+            open_queries: Mutex::new(Vec::new()),
             password_messages: AtomicUsize::new(0),
         };
         session.reset_all();
@@ -617,6 +624,31 @@ impl Session {
             active: Arc::clone(&self.active),
             armed: true,
         }
+    }
+
+    /// Counts `query` among the session's open queries, or refuses it (`53200`) while those
+    /// hold more than [`MAX_OPEN_QUERY_BYTES`] together: the memory of a client's suspended
+    /// portals is bounded per session, not only by the server's total.
+    pub fn admit_query(&self, query: &Interrupt) -> PgWireResult<()> {
+        let mut open = lock(&self.open_queries);
+        open.retain(|q| q.held_bytes().is_some());
+        let held: usize = open
+            .iter()
+            .filter_map(omendb::WeakInterrupt::held_bytes)
+            .sum();
+        if held > MAX_OPEN_QUERY_BYTES {
+            return Err(sqlstate::error(
+                "53200",
+                format!(
+                    "this session's open portals hold {} MiB of computed rows, at most {} MiB: \
+                     close them (Close, or end the transaction) before another query",
+                    held >> 20,
+                    MAX_OPEN_QUERY_BYTES >> 20
+                ),
+            ));
+        }
+        open.push(query.downgrade());
+        Ok(())
     }
 
     /// Cancels the running statement, if any.

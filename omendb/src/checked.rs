@@ -202,31 +202,11 @@ impl AnalyzerRule for CheckedArithmetic {
                             if boolean_under_cast(arg)
                                 && let Expr::Cast(Cast { expr: inner, .. }) = arg
                             {
-                                let value = inner.as_ref().clone();
-                                *arg = datafusion::prelude::when(
-                                    value.clone(),
-                                    datafusion::prelude::lit("t"),
-                                )
-                                .when(
-                                    datafusion::prelude::not(value),
-                                    datafusion::prelude::lit("f"),
-                                )
-                                .end()?;
+                                *arg = boolean_text(inner.as_ref().clone())?;
                                 continue;
                             }
                             match arg.get_type(&schema) {
-                                Ok(DataType::Boolean) => {
-                                    let value = arg.clone();
-                                    *arg = datafusion::prelude::when(
-                                        value.clone(),
-                                        datafusion::prelude::lit("t"),
-                                    )
-                                    .when(
-                                        datafusion::prelude::not(value),
-                                        datafusion::prelude::lit("f"),
-                                    )
-                                    .end()?;
-                                }
+                                Ok(DataType::Boolean) => *arg = boolean_text(arg.clone())?,
                                 Ok(t) if printed_by_pg_text(&t) => {
                                     *arg = Expr::Cast(Cast::new(
                                         Box::new(arg.clone()),
@@ -577,6 +557,14 @@ fn widened_for_rounding(arg: &Expr, schema: &DFSchema) -> bool {
         Ok(DataType::Decimal128(from_precision, from_scale))
             if from_scale == *to_scale && (from_precision + 1).min(38) == *to_precision
     )
+}
+
+/// A boolean as PostgreSQL's output function prints it: `t`, `f` or NULL.
+fn boolean_text(value: Expr) -> Result<Expr> {
+    use datafusion::prelude::{lit, not, when};
+    when(value.clone(), lit("t"))
+        .when(not(value), lit("f"))
+        .end()
 }
 
 /// Whether a value of `data_type` prints differently in `concat` than in PostgreSQL (a

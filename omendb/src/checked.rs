@@ -4,7 +4,11 @@
 //! columns in a wrapping `i64`, so `i64::MAX + 1` would silently become `i64::MIN` and be
 //! stored. [`CheckedArithmetic`], an analyzer rule that runs after type coercion, rewrites:
 //! - `a + b`, `a - b`, `a * b` on integer operands into [`CheckedOp`] calls, whose kernels
-//!   (arrow's `numeric::{add, sub, mul}`) fail with `ArithmeticOverflow`;
+//!   (arrow's `numeric::{add, sub, mul}`) fail with `ArithmeticOverflow`; on two `DECIMAL`s
+//!   too, where a result beyond 38 digits fails with `22003` (Arrow keeps it as a value
+//!   beyond its type's precision, which printed a digit short:
+//!   `99999999999999999999999999999999999999 + 1` printed 10^37), and `a / b` of two
+//!   `DECIMAL`s into `crate::numeric`'s division;
 //! - `+ - * / %` on `DOUBLE` operands and every function returning a `DOUBLE` into the
 //!   forms of `crate::float`, which raise PostgreSQL's errors instead of returning
 //!   infinities;
@@ -22,9 +26,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array};
+use arrow::array::{ArrayRef, AsArray, Datum, Decimal128Array, Int64Array, new_empty_array};
 use arrow::compute::kernels::numeric;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Decimal128Type};
 use arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -58,7 +62,7 @@ enum Op {
     Mul,
 }
 
-/// `a + b`, `a - b` or `a * b` on integers, failing on overflow.
+/// `a + b`, `a - b` or `a * b` on integers or on two `DECIMAL`s, failing on overflow.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CheckedOp {
     op: Op,
@@ -88,6 +92,14 @@ impl ScalarUDFImpl for CheckedOp {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if let [left, right] = arg_types
+            && crate::numeric::is_operand(left)
+            && crate::numeric::is_operand(right)
+        {
+            // The type Arrow's kernel gives two DECIMALs, read off an empty computation.
+            let (left, right) = (new_empty_array(left), new_empty_array(right));
+            return Ok(self.compute(&left, &right)?.data_type().clone());
+        }
         Ok(arg_types.first().cloned().unwrap_or(DataType::Int64))
     }
 
@@ -102,12 +114,29 @@ impl ScalarUDFImpl for CheckedOp {
         let [left, right] = arrays.as_slice() else {
             return datafusion::common::exec_err!("{} takes two arguments", self.name());
         };
-        let result = match self.op {
+        if !crate::numeric::is_operand(left.data_type()) {
+            return answer(self.compute(left, right)?, scalar);
+        }
+        // A NUMERIC result must fit the precision Arrow gives its type.
+        let overflow = || crate::float::out_of_range("numeric field overflow");
+        let result = self.compute(left, right).map_err(|_| overflow())?;
+        if let DataType::Decimal128(precision, _) = result.data_type() {
+            result
+                .as_primitive::<Decimal128Type>()
+                .validate_decimal_precision(*precision)
+                .map_err(|_| overflow())?;
+        }
+        answer(result, scalar)
+    }
+}
+
+impl CheckedOp {
+    fn compute(&self, left: &dyn Datum, right: &dyn Datum) -> Result<ArrayRef> {
+        Ok(match self.op {
             Op::Add => numeric::add(left, right)?,
             Op::Sub => numeric::sub(left, right)?,
             Op::Mul => numeric::mul(left, right)?,
-        };
-        answer(result, scalar)
+        })
     }
 }
 
@@ -167,7 +196,7 @@ impl AnalyzerRule for CheckedArithmetic {
         let mul = Arc::new(CheckedOp::udf(Op::Mul));
         let concat = Arc::new(crate::bounded::concat_operator(self.value_limit));
         let round = Arc::new(crate::rounding::udf());
-        let decimal_ops = crate::numeric::OperatorUdfs::new();
+        let divide = Arc::new(crate::numeric::division_udf());
         plan.transform_up_with_subqueries(|plan| {
             let schema = input_schema(&plan)?;
             let names = NamePreserver::new(&plan);
@@ -449,7 +478,14 @@ impl AnalyzerRule for CheckedArithmetic {
                     }
                     // NUMERIC sums, differences and products that pass 38 digits fail;
                     // quotients keep PostgreSQL's precision.
-                    if let Some(udf) = decimal_ops.get(*op)
+                    let numeric = match op {
+                        Operator::Plus => Some(&add),
+                        Operator::Minus => Some(&sub),
+                        Operator::Multiply => Some(&mul),
+                        Operator::Divide => Some(&divide),
+                        _ => None,
+                    };
+                    if let Some(udf) = numeric
                         && left
                             .get_type(&schema)
                             .is_ok_and(|t| crate::numeric::is_operand(&t))
@@ -459,7 +495,7 @@ impl AnalyzerRule for CheckedArithmetic {
                     {
                         return Ok(Transformed::yes(Expr::ScalarFunction(
                             ScalarFunction::new_udf(
-                                udf,
+                                Arc::clone(udf),
                                 vec![left.as_ref().clone(), right.as_ref().clone()],
                             ),
                         )));
@@ -667,4 +703,57 @@ fn checked_sums(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         .collect::<Vec<_>>();
     let projection = Projection::try_new(columns, Arc::new(exact))?;
     Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decimal(value: i128, p: u8, s: i8) -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from(vec![value])
+                .with_precision_and_scale(p, s)
+                .expect("valid"),
+        )
+    }
+
+    fn op(op: Op) -> CheckedOp {
+        CheckedOp {
+            op,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+
+    #[test]
+    fn decimal_sums_keep_the_wider_scale_and_fail_past_thirty_eight_digits() {
+        let sum = op(Op::Add)
+            .compute(&decimal(15, 2, 1), &decimal(225, 3, 2))
+            .expect("adds");
+        assert_eq!(
+            sum.as_primitive::<Decimal128Type>().value_as_string(0),
+            "3.75"
+        );
+        // 10^38 - 1 + 1 does not fit 38 digits (Arrow computes it; the precision check
+        // that `invoke_with_args` runs after it refuses it).
+        let nines = decimal(10_i128.pow(38) - 1, 38, 0);
+        let fits = op(Op::Add)
+            .compute(&nines, &decimal(1, 1, 0))
+            .is_ok_and(|sum| {
+                let sum = sum.as_primitive::<Decimal128Type>();
+                sum.validate_decimal_precision(38).is_ok()
+            });
+        assert!(!fits, "past 38 digits");
+        assert_eq!(
+            op(Op::Mul)
+                .return_type(&[DataType::Decimal128(2, 1), DataType::Decimal128(3, 2)])
+                .expect("typed"),
+            DataType::Decimal128(6, 3)
+        );
+        assert_eq!(
+            op(Op::Add)
+                .return_type(&[DataType::Int32, DataType::Int32])
+                .expect("typed"),
+            DataType::Int32
+        );
+    }
 }

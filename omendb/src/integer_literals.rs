@@ -227,84 +227,56 @@ fn to_doubles(
 /// `DOUBLE`s and so does the column, as in [`doubles_against_doubles`] (its type was
 /// inferred as `DECIMAL(30, 15)`, to which `'NaN'::float8` cannot be cast). The other
 /// columns keep the types they were planned with (a write's come from its table).
-fn doubles_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
+fn doubles_in_values(values: Values) -> Result<Transformed<LogicalPlan>> {
     let empty = DFSchema::empty();
-    let mut fields: Vec<_> = values
-        .schema
-        .iter()
-        .map(|(qualifier, field)| (qualifier.cloned(), Arc::clone(field)))
-        .collect();
-    let mut changed = false;
-    for (column, (_, field)) in fields.iter_mut().enumerate() {
-        let planned = field.data_type().clone();
+    retype_columns(values, |column, planned, rows| {
         if !matches!(planned, DataType::Decimal128(_, _)) {
-            continue;
+            return None;
         }
         // The planner cast each cell to the column's type: what was written is inside.
         let written = |cell: &Expr| match cell {
-            Expr::Cast(Cast { expr, field }) if *field.data_type() == planned => {
+            Expr::Cast(Cast { expr, field }) if field.data_type() == planned => {
                 expr.as_ref().clone()
             }
             other => other.clone(),
         };
-        let cells = || {
-            values
-                .values
-                .iter()
-                .filter_map(|row| row.get(column))
-                .map(written)
-        };
+        let cells = || rows.iter().filter_map(|row| row.get(column)).map(written);
         let has_double = cells().any(|cell| {
             cell.get_type(&empty)
                 .is_ok_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
         });
         if !has_double || !cells().any(|cell| decimal_literal(&cell).is_some()) {
-            continue;
+            return None;
         }
-        for row in &mut values.values {
+        for row in rows.iter_mut() {
             if let Some(cell) = row.get_mut(column) {
                 let original = written(cell);
                 let double = decimal_literal(&original).unwrap_or(original);
                 *cell = Expr::Cast(Cast::new(Box::new(double), DataType::Float64));
             }
         }
-        *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Float64));
-        changed = true;
-    }
-    if changed {
-        let metadata = values.schema.metadata().clone();
-        values.schema = Arc::new(DFSchema::new_with_metadata(fields, metadata)?);
-    }
-    Ok(Transformed::new_transformed(
-        LogicalPlan::Values(values),
-        changed,
-    ))
+        Some(DataType::Float64)
+    })
 }
 
 /// A column of a query's `VALUES` whose cells are all integer literals that fit 32 bits
 /// (or NULL) is an `INTEGER` column, as PostgreSQL types it: `x + 1` of
 /// `(VALUES (2147483647)) v(x)` fails with `22003` (DataFusion planned the column `BIGINT`).
-fn integers_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
+fn integers_in_values(values: Values) -> Result<Transformed<LogicalPlan>> {
     let small = |cell: &Expr| match cell {
         Expr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).is_ok(),
         Expr::Literal(value, _) => value.is_null(),
         _ => false,
     };
-    let mut fields: Vec<_> = values
-        .schema
-        .iter()
-        .map(|(qualifier, field)| (qualifier.cloned(), Arc::clone(field)))
-        .collect();
-    let mut changed = false;
-    for (column, (_, field)) in fields.iter_mut().enumerate() {
-        let cells = || values.values.iter().filter_map(|row| row.get(column));
-        if *field.data_type() != DataType::Int64
+    retype_columns(values, |column, planned, rows| {
+        let cells = || rows.iter().filter_map(|row| row.get(column));
+        if *planned != DataType::Int64
             || !cells().all(small)
             || !cells().any(|cell| matches!(cell, Expr::Literal(ScalarValue::Int64(Some(_)), _)))
         {
-            continue;
+            return None;
         }
-        for row in &mut values.values {
+        for row in rows.iter_mut() {
             if let Some(cell) = row.get_mut(column) {
                 let value = match cell {
                     Expr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).ok(),
@@ -313,8 +285,27 @@ fn integers_in_values(mut values: Values) -> Result<Transformed<LogicalPlan>> {
                 *cell = Expr::Literal(ScalarValue::Int32(value), None);
             }
         }
-        *field = Arc::new(field.as_ref().clone().with_data_type(DataType::Int32));
-        changed = true;
+        Some(DataType::Int32)
+    })
+}
+
+/// `values` with each column `retype` gives a new type for (it has rewritten that column's
+/// cells, given its index, planned type and the rows) retyped in the schema.
+fn retype_columns(
+    mut values: Values,
+    mut retype: impl FnMut(usize, &DataType, &mut Vec<Vec<Expr>>) -> Option<DataType>,
+) -> Result<Transformed<LogicalPlan>> {
+    let mut fields: Vec<_> = values
+        .schema
+        .iter()
+        .map(|(qualifier, field)| (qualifier.cloned(), Arc::clone(field)))
+        .collect();
+    let mut changed = false;
+    for (column, (_, field)) in fields.iter_mut().enumerate() {
+        if let Some(retyped) = retype(column, field.data_type(), &mut values.values) {
+            *field = Arc::new(field.as_ref().clone().with_data_type(retyped));
+            changed = true;
+        }
     }
     if changed {
         let metadata = values.schema.metadata().clone();

@@ -1,9 +1,6 @@
-//! `NUMERIC` arithmetic as PostgreSQL's: sums, differences and products that do not fit
-//! 38 digits fail with `22003` (Arrow keeps them as values beyond their type's precision,
-//! which print a digit short: `99999999999999999999999999999999999999 + 1` printed 10^37),
-//! and division keeps PostgreSQL's precision.
+//! `NUMERIC` division as PostgreSQL's (sums, differences and products of `NUMERIC`s are
+//! `crate::checked`'s).
 //!
-//! Division:
 //! Arrow divides decimals at the dividend's scale plus 4 (MySQL's rule): `1 / 3.0` was
 //! `0.3333`, coarser than the DOUBLE it replaced. PostgreSQL keeps at least 16 significant
 //! digits (`0.33333333333333333333`, `2.5000000000000000`). A `DECIMAL` has one scale for
@@ -19,12 +16,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Datum, Decimal128Builder, new_empty_array};
-use arrow::compute::kernels::numeric;
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Builder};
 use arrow::datatypes::{DataType, Decimal128Type, i256};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 use crate::error::{DataErrorKind, Error};
@@ -60,118 +56,14 @@ pub(crate) fn quotient_type(p1: u8, s1: i8, p2: u8, s2: i8) -> DataType {
 
 /// The plan function `numeric_divide(a, b)` the analyzer puts in place of `a / b` on two
 /// `DECIMAL` operands.
-fn division_udf() -> ScalarUDF {
+pub(crate) fn division_udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(NumericDivide {
         signature: Signature::any(2, Volatility::Immutable),
     })
 }
 
-/// The checked `+`, `-`, `*` and `/` of two `DECIMAL`s, for the analyzer.
-pub(crate) struct OperatorUdfs {
-    add: Arc<ScalarUDF>,
-    sub: Arc<ScalarUDF>,
-    mul: Arc<ScalarUDF>,
-    div: Arc<ScalarUDF>,
-}
-
-impl OperatorUdfs {
-    pub(crate) fn new() -> Self {
-        let udf = |op| {
-            Arc::new(ScalarUDF::new_from_impl(NumericOp {
-                op,
-                signature: Signature::any(2, Volatility::Immutable),
-            }))
-        };
-        Self {
-            add: udf(Op::Add),
-            sub: udf(Op::Sub),
-            mul: udf(Op::Mul),
-            div: Arc::new(division_udf()),
-        }
-    }
-
-    /// The function for `op`, if it is one of the four.
-    pub(crate) fn get(&self, op: Operator) -> Option<Arc<ScalarUDF>> {
-        match op {
-            Operator::Plus => Some(Arc::clone(&self.add)),
-            Operator::Minus => Some(Arc::clone(&self.sub)),
-            Operator::Multiply => Some(Arc::clone(&self.mul)),
-            Operator::Divide => Some(Arc::clone(&self.div)),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Op {
-    Add,
-    Sub,
-    Mul,
-}
-
-/// `a + b`, `a - b` or `a * b` of `DECIMAL`s by Arrow's kernels, whose result must fit the
-/// precision of the type they give it.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct NumericOp {
-    op: Op,
-    signature: Signature,
-}
-
-impl NumericOp {
-    fn compute(&self, left: &dyn Datum, right: &dyn Datum) -> Result<ArrayRef> {
-        Ok(match self.op {
-            Op::Add => numeric::add(left, right)?,
-            Op::Sub => numeric::sub(left, right)?,
-            Op::Mul => numeric::mul(left, right)?,
-        })
-    }
-}
-
-impl ScalarUDFImpl for NumericOp {
-    fn name(&self) -> &str {
-        match self.op {
-            Op::Add => "numeric_add",
-            Op::Sub => "numeric_sub",
-            Op::Mul => "numeric_mul",
-        }
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let [left, right] = arg_types else {
-            return datafusion::common::plan_err!("{} takes two arguments", self.name());
-        };
-        // The type Arrow's kernel gives, read off an empty computation.
-        let (left, right) = (new_empty_array(left), new_empty_array(right));
-        Ok(self.compute(&left, &right)?.data_type().clone())
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [left, right] = arrays.as_slice() else {
-            return datafusion::common::exec_err!("{} takes two arguments", self.name());
-        };
-        let result = self
-            .compute(left, right)
-            .map_err(|_| crate::float::out_of_range("numeric field overflow"))?;
-        if let DataType::Decimal128(precision, _) = result.data_type() {
-            result
-                .as_primitive::<Decimal128Type>()
-                .validate_decimal_precision(*precision)
-                .map_err(|_| crate::float::out_of_range("numeric field overflow"))?;
-        }
-        crate::checked::answer(result, scalar)
-    }
-}
-
-/// Whether `data_type` is an operand this division takes.
+/// Whether `data_type` is a `NUMERIC` operand of this division or of `crate::checked`'s
+/// `+`, `-` and `*`.
 pub(crate) fn is_operand(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Decimal128(_, _))
 }
@@ -364,53 +256,5 @@ mod tests {
         let zero = decimals(&[Some(0)], 2, 1);
         let error = divide(&a, &zero).expect_err("refused");
         assert!(error.to_string().contains("division by zero"), "{error}");
-    }
-}
-
-#[cfg(test)]
-mod operator_tests {
-    use super::*;
-    use arrow::array::Decimal128Array;
-
-    fn decimal(value: i128, p: u8, s: i8) -> ArrayRef {
-        Arc::new(
-            Decimal128Array::from(vec![value])
-                .with_precision_and_scale(p, s)
-                .expect("valid"),
-        )
-    }
-
-    fn op(op: Op) -> NumericOp {
-        NumericOp {
-            op,
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-
-    #[test]
-    fn sums_keep_the_wider_scale_and_fail_past_thirty_eight_digits() {
-        let sum = op(Op::Add)
-            .compute(&decimal(15, 2, 1), &decimal(225, 3, 2))
-            .expect("adds");
-        assert_eq!(
-            sum.as_primitive::<Decimal128Type>().value_as_string(0),
-            "3.75"
-        );
-        // 10^38 - 1 + 1 does not fit 38 digits (Arrow computes it; the precision check
-        // that `invoke_with_args` runs after it refuses it).
-        let nines = decimal(10_i128.pow(38) - 1, 38, 0);
-        let fits = op(Op::Add)
-            .compute(&nines, &decimal(1, 1, 0))
-            .is_ok_and(|sum| {
-                let sum = sum.as_primitive::<Decimal128Type>();
-                sum.validate_decimal_precision(38).is_ok()
-            });
-        assert!(!fits, "past 38 digits");
-        assert_eq!(
-            op(Op::Mul)
-                .return_type(&[DataType::Decimal128(2, 1), DataType::Decimal128(3, 2)])
-                .expect("typed"),
-            DataType::Decimal128(6, 3)
-        );
     }
 }
